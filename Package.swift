@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+// Cohort: data-parallel training of ResNet-18 on CIFAR-10, on CPUs and NVIDIA GPUs.
+// The targets mirror the architecture (see docs/design.md):
+//   CohortTensor      tensors, dtypes, devices, storage and the caching allocator
+//   CohortKernels     the Backend protocol and the plain-Swift reference backend (the test oracle)
+//   CDNNL/CohortOneDNN  oneDNN reached through dlopen, and the CPU backend built on it
+//   CohortNN          layers (forward/backward pairs), the parameter store, ResNet-18 and a small CNN
+//   CohortOptim       SGD/LARS, learning-rate schedules and scaling rules
+//   CohortData        CIFAR-10 reader, augmentation, sampler, prefetching loader
+//   CohortCheckpoint  safetensors files and training checkpoints
+//   CohortTraining    the training loop, metrics log and progress display
+//   cohort            the command-line tool
+import PackageDescription
+
+let package = Package(
+    name: "Cohort",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "cohort", targets: ["cohort"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(name: "CohortTensor"),
+        .target(name: "CohortKernels", dependencies: ["CohortTensor"]),
+        .target(name: "CDNNL", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "CohortOneDNN", dependencies: ["CohortKernels", "CDNNL"]),
+        .target(name: "CohortNN", dependencies: ["CohortKernels"]),
+        .target(name: "CohortOptim", dependencies: ["CohortNN"]),
+        .target(name: "CohortData", dependencies: ["CohortTensor"]),
+        .target(name: "CohortCheckpoint", dependencies: ["CohortNN", "CohortOptim"]),
+        .target(name: "CohortTraining", dependencies: [
+            "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN",
+        ]),
+        .executableTarget(name: "cohort", dependencies: [
+            "CohortTraining",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "CohortTensorTests", dependencies: ["CohortTensor"]),
+        .testTarget(name: "CohortKernelsTests", dependencies: ["CohortKernels"]),
+        .testTarget(name: "CohortOneDNNTests", dependencies: ["CohortOneDNN"]),
+        .testTarget(name: "CohortNNTests", dependencies: ["CohortNN", "CohortOneDNN"]),
+        .testTarget(name: "CohortOptimTests", dependencies: ["CohortOptim"]),
+        .testTarget(name: "CohortDataTests", dependencies: ["CohortData"]),
+        .testTarget(name: "CohortCheckpointTests", dependencies: ["CohortCheckpoint"]),
+        .testTarget(name: "CohortTrainingTests", dependencies: ["CohortTraining"]),
+        .testTarget(name: "CohortCLITests", dependencies: ["cohort"]),
+    ]
+)

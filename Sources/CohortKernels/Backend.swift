@@ -1,0 +1,133 @@
+import CohortTensor
+
+/// The operations a training step needs, as forward/backward pairs over
+/// tensors that live on `device`.
+///
+/// Note [Backend contract]
+/// - Layouts: activations NHWC, convolution weights OIHW, linear weights
+///   `[out, in]` (see `Note [Layout]` in docs/design.md).
+/// - Every call writes its outputs completely (no accumulation) unless it
+///   says otherwise. Outputs never alias inputs unless the method allows it.
+/// - Calls may run asynchronously (a GPU backend enqueues them on its
+///   stream). Tensors passed in must stay alive until `synchronize()`; host
+///   code reads results only through `download` or after `synchronize()`.
+/// - Statistics (batch-norm saved mean and inverse std, running mean and
+///   variance), losses and optimiser state are float32 on every backend.
+/// - Implementations: `ReferenceBackend` (plain Swift, the test oracle),
+///   `OneDNNBackend` (CPU), and later a CUDA one. A new backend is proven by
+///   comparing every method with the reference on random inputs.
+public protocol Backend: AnyObject {
+    /// A short name printed when a run starts ("reference", "onednn", "cuda").
+    var name: String { get }
+    /// Where this backend's tensors live.
+    var device: Device { get }
+    /// What the backend found at start-up (library versions, ISA, threads).
+    var details: String { get }
+
+    // MARK: Memory
+
+    /// A new uninitialised tensor on `device`.
+    func makeTensor(_ shape: Shape, dtype: DType) throws -> Tensor
+    /// Copies host `source` into `destination` (same shape and dtype).
+    func upload(_ source: Tensor, to destination: Tensor)
+    /// Copies `source` into a new host tensor, waiting for pending work.
+    func download(_ source: Tensor) -> Tensor
+    /// Sets every element to `value` (float32 or bfloat16 tensors).
+    func fill(_ tensor: Tensor, value: Float)
+    /// `destination = source`, converting between float32 and bfloat16 if their dtypes differ.
+    func copy(_ source: Tensor, to destination: Tensor)
+    /// Waits until every call issued so far has finished.
+    func synchronize()
+
+    // MARK: Convolution (no bias)
+
+    /// output `[N,Ho,Wo,Co]` = conv(input `[N,H,W,Ci]`, weight `[Co,Ci,K,K]`).
+    func conv2dForward(output: Tensor, input: Tensor, weight: Tensor, geometry: Conv2dGeometry)
+    /// dInput `[N,H,W,Ci]` from dOutput `[N,Ho,Wo,Co]` and weight.
+    func conv2dBackwardData(dInput: Tensor, dOutput: Tensor, weight: Tensor, geometry: Conv2dGeometry)
+    /// dWeight `[Co,Ci,K,K]` from input and dOutput.
+    func conv2dBackwardWeight(dWeight: Tensor, input: Tensor, dOutput: Tensor, geometry: Conv2dGeometry)
+
+    // MARK: Batch normalisation over N, H, W of an NHWC tensor `[N,H,W,C]`
+
+    /// Training mode: normalises with the batch's mean and biased variance,
+    /// writes `savedMean` and `savedInvStd = 1/sqrt(var + epsilon)` (`[C]`)
+    /// for the backward, and updates the running statistics as PyTorch does:
+    /// `running = (1 - momentum) * running + momentum * batchStat`, with the
+    /// unbiased variance (`var * n / (n - 1)`, n = N*H*W) for `runningVar`.
+    /// With `fuseReLU` the output is `max(0, bn(x))`.
+    func batchNormForwardTraining(output: Tensor, input: Tensor, scale: Tensor, shift: Tensor,
+                                  runningMean: Tensor, runningVar: Tensor,
+                                  savedMean: Tensor, savedInvStd: Tensor,
+                                  momentum: Float, epsilon: Float, fuseReLU: Bool)
+    /// Evaluation mode: normalises with the running statistics.
+    func batchNormForwardInference(output: Tensor, input: Tensor, scale: Tensor, shift: Tensor,
+                                   runningMean: Tensor, runningVar: Tensor, epsilon: Float, fuseReLU: Bool)
+    /// Gradients of training-mode batch norm. With `fuseReLU`, `output` is
+    /// the forward's (post-ReLU) output and `dOutput` is masked where it is
+    /// not positive; without it `output` is ignored.
+    func batchNormBackward(dInput: Tensor, dScale: Tensor, dShift: Tensor, dOutput: Tensor,
+                           input: Tensor, output: Tensor, scale: Tensor,
+                           savedMean: Tensor, savedInvStd: Tensor, fuseReLU: Bool)
+
+    // MARK: Elementwise
+
+    /// output = max(0, input). `output` may alias `input`.
+    func reluForward(output: Tensor, input: Tensor)
+    /// dInput = dOutput where output > 0, else 0 (ReLU'(0) = 0). May alias dOutput.
+    func reluBackward(dInput: Tensor, dOutput: Tensor, output: Tensor)
+    /// output = a + b, optionally followed by ReLU (the end of a residual
+    /// block). `output` may alias `a` or `b`.
+    func add(output: Tensor, _ a: Tensor, _ b: Tensor, fuseReLU: Bool)
+
+    // MARK: Pooling and the classifier
+
+    /// output `[N,C]` = mean over H and W of input `[N,H,W,C]`.
+    func globalAveragePoolForward(output: Tensor, input: Tensor)
+    /// dInput `[N,H,W,C]` = dOutput `[N,C]` / (H*W), broadcast.
+    func globalAveragePoolBackward(dInput: Tensor, dOutput: Tensor)
+    /// output `[N,out]` = input `[N,in]` x weight `[out,in]`^T + bias `[out]`.
+    func linearForward(output: Tensor, input: Tensor, weight: Tensor, bias: Tensor)
+    /// dInput `[N,in]` (skipped when nil), dWeight `[out,in]`, dBias `[out]`.
+    func linearBackward(dInput: Tensor?, dWeight: Tensor, dBias: Tensor,
+                        dOutput: Tensor, input: Tensor, weight: Tensor)
+
+    // MARK: Loss
+
+    /// Mean softmax cross-entropy of logits `[N,K]` against int32 labels
+    /// `[N]` with label smoothing `s` (targets `(1-s)*onehot + s/K`, as
+    /// `torch.nn.CrossEntropyLoss(label_smoothing:)`). Writes `loss` `[1]`,
+    /// `probabilities` `[N,K]` for the backward, and `correct` `[1]`: the
+    /// number of rows whose arg-max equals the label (ties: the lowest index).
+    func softmaxCrossEntropyForward(loss: Tensor, probabilities: Tensor, correct: Tensor,
+                                    logits: Tensor, labels: Tensor, labelSmoothing: Float)
+    /// dLogits `[N,K]` = (probabilities - targets) / N: the gradient of the mean loss.
+    func softmaxCrossEntropyBackward(dLogits: Tensor, probabilities: Tensor, labels: Tensor, labelSmoothing: Float)
+
+    // MARK: Optimiser
+
+    /// One SGD (or LARS) step over every segment of the flat buffers, in
+    /// place: for each segment, with g its gradient and w its weights,
+    ///     d = g + weightDecay * w                      (if segment.weightDecay)
+    ///     d = d * trust                                (LARS, if segment.layerAdaptation)
+    ///         trust = eta * |w| / (|g| + weightDecay * |w| + eps), 1 if |w| or |g| is 0
+    ///     buf = d                                      (first step)
+    ///     buf = momentum * buf + (1 - dampening) * d   (later steps)
+    ///     d = d + momentum * buf (nesterov) or d = buf (if momentum != 0)
+    ///     w = w - learningRate * d
+    /// `parameters`, `gradients` and `momentumBuffer` are flat float32 tensors
+    /// of equal length.
+    func optimizerStep(parameters: Tensor, gradients: Tensor, momentumBuffer: Tensor,
+                       segments: [ParameterSegment], configuration: OptimizerStepConfiguration)
+}
+
+extension Backend {
+    /// A new tensor on this backend holding a host tensor's values.
+    public func makeTensor(copying host: Tensor) throws -> Tensor {
+        let tensor = try makeTensor(host.shape, dtype: host.dtype)
+        upload(host, to: tensor)
+        return tensor
+    }
+
+    public func makeTensor(_ shape: Shape) throws -> Tensor { try makeTensor(shape, dtype: .float32) }
+}

@@ -1,0 +1,5 @@
+import XCTest
+
+final class CohortOptimTestsPlaceholder: XCTestCase {
+    func testBuilds() {}
+}
