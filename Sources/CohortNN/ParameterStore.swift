@@ -1,0 +1,164 @@
+import CohortKernels
+import CohortTensor
+
+/// How a parameter is initialised, with PyTorch's formulas.
+public enum ParameterInitialization: Sendable {
+    /// `torch.nn.init.kaiming_normal_(mode="fan_out", nonlinearity="relu")`:
+    /// normal with std `sqrt(2 / fanOut)`; torchvision's ResNet convolutions.
+    case kaimingNormalFanOut(fanOut: Int)
+    /// Uniform in `[-bound, bound]`; PyTorch's default for `Conv2d` and
+    /// `Linear` weights and biases is `bound = 1 / sqrt(fanIn)` (kaiming
+    /// uniform with a = sqrt(5)).
+    case uniform(bound: Float)
+    case constant(Float)
+}
+
+/// One named tensor of a model, as it appears in a PyTorch state dict.
+public struct ParameterEntry: Sendable {
+    public enum Kind: Sendable, Equatable {
+        /// Trained; lives in the flat parameter buffer.
+        case trainable
+        /// Running statistics; live in the flat statistics buffer.
+        case statistic
+        /// `num_batches_tracked`: an int64 counter kept on the host.
+        case counter
+    }
+
+    public var name: String
+    public var shape: Shape
+    public var kind: Kind
+    /// Element offset in the flat buffer of its kind (index into `counters` for `.counter`).
+    public var offset: Int
+    /// Optimiser flags for trainable entries.
+    public var segment: ParameterSegment
+    var initialization: ParameterInitialization
+}
+
+/// A reference to a declared tensor, valid once the store is allocated.
+public struct ParameterReference: Hashable, Sendable {
+    public let index: Int
+}
+
+/// Every parameter and running statistic of one model on one backend, in
+/// flat buffers (see `Note [Flat parameters]`).
+///
+/// Layers declare their tensors while the model is built, in PyTorch's
+/// registration order (so `entries` is the order of `model.state_dict()`),
+/// then `allocate(seed:)` creates the buffers and initialises them.
+public final class ParameterStore {
+    public let backend: Backend
+    public private(set) var entries: [ParameterEntry] = []
+    public private(set) var parameterCount = 0
+    public private(set) var statisticCount = 0
+
+    /// All trainable parameters, flat, float32.
+    public private(set) var parameters: Tensor!
+    /// Gradients, laid out like `parameters`; each backward overwrites them.
+    public private(set) var gradients: Tensor!
+    /// Running means and variances, flat, float32.
+    public private(set) var statistics: Tensor!
+    /// `num_batches_tracked` of each batch norm, in declaration order.
+    public var counters: [Int64] = []
+
+    /// Called by layers as soon as the gradients of a parameter are written
+    /// during backward (reverse order of the forward): the hook a gradient
+    /// reducer uses to start all-reducing a bucket while backward goes on.
+    public var gradientReadyHandler: ((ParameterReference) -> Void)?
+
+    public init(backend: Backend) { self.backend = backend }
+
+    public var isAllocated: Bool { parameters != nil }
+
+    /// Declares a trainable tensor.
+    public func declareParameter(_ name: String, shape: Shape, initialization: ParameterInitialization,
+                                 weightDecay: Bool = true, layerAdaptation: Bool = true) -> ParameterReference {
+        precondition(!isAllocated, "declare \(name) before allocate()")
+        let segment = ParameterSegment(offset: parameterCount, count: shape.elementCount,
+                                       weightDecay: weightDecay, layerAdaptation: layerAdaptation)
+        entries.append(ParameterEntry(name: name, shape: shape, kind: .trainable, offset: parameterCount,
+                                      segment: segment, initialization: initialization))
+        parameterCount += shape.elementCount
+        return ParameterReference(index: entries.count - 1)
+    }
+
+    /// Declares a running statistic (not trained, not all-reduced).
+    public func declareStatistic(_ name: String, shape: Shape, initialValue: Float) -> ParameterReference {
+        precondition(!isAllocated, "declare \(name) before allocate()")
+        entries.append(ParameterEntry(name: name, shape: shape, kind: .statistic, offset: statisticCount,
+                                      segment: ParameterSegment(offset: 0, count: 0),
+                                      initialization: .constant(initialValue)))
+        statisticCount += shape.elementCount
+        return ParameterReference(index: entries.count - 1)
+    }
+
+    /// Declares an int64 counter (`num_batches_tracked`).
+    public func declareCounter(_ name: String) -> ParameterReference {
+        precondition(!isAllocated, "declare \(name) before allocate()")
+        entries.append(ParameterEntry(name: name, shape: Shape([]), kind: .counter, offset: counters.count,
+                                      segment: ParameterSegment(offset: 0, count: 0), initialization: .constant(0)))
+        counters.append(0)
+        return ParameterReference(index: entries.count - 1)
+    }
+
+    /// Creates the flat buffers and initialises every tensor from `seed`,
+    /// drawing in declaration order (one generator for the whole model).
+    public func allocate(seed: UInt64) throws {
+        precondition(!isAllocated, "allocate() called twice")
+        var generator = SeededGenerator(seed: seed)
+        let hostParameters = Tensor.zeros([parameterCount])
+        let hostStatistics = Tensor.zeros([statisticCount])
+        for entry in entries where entry.kind != .counter {
+            let target = entry.kind == .trainable ? hostParameters.floats : hostStatistics.floats
+            let range = entry.offset..<(entry.offset + entry.shape.elementCount)
+            switch entry.initialization {
+            case .constant(let value):
+                for index in range { target[index] = value }
+            case .uniform(let bound):
+                for index in range { target[index] = generator.nextUniform(-bound, bound) }
+            case .kaimingNormalFanOut(let fanOut):
+                let std = (2.0 / Float(fanOut)).squareRoot()
+                for index in range { target[index] = std * generator.nextNormal() }
+            }
+        }
+        parameters = try backend.makeTensor(copying: hostParameters)
+        gradients = try backend.makeTensor([parameterCount])
+        backend.fill(gradients, value: 0)
+        statistics = try backend.makeTensor(copying: hostStatistics)
+    }
+
+    public func entry(_ reference: ParameterReference) -> ParameterEntry { entries[reference.index] }
+
+    /// The tensor of a parameter or statistic: a view into its flat buffer.
+    public func value(_ reference: ParameterReference) -> Tensor {
+        let entry = entries[reference.index]
+        switch entry.kind {
+        case .trainable: return parameters.view(elementOffset: entry.offset, shape: entry.shape)
+        case .statistic: return statistics.view(elementOffset: entry.offset, shape: entry.shape)
+        case .counter: preconditionFailure("\(entry.name) is a host counter")
+        }
+    }
+
+    /// The gradient of a trainable parameter: a view into the gradient buffer.
+    public func gradient(_ reference: ParameterReference) -> Tensor {
+        let entry = entries[reference.index]
+        precondition(entry.kind == .trainable, "\(entry.name) has no gradient")
+        return gradients.view(elementOffset: entry.offset, shape: entry.shape)
+    }
+
+    /// Optimiser segments of all trainable tensors, in buffer order.
+    public var segments: [ParameterSegment] { entries.filter { $0.kind == .trainable }.map(\.segment) }
+
+    /// Changes the weight-decay flag of every trainable tensor whose name
+    /// matches `predicate` (e.g. exempt batch-norm parameters and biases).
+    public func setWeightDecay(_ enabled: Bool, where predicate: (ParameterEntry) -> Bool) {
+        for index in entries.indices where entries[index].kind == .trainable && predicate(entries[index]) {
+            entries[index].segment.weightDecay = enabled
+        }
+    }
+
+    func incrementCounter(_ reference: ParameterReference) {
+        counters[entries[reference.index].offset] += 1
+    }
+
+    func gradientReady(_ reference: ParameterReference) { gradientReadyHandler?(reference) }
+}

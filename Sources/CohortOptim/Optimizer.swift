@@ -1,0 +1,75 @@
+import CohortKernels
+import CohortNN
+import CohortTensor
+
+/// Which update rule an `Optimizer` applies.
+public enum OptimizerKind: String, CaseIterable, Sendable, Codable {
+    /// `torch.optim.SGD` (momentum, dampening, Nesterov, weight decay).
+    case sgd
+    /// SGD with LARS's layer-wise trust ratio (You, Gitman, Ginsburg 2017),
+    /// applied to weights; batch-norm parameters and biases take plain SGD.
+    case lars
+}
+
+/// Settings of an optimiser, fixed for a run (the learning rate comes from
+/// the schedule at each step).
+public struct OptimizerConfiguration: Sendable, Codable, Hashable {
+    public var kind: OptimizerKind
+    public var momentum: Float
+    public var dampening: Float
+    public var weightDecay: Float
+    public var nesterov: Bool
+    /// LARS's eta: how far one step may move a layer relative to its norm.
+    public var larsTrustCoefficient: Float
+
+    public init(kind: OptimizerKind = .sgd, momentum: Float = 0.9, dampening: Float = 0, weightDecay: Float = 5e-4,
+                nesterov: Bool = false, larsTrustCoefficient: Float = 0.001) {
+        self.kind = kind
+        self.momentum = momentum
+        self.dampening = dampening
+        self.weightDecay = weightDecay
+        self.nesterov = nesterov
+        self.larsTrustCoefficient = larsTrustCoefficient
+    }
+}
+
+/// Updates a model's flat parameters from its flat gradients in one backend
+/// call per step (see `Note [Flat parameters]`), keeping the momentum buffer
+/// on the model's device.
+public final class Optimizer {
+    public let configuration: OptimizerConfiguration
+    public let store: ParameterStore
+    /// Momentum buffer, laid out like the parameters.
+    public let momentumBuffer: Tensor
+    /// Steps taken so far (also PyTorch's "is the momentum buffer set" flag).
+    public private(set) var stepCount: Int = 0
+
+    public init(store: ParameterStore, configuration: OptimizerConfiguration) throws {
+        precondition(store.isAllocated, "create the optimiser after the model")
+        precondition(!configuration.nesterov || (configuration.momentum > 0 && configuration.dampening == 0),
+                     "Nesterov momentum requires a momentum and zero dampening")
+        self.store = store
+        self.configuration = configuration
+        momentumBuffer = try store.backend.makeTensor([store.parameterCount])
+        store.backend.fill(momentumBuffer, value: 0)
+    }
+
+    /// Applies one update with `learningRate` to every parameter.
+    public func step(learningRate: Float) {
+        let settings = OptimizerStepConfiguration(
+            learningRate: learningRate, momentum: configuration.momentum, dampening: configuration.dampening,
+            weightDecay: configuration.weightDecay, nesterov: configuration.nesterov,
+            larsTrustCoefficient: configuration.kind == .lars ? configuration.larsTrustCoefficient : nil,
+            isFirstStep: stepCount == 0)
+        store.backend.optimizerStep(parameters: store.parameters, gradients: store.gradients,
+                                    momentumBuffer: momentumBuffer, segments: store.segments, configuration: settings)
+        stepCount += 1
+    }
+
+    /// Restores the state saved in a checkpoint.
+    public func restore(stepCount: Int, momentum: Tensor) {
+        precondition(momentum.elementCount == momentumBuffer.elementCount, "momentum buffer size mismatch")
+        store.backend.upload(momentum.reshaped(momentumBuffer.shape), to: momentumBuffer)
+        self.stepCount = stepCount
+    }
+}

@@ -1,0 +1,38 @@
+import CohortKernels
+import CohortOneDNN
+import CohortTensor
+
+/// Which implementation runs the ops: chosen by the user or found at start-up.
+public enum BackendChoice: String, CaseIterable, Sendable {
+    /// The fastest one available for the device (oneDNN on the CPU, falling
+    /// back to the reference backend when oneDNN cannot be loaded).
+    case auto
+    case onednn
+    case reference
+}
+
+public struct BackendUnavailable: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// Creates the backend for `device`, saying in `notes` what was found and why
+/// a fallback was taken, so a run's header can print it.
+public func makeBackend(device: Device, choice: BackendChoice) throws -> (backend: Backend, notes: [String]) {
+    guard device.isHost else {
+        throw BackendUnavailable(description: """
+            device \(device): this build has no GPU backend yet; use --device cpu
+            """)
+    }
+    switch choice {
+    case .reference:
+        return (ReferenceBackend(), [])
+    case .onednn:
+        return (try OneDNNBackend(), [])
+    case .auto:
+        do {
+            return (try OneDNNBackend(), [])
+        } catch {
+            return (ReferenceBackend(), ["oneDNN unavailable (\(error)); using the reference backend, which is slow"])
+        }
+    }
+}

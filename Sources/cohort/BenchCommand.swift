@@ -1,0 +1,60 @@
+import ArgumentParser
+import CohortNN
+import CohortTraining
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure training throughput (images/s) on random data already on the device.",
+        discussion: """
+            Each batch size runs full training steps (forward, loss, backward, SGD) after warm-up \
+            steps, and reports the median step time, images per second and the time an epoch of \
+            50,000 images would take. Compare with PyTorch's figures measured the same way \
+            (docs/benchmarks.md).
+            """)
+
+    @OptionGroup var deviceOptions: DeviceOptions
+
+    @Option(help: "Model to time: \(ModelArchitecture.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var model: ModelArchitecture = .resnet18
+
+    @Option(name: .customLong("batch-sizes"), parsing: .upToNextOption, help: "Batch sizes to time.")
+    var batchSizes: [Int] = [32, 128]
+
+    @Option(help: "Untimed steps before measuring (algorithm selection, caches, page faults).")
+    var warmup: Int = 2
+
+    @Option(help: "Timed steps per batch size; the median is reported.")
+    var steps: Int = 5
+
+    @Option(help: ArgumentHelp("Also write the results as JSON to this file.", valueName: "file"))
+    var json: String?
+
+    func validate() throws {
+        guard !batchSizes.isEmpty, batchSizes.allSatisfy({ $0 > 0 }) else {
+            throw ValidationError("--batch-sizes takes positive integers, e.g. --batch-sizes 32 128")
+        }
+        guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more") }
+        guard steps > 0 else { throw ValidationError("--steps must be at least 1") }
+    }
+
+    func run() throws {
+        let (backend, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend)
+        notes.forEach { print("note: \($0)") }
+        print("bench: \(model.rawValue) training steps on \(backend.name) (\(backend.details))")
+        print("batch  step (s)  images/s  epoch (s)")
+        var results: [ThroughputBenchmark.Result] = []
+        for batchSize in batchSizes {
+            let result = try ThroughputBenchmark(architecture: model, batchSize: batchSize, warmupSteps: warmup,
+                                                 timedSteps: steps).run(on: backend)
+            results.append(result)
+            print(String(format: "%5d  %8.3f  %8.1f  %9.1f", batchSize, result.medianStepSeconds,
+                         result.imagesPerSecond, result.epochSeconds))
+        }
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(results).write(to: URL(fileURLWithPath: json))
+        }
+    }
+}

@@ -1,5 +1,0 @@
-import XCTest
-
-final class CohortNNTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}
