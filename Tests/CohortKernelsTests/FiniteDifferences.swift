@@ -62,7 +62,8 @@ func assertClose(_ actual: [Float], _ expected: [Float], absolute: Float, relati
     var worst: (index: Int, excess: Float)?
     for index in 0..<min(actual.count, expected.count) {
         let excess = abs(actual[index] - expected[index]) - (absolute + relative * abs(expected[index]))
-        if excess > 0 && excess > (worst?.excess ?? 0) || !actual[index].isFinite { worst = (index, excess) }
+        let finite = actual[index].isFinite && expected[index].isFinite
+        if !finite || (excess > 0 && excess > (worst?.excess ?? 0)) { worst = (index, finite ? excess : .infinity) }
     }
     if let worst {
         XCTFail("\(message): element \(worst.index) is \(actual[worst.index]), expected \(expected[worst.index]) "
