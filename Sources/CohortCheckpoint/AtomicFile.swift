@@ -75,7 +75,9 @@ public final class FileSink {
 /// same file system, so the rename is atomic), the file is fsynced, renamed
 /// over the destination, and the directory fsynced so the rename itself is
 /// durable. If anything throws, the temporary file is removed and the
-/// destination is untouched.
+/// destination is untouched. The temporary name is per process, so one
+/// process must not write the same destination from two threads at once
+/// (rank 0 writes checkpoints). The new file gets mode 0644 (less the umask).
 public enum AtomicFile {
     /// The temporary path used while writing `url`.
     public static func temporaryURL(for url: URL) -> URL {
