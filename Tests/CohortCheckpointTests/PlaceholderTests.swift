@@ -1,5 +1,0 @@
-import XCTest
-
-final class CohortCheckpointTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}

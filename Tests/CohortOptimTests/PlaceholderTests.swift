@@ -1,5 +1,0 @@
-import XCTest
-
-final class CohortOptimTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}
