@@ -128,6 +128,11 @@ public final class ParameterStore {
 
     public func entry(_ reference: ParameterReference) -> ParameterEntry { entries[reference.index] }
 
+    /// The reference of the tensor called `name` (PyTorch's state-dict key), if the model has one.
+    public func reference(named name: String) -> ParameterReference? {
+        entries.firstIndex { $0.name == name }.map(ParameterReference.init(index:))
+    }
+
     /// The tensor of a parameter or statistic: a view into its flat buffer.
     public func value(_ reference: ParameterReference) -> Tensor {
         let entry = entries[reference.index]

@@ -50,24 +50,25 @@ public final class ProgressDisplay {
             let bar = String(repeating: "=", count: filled) + (filled < width ? ">" : "")
                 + String(repeating: " ", count: max(0, width - filled - 1))
             let line = "epoch \(status.epoch)/\(status.epochs) [\(bar)] \(status.step)/\(status.stepsPerEpoch) | \(numbers)"
-            FileHandle.standardOutput.write(Data(("\r\u{1B}[2K" + line).utf8))
+            Self.write("\r\u{1B}[2K" + line)
             lineIsOpen = true
         } else if Date().timeIntervalSince(lastPlainLine) >= plainInterval || status.step == status.stepsPerEpoch {
             lastPlainLine = Date()
-            print("epoch \(status.epoch)/\(status.epochs) step \(status.step)/\(status.stepsPerEpoch) | \(numbers)")
-            fflush(stdout)
+            Self.write("epoch \(status.epoch)/\(status.epochs) step \(status.step)/\(status.stepsPerEpoch) | \(numbers)\n")
         }
     }
 
     /// Prints a line of its own, ending the status line first on a terminal.
     public func log(_ line: String) {
         if lineIsOpen {
-            FileHandle.standardOutput.write(Data("\r\u{1B}[2K".utf8))
+            Self.write("\r\u{1B}[2K")
             lineIsOpen = false
         }
-        print(line)
-        fflush(stdout)
+        Self.write(line + "\n")
     }
+
+    /// Unbuffered, so lines reach a pipe or log file as they happen.
+    static func write(_ text: String) { FileHandle.standardOutput.write(Data(text.utf8)) }
 
     /// `1:02:03`, `2:03`.
     public static func duration(_ seconds: Double) -> String {

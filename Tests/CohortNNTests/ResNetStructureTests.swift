@@ -46,8 +46,7 @@ final class ResNetStructureTests: XCTestCase {
         let model = try ResNet18(backend: ReferenceBackend(), seed: 7)
         let store = model.store
         func values(_ name: String) -> [Float] {
-            let index = store.entries.firstIndex { $0.name == name }!
-            return store.value(ParameterReference(index: index)).toArray()
+            store.value(store.reference(named: name)!).toArray()
         }
         // kaiming normal, fan-out: std sqrt(2 / (256 * 3 * 3)) for layer3's 3x3 convs (590k samples: 1% tolerance).
         let weights = values("layer3.1.conv2.weight")
