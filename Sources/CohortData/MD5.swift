@@ -81,8 +81,6 @@ public struct MD5: Sendable {
     }
 
     private mutating func compress(block: UnsafeRawPointer) {
-        var words = [UInt32](repeating: 0, count: 16)
-        for i in 0..<16 { words[i] = UInt32(littleEndian: block.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) }
         var (a, b, c, d) = state
         for i in 0..<64 {
             var f: UInt32
@@ -93,7 +91,8 @@ public struct MD5: Sendable {
             case 32..<48: f = b ^ c ^ d; g = (3 * i + 5) & 15
             default: f = c ^ (b | ~d); g = (7 * i) & 15
             }
-            f = f &+ a &+ Self.sines[i] &+ words[g]
+            let word = UInt32(littleEndian: block.loadUnaligned(fromByteOffset: 4 * g, as: UInt32.self))
+            f = f &+ a &+ Self.sines[i] &+ word
             a = d
             d = c
             c = b

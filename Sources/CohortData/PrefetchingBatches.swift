@@ -12,7 +12,7 @@ import Foundation
 /// batch, the data-loading stall to report in metrics.
 ///
 /// Batches are identical to `DataLoader.batch(epoch:index:)`'s, whatever the
-/// timing (see `Note [Augmentation randomness]`).
+/// timing (see `Note [Augmentation randomness]`). One thread consumes it.
 public final class PrefetchingBatches: Sequence, IteratorProtocol, @unchecked Sendable {
     public let epoch: Int
     /// The first batch index produced.

@@ -1,4 +1,5 @@
 import CohortData
+import Foundation
 import XCTest
 
 final class MD5Tests: XCTestCase {
@@ -35,5 +36,17 @@ final class MD5Tests: XCTestCase {
                 XCTAssertEqual(MD5.hex(md5.finalize()), whole, "length \(length) piece \(piece)")
             }
         }
+    }
+}
+
+extension MD5Tests {
+    /// The 170 MB archive should verify in a few seconds at most.
+    func testThroughput() throws {
+        let bytes = [UInt8](repeating: 0xA5, count: 32 << 20)
+        let start = Date()
+        _ = MD5.hexDigest(of: bytes)
+        let megabytesPerSecond = 32 / Date().timeIntervalSince(start)
+        print("MD5: \(Int(megabytesPerSecond)) MB/s")
+        XCTAssertGreaterThan(megabytesPerSecond, 50)
     }
 }
