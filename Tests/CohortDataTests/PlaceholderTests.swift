@@ -1,5 +1,0 @@
-import XCTest
-
-final class CohortDataTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}
