@@ -26,6 +26,11 @@ public struct CheckpointError: Error, CustomStringConvertible {
     public var file: String
     public var problem: String
     public var description: String { "checkpoint \(file): \(problem)" }
+
+    public init(file: String, problem: String) {
+        self.file = file
+        self.problem = problem
+    }
 }
 
 /// A training checkpoint: one safetensors file holding the model's state

@@ -49,4 +49,12 @@ public struct ImageDataset: Sendable {
         for label in labels { counts[Int(label)] += 1 }
         return counts
     }
+
+    /// The first `count` images (a quick evaluation on part of a test set).
+    public func prefix(_ count: Int) -> ImageDataset {
+        precondition((1...self.count).contains(count), "prefix of \(count) images from \(self.count)")
+        return ImageDataset(name: name, isSynthetic: isSynthetic, height: height, width: width, channels: channels,
+                            classCount: classCount, pixels: Array(pixels[0..<(count * imageByteCount)]),
+                            labels: Array(labels[0..<count]))
+    }
 }

@@ -1,0 +1,36 @@
+import CohortData
+import CohortKernels
+import CohortNN
+import CohortTensor
+
+/// Loss and accuracy of a model on a data set, in evaluation mode (running
+/// batch-norm statistics, no augmentation beyond normalisation).
+public struct EvaluationResult: Sendable {
+    public var loss: Double
+    public var accuracy: Double
+    public var imageCount: Int
+}
+
+/// Scores `model` on the first `limit` images of `dataset` (all when nil),
+/// in batches of `batchSize`.
+public func evaluate(_ model: ImageClassifier, on dataset: ImageDataset, batchSize: Int,
+                     limit: Int? = nil) throws -> EvaluationResult {
+    let backend = model.store.backend
+    let count = min(limit ?? dataset.count, dataset.count)
+    let subset = count == dataset.count ? dataset : dataset.prefix(count)
+    let sampler = DistributedSampler(datasetCount: subset.count, shuffle: false, padToEqualLength: false)
+    let loader = DataLoader(dataset: subset, sampler: sampler, batchSize: batchSize,
+                            augmentation: .cifar10Evaluation, prefetchDepth: 2)
+    let criterion = try SoftmaxCrossEntropy(backend: backend)
+    var lossSum = 0.0, correct = 0.0, seen = 0
+    for batch in loader.batches(epoch: 0) {
+        let images = backend.device.isHost ? batch.images : try backend.makeTensor(copying: batch.images)
+        let labels = backend.device.isHost ? batch.labels : try backend.makeTensor(copying: batch.labels)
+        criterion(logits: model.forward(images, mode: .evaluation), labels: labels)
+        lossSum += Double(backend.download(criterion.loss).toArray()[0]) * Double(batch.count)
+        correct += Double(backend.download(criterion.correct).toArray()[0])
+        seen += batch.count
+    }
+    return EvaluationResult(loss: lossSum / Double(max(seen, 1)), accuracy: correct / Double(max(seen, 1)),
+                            imageCount: seen)
+}

@@ -1,0 +1,64 @@
+import CohortNN
+import CohortOptim
+import Foundation
+
+/// Everything that defines a training run besides its data and backend:
+/// what the run header prints and the checkpoint records.
+public struct TrainingConfiguration: Sendable {
+    public var architecture: ModelArchitecture
+    public var epochs: Int
+    /// Images per step on this rank.
+    public var batchSize: Int
+    /// The schedule's peak learning rate, after any scaling rule.
+    public var learningRate: Float
+    public var decay: LearningRateSchedule.Decay
+    public var warmupEpochs: Int
+    public var optimizer: OptimizerConfiguration
+    /// Exempt batch-norm parameters and biases from weight decay.
+    public var noDecayOnNormAndBias: Bool
+    public var labelSmoothing: Float
+    public var seed: UInt64
+    /// Stop each epoch after this many steps (quick runs and smoke tests).
+    public var stepsPerEpochLimit: Int?
+    /// Evaluate on at most this many test images (quick runs).
+    public var evaluationLimit: Int?
+    public var evaluationBatchSize: Int
+    /// Log a step record (and read the loss back) every this many steps.
+    public var logEvery: Int
+
+    public init(architecture: ModelArchitecture = .resnet18, epochs: Int, batchSize: Int, learningRate: Float,
+                decay: LearningRateSchedule.Decay = .constant, warmupEpochs: Int = 0,
+                optimizer: OptimizerConfiguration = OptimizerConfiguration(), noDecayOnNormAndBias: Bool = false,
+                labelSmoothing: Float = 0, seed: UInt64 = 0, stepsPerEpochLimit: Int? = nil,
+                evaluationLimit: Int? = nil, evaluationBatchSize: Int = 500, logEvery: Int = 10) {
+        self.architecture = architecture
+        self.epochs = epochs
+        self.batchSize = batchSize
+        self.learningRate = learningRate
+        self.decay = decay
+        self.warmupEpochs = warmupEpochs
+        self.optimizer = optimizer
+        self.noDecayOnNormAndBias = noDecayOnNormAndBias
+        self.labelSmoothing = labelSmoothing
+        self.seed = seed
+        self.stepsPerEpochLimit = stepsPerEpochLimit
+        self.evaluationLimit = evaluationLimit
+        self.evaluationBatchSize = evaluationBatchSize
+        self.logEvery = logEvery
+    }
+
+    /// The settings as strings, stored in checkpoints and the metrics log.
+    public var summary: [String: String] {
+        var fields = [
+            "model": architecture.rawValue, "epochs": String(epochs), "batch_size": String(batchSize),
+            "lr": String(learningRate), "schedule": decay.name.rawValue, "warmup_epochs": String(warmupEpochs),
+            "optimizer": optimizer.kind.rawValue, "momentum": String(optimizer.momentum),
+            "nesterov": String(optimizer.nesterov), "weight_decay": String(optimizer.weightDecay),
+            "no_decay_on_norm_and_bias": String(noDecayOnNormAndBias),
+            "label_smoothing": String(labelSmoothing), "seed": String(seed),
+        ]
+        if optimizer.kind == .lars { fields["lars_trust_coefficient"] = String(optimizer.larsTrustCoefficient) }
+        if let stepsPerEpochLimit { fields["steps_per_epoch_limit"] = String(stepsPerEpochLimit) }
+        return fields
+    }
+}

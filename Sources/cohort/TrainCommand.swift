@@ -1,0 +1,190 @@
+import ArgumentParser
+import CohortNN
+import CohortOptim
+import CohortTraining
+import Foundation
+
+extension LearningRateSchedule.Name: ExpressibleByArgument {}
+extension LearningRateScaling: ExpressibleByArgument {}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a model on CIFAR-10 (or synthetic data) on one device.",
+        discussion: """
+            Example: cohort train --data ~/cifar --epochs 5 --batch-size 128 --lr 0.1
+            Each run writes metrics.jsonl (one JSON object per step, epoch and evaluation) and \
+            checkpoint.safetensors (after every epoch) into --run-dir; --resume continues from a checkpoint.
+            """)
+
+    @OptionGroup(title: "Data") var dataOptions: DataOptions
+    @OptionGroup(title: "Device") var deviceOptions: DeviceOptions
+
+    @Option(help: "Model: \(ModelArchitecture.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var model: ModelArchitecture = .resnet18
+
+    @Option(help: "Epochs to train (a resumed run counts the epochs already done).")
+    var epochs: Int = 5
+
+    @Option(name: .customLong("batch-size"), help: "Images per step.")
+    var batchSize: Int = 128
+
+    @Option(help: "Peak learning rate (before --lr-scaling).")
+    var lr: Float = 0.1
+
+    @Option(name: .customLong("lr-scaling"), help: "Scale --lr for the batch size: none, linear or sqrt (relative to --base-batch-size).")
+    var lrScaling: LearningRateScaling = .none
+
+    @Option(name: .customLong("base-batch-size"), help: "The batch size --lr was tuned for (with --lr-scaling).")
+    var baseBatchSize: Int = 128
+
+    @Option(help: "Learning-rate decay after warmup: constant, step, cosine or linear (to zero).")
+    var schedule: LearningRateSchedule.Name = .constant
+
+    @Option(name: .customLong("step-every"), help: "With --schedule step: epochs between decays.")
+    var stepEvery: Int = 30
+
+    @Option(help: "With --schedule step: the factor applied at each decay.")
+    var gamma: Float = 0.1
+
+    @Option(name: .customLong("warmup-epochs"), help: "Epochs of linear warmup from 0 to the peak learning rate.")
+    var warmupEpochs: Int = 0
+
+    @Option(help: "Update rule: sgd or lars.")
+    var optimizer: OptimizerKind = .sgd
+
+    @Option(help: "Momentum factor (0 for none).")
+    var momentum: Float = 0.9
+
+    @Flag(help: "Nesterov momentum.")
+    var nesterov = false
+
+    @Option(name: .customLong("weight-decay"), help: "L2 penalty, as torch.optim.SGD's weight_decay.")
+    var weightDecay: Float = 5e-4
+
+    @Flag(name: .customLong("no-decay-on-norm-and-bias"), help: "Exempt batch-norm parameters and biases from weight decay.")
+    var noDecayOnNormAndBias = false
+
+    @Option(name: .customLong("lars-eta"), help: "LARS trust coefficient (with --optimizer lars).")
+    var larsEta: Float = 0.001
+
+    @Option(name: .customLong("label-smoothing"), help: "Label smoothing in [0, 1).")
+    var labelSmoothing: Float = 0
+
+    @Option(help: "Seed of the initial weights, data order and augmentation.")
+    var seed: UInt64 = 0
+
+    @Option(name: .customLong("steps-per-epoch"), help: "Stop each epoch after this many steps (quick runs).")
+    var stepsPerEpoch: Int?
+
+    @Option(name: .customLong("eval-limit"), help: "Evaluate on only the first N test images (quick runs).")
+    var evalLimit: Int?
+
+    @Option(name: .customLong("eval-batch-size"), help: "Images per evaluation batch.")
+    var evalBatchSize: Int = 500
+
+    @Option(name: .customLong("log-every"), help: "Write a step record to the metrics log every N steps.")
+    var logEvery: Int = 10
+
+    @Option(name: .customLong("run-dir"), help: ArgumentHelp("Folder for metrics.jsonl and checkpoint.safetensors (default runs/<time>, or the resumed checkpoint's folder).", valueName: "dir"))
+    var runDirectory: String?
+
+    @Option(help: ArgumentHelp("Continue from this checkpoint.", valueName: "checkpoint"))
+    var resume: String?
+
+    @Flag(name: .customLong("no-progress"), help: "No progress display, only epoch lines.")
+    var noProgress = false
+
+    func validate() throws {
+        func positive(_ value: Int, _ flag: String) throws {
+            guard value > 0 else { throw ValidationError("\(flag) must be a positive integer, not \(value)") }
+        }
+        try positive(epochs, "--epochs")
+        try positive(batchSize, "--batch-size")
+        try positive(baseBatchSize, "--base-batch-size")
+        try positive(stepEvery, "--step-every")
+        try positive(evalBatchSize, "--eval-batch-size")
+        try positive(logEvery, "--log-every")
+        if let stepsPerEpoch { try positive(stepsPerEpoch, "--steps-per-epoch") }
+        if let evalLimit { try positive(evalLimit, "--eval-limit") }
+        guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a positive number, not \(lr)") }
+        guard warmupEpochs >= 0, warmupEpochs <= epochs else {
+            throw ValidationError("--warmup-epochs must be between 0 and --epochs (\(epochs)), not \(warmupEpochs)")
+        }
+        guard (0..<1).contains(labelSmoothing) else {
+            throw ValidationError("--label-smoothing must be in [0, 1), not \(labelSmoothing)")
+        }
+        guard (0...1).contains(momentum) else { throw ValidationError("--momentum must be in [0, 1], not \(momentum)") }
+        guard !nesterov || momentum > 0 else { throw ValidationError("--nesterov needs a --momentum above 0") }
+        guard weightDecay >= 0, weightDecay.isFinite else { throw ValidationError("--weight-decay must be 0 or more") }
+        guard gamma > 0, gamma.isFinite else { throw ValidationError("--gamma must be positive") }
+        guard larsEta > 0, larsEta.isFinite else { throw ValidationError("--lars-eta must be positive") }
+        if let resume, !FileManager.default.fileExists(atPath: resume) {
+            throw ValidationError("--resume: no checkpoint at \(resume)")
+        }
+    }
+
+    func run() throws {
+        let display = ProgressDisplay(enabled: !noProgress)
+        let (backend, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend)
+        let data = try dataOptions.load(log: display.log)
+        let scaledLR = lrScaling.scaled(baseLR: lr, baseBatch: baseBatchSize, batch: batchSize)
+        let decay: LearningRateSchedule.Decay
+        switch schedule {
+        case .constant: decay = .constant
+        case .step: decay = .step(everyEpochs: stepEvery, gamma: gamma)
+        case .cosine: decay = .cosine(finalFactor: 0)
+        case .linear: decay = .linear(finalFactor: 0)
+        }
+        let configuration = TrainingConfiguration(
+            architecture: model, epochs: epochs, batchSize: batchSize, learningRate: scaledLR, decay: decay,
+            warmupEpochs: warmupEpochs,
+            optimizer: OptimizerConfiguration(kind: optimizer, momentum: momentum, weightDecay: weightDecay,
+                                              nesterov: nesterov, larsTrustCoefficient: larsEta),
+            noDecayOnNormAndBias: noDecayOnNormAndBias, labelSmoothing: labelSmoothing, seed: seed,
+            stepsPerEpochLimit: stepsPerEpoch, evaluationLimit: evalLimit, evaluationBatchSize: evalBatchSize,
+            logEvery: logEvery)
+
+        let directory = URL(fileURLWithPath: runDirectory
+            ?? resume.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path }
+            ?? "runs/" + Self.timestamp())
+        let metrics = try MetricsLog(url: directory.appendingPathComponent("metrics.jsonl"))
+        let trainer = try Trainer(configuration: configuration, backend: backend, trainingSet: data.training,
+                                  testSet: data.test, checkpointURL: directory.appendingPathComponent("checkpoint.safetensors"),
+                                  metrics: metrics, display: display)
+        if let resume {
+            try trainer.resume(from: URL(fileURLWithPath: resume))
+        }
+
+        display.log("cohort train: \(model.rawValue) (\(trainer.model.store.parameterCount.formatted()) parameters) on \(deviceOptions.device) with the \(backend.name) backend (\(backend.details))")
+        notes.forEach { display.log("note: \($0)") }
+        display.log("data: \(data.description)")
+        display.log("batch \(batchSize) on 1 rank (global batch \(batchSize)), \(trainer.stepsPerEpoch) steps per epoch; lr \(scaledLR) (\(lrScaling == .none ? "no scaling" : "\(lrScaling) scaling of \(lr) from batch \(baseBatchSize)")); \(trainer.schedule)")
+        display.log("optimizer \(optimizer.rawValue), momentum \(momentum)\(nesterov ? " (Nesterov)" : ""), weight decay \(weightDecay)\(noDecayOnNormAndBias ? " (not on norms and biases)" : ""), label smoothing \(labelSmoothing), seed \(seed)")
+        display.log("run folder: \(directory.path)\(resume.map { "; resuming from \($0) at epoch \(trainer.progress.epoch)" } ?? "")")
+
+        var header = configuration.summary
+        header["backend"] = backend.name
+        header["device"] = deviceOptions.device.description
+        header["dataset"] = data.training.name
+        header["synthetic"] = String(data.training.isSynthetic)
+        header["lr_scaling"] = lrScaling.rawValue
+        header["world_size"] = "1"
+        metrics.record("run", header)
+
+        let summary = try trainer.run()
+        if let last = summary.evaluations.last {
+            display.log(String(format: "done: %d epochs, %d steps, %.1f s; final test accuracy %.2f%%%@",
+                               summary.epochsCompleted, summary.globalSteps, summary.trainingSeconds,
+                               100 * last.accuracy, data.test.isSynthetic ? " (synthetic data)" : ""))
+        } else {
+            display.log("done: \(summary.epochsCompleted) epochs, \(summary.globalSteps) steps")
+        }
+    }
+
+    static func timestamp() -> String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        return "train-" + formatter.string(from: Date())
+    }
+}
