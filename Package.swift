@@ -43,8 +43,10 @@ let package = Package(
         .testTarget(name: "CohortNNTests", dependencies: ["CohortNN", "CohortOneDNN"]),
         .testTarget(name: "CohortOptimTests", dependencies: ["CohortOptim"]),
         .testTarget(name: "CohortDataTests", dependencies: ["CohortData"]),
-        .testTarget(name: "CohortCheckpointTests", dependencies: ["CohortCheckpoint"]),
-        .testTarget(name: "CohortTrainingTests", dependencies: ["CohortTraining"]),
+        .testTarget(name: "CohortCheckpointTests", dependencies: ["CohortCheckpoint", "CohortNN", "CohortOptim"]),
+        .testTarget(name: "CohortTrainingTests", dependencies: [
+            "CohortTraining", "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN",
+        ]),
         .testTarget(name: "CohortCLITests", dependencies: ["cohort"]),
     ]
 )

@@ -77,11 +77,13 @@ public final class Trainer {
         progress = contents.progress
     }
 
-    /// Runs the remaining epochs; returns when all are done.
-    public func run() throws -> TrainingSummary {
+    /// Runs the remaining epochs, or those up to epoch `stopEpoch` (counted
+    /// from 1) when given: the schedule still spans `configuration.epochs`,
+    /// so a run stopped early and resumed follows the same trajectory.
+    public func run(stoppingAfterEpoch stopEpoch: Int? = nil) throws -> TrainingSummary {
         var evaluations: [EvaluationResult] = []
         let runStart = Date()
-        while progress.epoch < configuration.epochs {
+        while progress.epoch < min(configuration.epochs, stopEpoch ?? Int.max) {
             try trainEpoch(progress.epoch)
             progress.epoch += 1
             var record: [String: Any] = ["epoch": progress.epoch, "global_step": progress.globalStep]

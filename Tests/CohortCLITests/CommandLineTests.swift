@@ -1,0 +1,100 @@
+import Foundation
+import XCTest
+
+/// The `cohort` executable as a user meets it: bad input gives a clear
+/// message and a non-zero exit; help reads; a short synthetic run works.
+final class CommandLineTests: XCTestCase {
+    struct MissingExecutable: Error, CustomStringConvertible {
+        var searched: [String]
+        var description: String { "no cohort executable in \(searched); build it first (swift build -c release --build-tests)" }
+    }
+
+    /// The built `cohort`: beside the test runner's bundle (SwiftPM puts both
+    /// in one build folder), or in the package's .build/release.
+    var executable: URL {
+        get throws {
+            let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+                .deletingLastPathComponent().deletingLastPathComponent()
+            let folders = [
+                URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+                Bundle.main.bundleURL,
+                packageRoot.appendingPathComponent(".build/release"),
+            ]
+            for folder in folders {
+                let url = folder.appendingPathComponent("cohort")
+                if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+            }
+            throw MissingExecutable(searched: folders.map(\.path))
+        }
+    }
+
+    /// Runs cohort with `arguments`; returns the exit status and what it printed (stdout and stderr).
+    func cohort(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = try executable
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    func assertRejected(_ arguments: [String], mentions text: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let (status, output) = try cohort(arguments)
+        XCTAssertNotEqual(status, 0, "\(arguments) should fail", file: file, line: line)
+        XCTAssertTrue(output.contains(text), "\(arguments): expected '\(text)' in:\n\(output)", file: file, line: line)
+        XCTAssertFalse(output.contains("Fatal error"), "\(arguments) crashed:\n\(output)", file: file, line: line)
+    }
+
+    func testBadValuesAreRejectedWithAReason() throws {
+        try assertRejected(["train", "--dataset", "synthetic", "--epochs", "0"], mentions: "--epochs must be a positive integer")
+        try assertRejected(["train", "--dataset", "synthetic", "--batch-size", "-3"], mentions: "--batch-size")
+        try assertRejected(["train", "--dataset", "synthetic", "--lr", "abc"], mentions: "--lr")
+        try assertRejected(["train", "--dataset", "synthetic", "--label-smoothing", "1.5"], mentions: "--label-smoothing must be in [0, 1)")
+        try assertRejected(["train", "--dataset", "synthetic", "--warmup-epochs", "9", "--epochs", "2"], mentions: "--warmup-epochs")
+        try assertRejected(["train", "--dataset", "synthetic", "--model", "vgg"], mentions: "resnet18")
+        try assertRejected(["train", "--dataset", "synthetic", "--device", "tpu"], mentions: "--device")
+        try assertRejected(["train", "--dataset", "synthetic", "--momentum", "0", "--nesterov"], mentions: "--nesterov")
+        try assertRejected(["train", "--dataset", "synthetic", "--resume", "/nonexistent/checkpoint.safetensors"],
+                           mentions: "no checkpoint at /nonexistent")
+        try assertRejected(["train"], mentions: "--dataset synthetic")
+        try assertRejected(["train", "--data", "/nonexistent-cifar"], mentions: "cifar-10-batches-bin")
+        try assertRejected(["eval", "/nonexistent.safetensors", "--dataset", "synthetic"], mentions: "no checkpoint")
+        try assertRejected(["bench", "--batch-sizes", "0"], mentions: "--batch-sizes")
+        try assertRejected(["frobnicate"], mentions: "Unexpected argument")
+    }
+
+    func testHelpListsTheCommands() throws {
+        let (status, output) = try cohort(["--help"])
+        XCTAssertEqual(status, 0)
+        for command in ["train", "eval", "bench", "info"] { XCTAssertTrue(output.contains(command), output) }
+        let (trainStatus, trainHelp) = try cohort(["train", "--help"])
+        XCTAssertEqual(trainStatus, 0)
+        for flag in ["--batch-size", "--lr-scaling", "--warmup-epochs", "--resume", "--label-smoothing"] {
+            XCTAssertTrue(trainHelp.contains(flag), trainHelp)
+        }
+    }
+
+    /// A tiny synthetic run end to end: header labelled synthetic, metrics
+    /// and checkpoint written, and eval reads the checkpoint back.
+    func testSyntheticRunWritesMetricsAndACheckpointThatEvalReads() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cohort-cli-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (status, output) = try cohort(["train", "--dataset", "synthetic", "--model", "smallcnn", "--epochs", "1",
+                                           "--steps-per-epoch", "3", "--batch-size", "16", "--eval-limit", "64",
+                                           "--run-dir", folder.path])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("SYNTHETIC"), output)
+        let checkpoint = folder.appendingPathComponent("checkpoint.safetensors")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: checkpoint.path))
+        let metrics = try String(contentsOf: folder.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        XCTAssertEqual(metrics.split(separator: "\n").count, 4, metrics) // run, step, epoch, eval
+
+        let (evalStatus, evalOutput) = try cohort(["eval", checkpoint.path, "--dataset", "synthetic", "--limit", "64"])
+        XCTAssertEqual(evalStatus, 0, evalOutput)
+        XCTAssertTrue(evalOutput.contains("after 1 epochs (3 steps)"), evalOutput)
+    }
+}

@@ -1,5 +1,0 @@
-import XCTest
-
-final class CohortCLITestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}

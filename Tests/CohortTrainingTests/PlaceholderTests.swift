@@ -1,5 +1,0 @@
-import XCTest
-
-final class CohortTrainingTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}
