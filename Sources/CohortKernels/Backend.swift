@@ -115,6 +115,8 @@ public protocol Backend: AnyObject {
     ///     buf = momentum * buf + (1 - dampening) * d   (later steps)
     ///     d = d + momentum * buf (nesterov) or d = buf (if momentum != 0)
     ///     w = w - learningRate * d
+    /// In a segment exempt from weight decay, the trust ratio's `weightDecay`
+    /// is 0 too. With momentum 0 the momentum buffer is neither read nor written.
     /// `parameters`, `gradients` and `momentumBuffer` are flat float32 tensors
     /// of equal length.
     func optimizerStep(parameters: Tensor, gradients: Tensor, momentumBuffer: Tensor,

@@ -1,5 +1,0 @@
-import XCTest
-
-final class CohortKernelsTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}
