@@ -84,6 +84,9 @@ final class BatchNormBackwardPlan {
     private let backward: Primitive
     private let reluBackward: Primitive?
     private let variance: Buffer
+    /// oneDNN 2.6's backward with `use_shift` insists on a SHIFT argument,
+    /// which the gradients do not depend on (the protocol does not pass it).
+    private let unusedShift: Buffer
 
     init(_ key: Key, engine: Engine) throws(OneDNNError) {
         let name = key.shape.description
@@ -95,10 +98,12 @@ final class BatchNormBackwardPlan {
         try check(dnnl.dnnl_batch_normalization_backward_desc_init(&operation, dnnl_backward, &data, &data, 0, affine),
                   "dnnl_batch_normalization_backward_desc_init", name)
         backward = try Primitive("backward \(name)", engine: engine, operation: &operation, hint: hint,
-                                 arguments: [DNNL_ARG_SRC, DNNL_ARG_MEAN, DNNL_ARG_VARIANCE, DNNL_ARG_SCALE,
+                                 arguments: [DNNL_ARG_SRC, DNNL_ARG_MEAN, DNNL_ARG_VARIANCE, DNNL_ARG_SCALE, DNNL_ARG_SHIFT,
                                              DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC, DNNL_ARG_DIFF_SCALE, DNNL_ARG_DIFF_SHIFT])
         reluBackward = key.fuseReLU ? try EltwisePlans.reluBackward(elementCount: key.shape.elementCount, engine: engine) : nil
         variance = Buffer(byteCount: key.shape.channels * MemoryLayout<Float>.size)
+        unusedShift = Buffer(byteCount: key.shape.channels * MemoryLayout<Float>.size)
+        unusedShift.floats.update(repeating: 0, count: key.shape.channels)
     }
 
     func run(dInput: UnsafeMutableRawPointer, dScale: UnsafeMutableRawPointer, dShift: UnsafeMutableRawPointer,
@@ -111,6 +116,6 @@ final class BatchNormBackwardPlan {
             reluBackward.execute(output, dOutput, dInput)
             gradient = dInput
         }
-        backward.execute(input, savedMean, variance.pointer, scale, gradient, dInput, dScale, dShift)
+        backward.execute(input, savedMean, variance.pointer, scale, unusedShift.pointer, gradient, dInput, dScale, dShift)
     }
 }

@@ -49,8 +49,9 @@ public final class OneDNNBackend: Backend {
     // MARK: Plans (see Note [Primitive cache])
 
     /// The cached plan for `key`, made by `make` the first time. A plan that
-    /// oneDNN refuses is fatal here: the protocol's ops cannot throw, and a
-    /// shape oneDNN cannot run is not something a retry fixes.
+    /// oneDNN refuses is fatal here (with the call and status; `fatalError`
+    /// keeps its message in release builds): the protocol's ops cannot throw,
+    /// and a shape oneDNN cannot run is not something a retry fixes.
     private func plan<Key: Hashable, Plan>(_ cache: inout [Key: Plan], _ key: Key,
                                           _ make: (Key) throws -> Plan) -> Plan {
         if let plan = cache[key] { return plan }
@@ -59,7 +60,7 @@ public final class OneDNNBackend: Backend {
             cache[key] = plan
             return plan
         } catch {
-            preconditionFailure("OneDNNBackend: \(error)")
+            fatalError("OneDNNBackend: \(error)")
         }
     }
 

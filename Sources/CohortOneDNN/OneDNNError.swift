@@ -34,7 +34,8 @@ func check(_ status: dnnl_status_t, _ call: String, _ context: @autoclosure () -
 
 /// For calls inside the (non-throwing) `Backend` methods: a failure there is
 /// a broken invariant (a shape the plan accepted no longer executing), so it
-/// stops the program with the call and status, like a failed precondition.
+/// stops the program with the call and status. `fatalError`, not
+/// `preconditionFailure`, because release builds drop the latter's message.
 func mustSucceed(_ status: dnnl_status_t, _ call: String, _ context: @autoclosure () -> String) {
-    do { try check(status, call, context()) } catch { preconditionFailure(error.description) }
+    do { try check(status, call, context()) } catch { fatalError(error.description) }
 }

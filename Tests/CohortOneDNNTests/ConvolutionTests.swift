@@ -1,0 +1,74 @@
+import CohortKernels
+import CohortTensor
+import XCTest
+
+final class ConvolutionTests: OneDNNComparisonTestCase {
+    /// ResNet-18 (CIFAR) geometries at batch 2, plus odd channel counts,
+    /// non-square inputs, stride 2 with an odd size, a 1x1 stride-2 shortcut
+    /// and an unpadded 3x3: shapes that fall outside oneDNN's blocked fast paths.
+    let geometries = [
+        Conv2dGeometry(batch: 2, inputChannels: 3, outputChannels: 64, inputHeight: 32, inputWidth: 32, kernelSize: 3, stride: 1, padding: 1),
+        Conv2dGeometry(batch: 2, inputChannels: 64, outputChannels: 64, inputHeight: 32, inputWidth: 32, kernelSize: 3, stride: 1, padding: 1),
+        Conv2dGeometry(batch: 2, inputChannels: 64, outputChannels: 128, inputHeight: 32, inputWidth: 32, kernelSize: 3, stride: 2, padding: 1),
+        Conv2dGeometry(batch: 2, inputChannels: 64, outputChannels: 128, inputHeight: 32, inputWidth: 32, kernelSize: 1, stride: 2, padding: 0),
+        Conv2dGeometry(batch: 2, inputChannels: 256, outputChannels: 512, inputHeight: 8, inputWidth: 8, kernelSize: 3, stride: 2, padding: 1),
+        Conv2dGeometry(batch: 2, inputChannels: 512, outputChannels: 512, inputHeight: 4, inputWidth: 4, kernelSize: 3, stride: 1, padding: 1),
+        Conv2dGeometry(batch: 3, inputChannels: 5, outputChannels: 7, inputHeight: 9, inputWidth: 6, kernelSize: 3, stride: 2, padding: 1),
+        Conv2dGeometry(batch: 1, inputChannels: 13, outputChannels: 3, inputHeight: 7, inputWidth: 7, kernelSize: 1, stride: 2, padding: 0),
+        Conv2dGeometry(batch: 2, inputChannels: 6, outputChannels: 10, inputHeight: 5, inputWidth: 8, kernelSize: 3, stride: 1, padding: 0),
+    ]
+
+    /// 1e-4: each output sums up to 512*9 = 4608 float products; oneDNN's
+    /// blocked order differs from the reference's, which bounds the error
+    /// near 4608 * 2^-24 * max|term|, about 1e-4 of the largest output.
+    let tolerance: Float = 1e-4
+
+    func testForward() {
+        for g in geometries {
+            let input = randomTensor(g.inputShape), weight = randomTensor(g.weightShape, in: -0.1...0.1)
+            let expected = Tensor.zeros(g.outputShape), actual = Tensor.zeros(g.outputShape)
+            reference.conv2dForward(output: expected, input: input, weight: weight, geometry: g)
+            onednn.conv2dForward(output: actual, input: input, weight: weight, geometry: g)
+            onednn.synchronize()
+            assertClose(actual, expected, tolerance: tolerance, "forward \(g)")
+        }
+    }
+
+    func testBackwardData() {
+        for g in geometries {
+            let dOutput = randomTensor(g.outputShape), weight = randomTensor(g.weightShape, in: -0.1...0.1)
+            let expected = Tensor.zeros(g.inputShape), actual = Tensor.zeros(g.inputShape)
+            reference.conv2dBackwardData(dInput: expected, dOutput: dOutput, weight: weight, geometry: g)
+            onednn.conv2dBackwardData(dInput: actual, dOutput: dOutput, weight: weight, geometry: g)
+            onednn.synchronize()
+            assertClose(actual, expected, tolerance: tolerance, "backward data \(g)")
+        }
+    }
+
+    /// Backward weights sums over batch and pixels (up to 2*32*32 = 2048
+    /// terms per weight), fewer than the forward's 4608: the same 1e-4 holds.
+    func testBackwardWeight() {
+        for g in geometries {
+            let input = randomTensor(g.inputShape), dOutput = randomTensor(g.outputShape)
+            let expected = Tensor.zeros(g.weightShape), actual = Tensor.zeros(g.weightShape)
+            reference.conv2dBackwardWeight(dWeight: expected, input: input, dOutput: dOutput, geometry: g)
+            onednn.conv2dBackwardWeight(dWeight: actual, input: input, dOutput: dOutput, geometry: g)
+            onednn.synchronize()
+            assertClose(actual, expected, tolerance: tolerance, "backward weight \(g)")
+        }
+    }
+
+    /// A cached plan must give the same results on new data (the data
+    /// handles are swapped in per call, the weight reorder rerun).
+    func testRepeatedCallsReuseThePlan() {
+        let g = geometries[2]
+        for _ in 0..<3 {
+            let input = randomTensor(g.inputShape), weight = randomTensor(g.weightShape, in: -0.1...0.1)
+            let expected = Tensor.zeros(g.outputShape), actual = Tensor.zeros(g.outputShape)
+            reference.conv2dForward(output: expected, input: input, weight: weight, geometry: g)
+            onednn.conv2dForward(output: actual, input: input, weight: weight, geometry: g)
+            onednn.synchronize()
+            assertClose(actual, expected, tolerance: tolerance, "forward \(g)")
+        }
+    }
+}
