@@ -8,7 +8,7 @@
 
 static CohortDNNL table;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static char loadError[512];
+static char loadError[1024];
 
 #define LOOKUP(name)                                                              \
     do {                                                                          \
@@ -24,13 +24,18 @@ static void load(void) {
     const char *libraryName = "libdnnl.so.2";
     void *library = dlopen(libraryName, RTLD_NOW | RTLD_LOCAL);
     if (!library) {
+        // dlerror's text is overwritten by the next dlopen: keep the first.
+        char firstError[240];
+        const char *reason = dlerror();
+        snprintf(firstError, sizeof firstError, "%s", reason ? reason : "not found");
         libraryName = "libdnnl.so";
         library = dlopen(libraryName, RTLD_NOW | RTLD_LOCAL);
-    }
-    if (!library) {
-        const char *reason = dlerror();
-        snprintf(loadError, sizeof loadError, "dlopen(libdnnl.so.2): %s", reason ? reason : "not found");
-        return;
+        if (!library) {
+            reason = dlerror();
+            snprintf(loadError, sizeof loadError, "dlopen(libdnnl.so.2): %s; dlopen(libdnnl.so): %s",
+                     firstError, reason ? reason : "not found");
+            return;
+        }
     }
     LOOKUP(dnnl_version);
     LOOKUP(dnnl_status2str);

@@ -13,6 +13,10 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 
+// The backend uses 2.x's operation descriptors (dnnl_*_desc_init), which
+// oneDNN 3.0 removed along with the soname libdnnl.so.2.
+_Static_assert(DNNL_VERSION_MAJOR == 2, "CDNNL needs the oneDNN 2.x headers (libdnnl-dev 2.x)");
+
 // _Nonnull: after a successful load every entry is set, so Swift sees plain
 // (non-optional) function types.
 #define COHORT_DNNL_FUNCTION(name) __typeof__(&name) _Nonnull name
