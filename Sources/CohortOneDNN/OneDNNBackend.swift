@@ -21,6 +21,7 @@ public final class OneDNNBackend: Backend {
 
     let engine: Engine
     private let allocator = CachingAllocator(underlying: HostAllocator.shared)
+    private let scratch = ScratchSpace()
     private var convolutions: [Conv2dGeometry: ConvolutionPlan] = [:]
     private var batchNormForwards: [BatchNormForwardPlan.Key: BatchNormForwardPlan] = [:]
     private var batchNormBackwards: [BatchNormBackwardPlan.Key: BatchNormBackwardPlan] = [:]
@@ -120,19 +121,19 @@ public final class OneDNNBackend: Backend {
 
     public func conv2dForward(output: Tensor, input: Tensor, weight: Tensor, geometry: Conv2dGeometry) {
         expect((output, geometry.outputShape), (input, geometry.inputShape), (weight, geometry.weightShape))
-        plan(&convolutions, geometry) { try ConvolutionPlan($0, engine: engine) }
+        plan(&convolutions, geometry) { try ConvolutionPlan($0, engine: engine, scratch: scratch) }
             .runForward(output: output.rawPointer, input: input.rawPointer, weight: weight.rawPointer)
     }
 
     public func conv2dBackwardData(dInput: Tensor, dOutput: Tensor, weight: Tensor, geometry: Conv2dGeometry) {
         expect((dInput, geometry.inputShape), (dOutput, geometry.outputShape), (weight, geometry.weightShape))
-        plan(&convolutions, geometry) { try ConvolutionPlan($0, engine: engine) }
+        plan(&convolutions, geometry) { try ConvolutionPlan($0, engine: engine, scratch: scratch) }
             .runBackwardData(dInput: dInput.rawPointer, dOutput: dOutput.rawPointer, weight: weight.rawPointer)
     }
 
     public func conv2dBackwardWeight(dWeight: Tensor, input: Tensor, dOutput: Tensor, geometry: Conv2dGeometry) {
         expect((dWeight, geometry.weightShape), (input, geometry.inputShape), (dOutput, geometry.outputShape))
-        plan(&convolutions, geometry) { try ConvolutionPlan($0, engine: engine) }
+        plan(&convolutions, geometry) { try ConvolutionPlan($0, engine: engine, scratch: scratch) }
             .runBackwardWeights(dWeight: dWeight.rawPointer, input: input.rawPointer, dOutput: dOutput.rawPointer)
     }
 

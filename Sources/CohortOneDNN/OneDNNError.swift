@@ -21,6 +21,14 @@ public enum OneDNNError: Error, CustomStringConvertible {
     }
 }
 
+extension OneDNNError {
+    /// oneDNN has no implementation for what was asked (a plan may then try another).
+    var isUnimplemented: Bool {
+        if case .call(_, let status, _, _) = self { return status == dnnl_unimplemented.rawValue }
+        return false
+    }
+}
+
 /// The loaded function table. Only `OneDNNBackend.init` reaches this before
 /// `cohort_dnnl_load` succeeded, and it checks first.
 let dnnl = cohort_dnnl().pointee
