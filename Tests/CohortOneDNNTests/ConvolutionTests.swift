@@ -5,7 +5,7 @@ import XCTest
 final class ConvolutionTests: OneDNNComparisonTestCase {
     /// ResNet-18 (CIFAR) geometries at batch 2, plus odd channel counts,
     /// non-square inputs, stride 2 with an odd size, a 1x1 stride-2 shortcut
-    /// and an unpadded 3x3: shapes that fall outside oneDNN's blocked fast paths.
+    /// and unpadded 3x3s: shapes that fall outside oneDNN's fast paths.
     let geometries = [
         Conv2dGeometry(batch: 2, inputChannels: 3, outputChannels: 64, inputHeight: 32, inputWidth: 32, kernelSize: 3, stride: 1, padding: 1),
         Conv2dGeometry(batch: 2, inputChannels: 64, outputChannels: 64, inputHeight: 32, inputWidth: 32, kernelSize: 3, stride: 1, padding: 1),
@@ -16,6 +16,11 @@ final class ConvolutionTests: OneDNNComparisonTestCase {
         Conv2dGeometry(batch: 3, inputChannels: 5, outputChannels: 7, inputHeight: 9, inputWidth: 6, kernelSize: 3, stride: 2, padding: 1),
         Conv2dGeometry(batch: 1, inputChannels: 13, outputChannels: 3, inputHeight: 7, inputWidth: 7, kernelSize: 1, stride: 2, padding: 0),
         Conv2dGeometry(batch: 2, inputChannels: 6, outputChannels: 10, inputHeight: 5, inputWidth: 8, kernelSize: 3, stride: 1, padding: 0),
+        // Winograd-shaped (3x3, stride 1, 64+ channels) but off its usual
+        // sizes: channels not a multiple of 16, no padding, a 1-wide image.
+        Conv2dGeometry(batch: 2, inputChannels: 72, outputChannels: 80, inputHeight: 6, inputWidth: 5, kernelSize: 3, stride: 1, padding: 1),
+        Conv2dGeometry(batch: 1, inputChannels: 64, outputChannels: 64, inputHeight: 7, inputWidth: 7, kernelSize: 3, stride: 1, padding: 0),
+        Conv2dGeometry(batch: 3, inputChannels: 64, outputChannels: 96, inputHeight: 1, inputWidth: 1, kernelSize: 3, stride: 1, padding: 1),
     ]
 
     /// 1e-4: each output sums up to 512*9 = 4608 float products; oneDNN's
