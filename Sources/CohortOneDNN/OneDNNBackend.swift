@@ -5,15 +5,23 @@ import CohortTensor
 import Glibc
 #endif
 
-/// The CPU backend: convolutions, batch norm, ReLU, residual additions and
-/// the classifier on oneDNN primitives (one engine, one in-order stream,
-/// every primitive cached per shape, see `Note [Primitive cache]`); pooling,
-/// the loss and the optimiser step as plain vectorisable Swift loops.
+/// The CPU backend: convolutions (direct or Winograd, see `Note [oneDNN
+/// convolution layouts]`), batch norm, ReLU, residual additions and the
+/// classifier on oneDNN primitives (one engine, one in-order stream, every
+/// primitive cached per shape, see `Note [Primitive cache]`); pooling, the
+/// loss and the optimiser step as plain vectorisable Swift loops.
 ///
 /// oneDNN is loaded with dlopen (see CDNNL), so `init` throws
 /// `OneDNNError.libraryMissing` where libdnnl is not installed and the caller
-/// falls back to `ReferenceBackend`. Threads: Debian's oneDNN runs on
-/// OpenMP, one thread per core unless `OMP_NUM_THREADS` says otherwise.
+/// falls back to `ReferenceBackend`.
+///
+/// Threads: Debian's oneDNN runs on OpenMP, one thread per core unless
+/// `OMP_NUM_THREADS` says otherwise. Every primitive ends in an OpenMP
+/// barrier, so another busy process on the same cores stalls each call by a
+/// scheduler slice (measured on 2 cores while another process ran: 4-8 ms
+/// for reorders that take microseconds, and a batch-128 ResNet-18 step took
+/// 5.7 s on two threads against 4.2 s on one). Give training the cores, or
+/// set `OMP_NUM_THREADS=1` when sharing them.
 public final class OneDNNBackend: Backend {
     public let name = "onednn"
     public let device = Device.cpu
@@ -36,9 +44,10 @@ public final class OneDNNBackend: Backend {
     }
 
     public init() throws(OneDNNError) {
-        var message = [CChar](repeating: 0, count: 512)
+        var message = [CChar](repeating: 0, count: 1024)
         guard cohort_dnnl_load(&message, message.count) == 0 else {
-            throw OneDNNError.libraryMissing(reason: String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            let bytes = message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+            throw OneDNNError.libraryMissing(reason: String(decoding: bytes, as: UTF8.self))
         }
         engine = try Engine()
         let version = dnnl.dnnl_version()!.pointee
