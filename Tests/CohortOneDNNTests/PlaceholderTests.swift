@@ -1,5 +1,0 @@
-import XCTest
-
-final class CohortOneDNNTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}
