@@ -1,3 +1,5 @@
+import CohortTensor
+
 /// Turns `UInt8` HWC images into normalised float32 NHWC, with torchvision's
 /// CIFAR-10 training transforms:
 ///

@@ -1,3 +1,5 @@
+import CohortTensor
+
 /// Which dataset indices each rank visits in an epoch, with the semantics of
 /// PyTorch's `DistributedSampler` (drop_last=False):
 ///

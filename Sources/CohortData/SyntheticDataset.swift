@@ -1,3 +1,5 @@
+import CohortTensor
+
 extension ImageDataset {
     /// Uniformly random images and labels of CIFAR-10's shape, so the whole
     /// engine (and its throughput measurements) runs where no dataset is.

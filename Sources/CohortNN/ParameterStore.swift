@@ -104,7 +104,7 @@ public final class ParameterStore {
     /// drawing in declaration order (one generator for the whole model).
     public func allocate(seed: UInt64) throws {
         precondition(!isAllocated, "allocate() called twice")
-        var generator = SeededGenerator(seed: seed)
+        var generator = SplitMix64(seed: seed)
         let hostParameters = Tensor.zeros([parameterCount])
         let hostStatistics = Tensor.zeros([statisticCount])
         for entry in entries where entry.kind != .counter {

@@ -39,7 +39,7 @@ public struct ThroughputBenchmark {
         let model = try architecture.build(backend: backend, seed: 0)
         let criterion = try SoftmaxCrossEntropy(backend: backend)
         let optimizer = try Optimizer(store: model.store, configuration: OptimizerConfiguration(momentum: 0.9, weightDecay: 5e-4))
-        var generator = SeededGenerator(seed: 1)
+        var generator = SplitMix64(seed: 1)
         let images = try backend.makeTensor(copying: Tensor(
             (0..<(batchSize * 32 * 32 * 3)).map { _ in generator.nextNormal() }, shape: [batchSize, 32, 32, 3]))
         let labels = try backend.makeTensor(copying: Tensor.int32((0..<batchSize).map { _ in Int32(generator.next() % 10) }))

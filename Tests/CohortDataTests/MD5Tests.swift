@@ -1,3 +1,4 @@
+import CohortTensor
 import CohortData
 import Foundation
 import XCTest

@@ -63,7 +63,7 @@ final class BatchNormTests: XCTestCase {
     }
 
     func testInferenceForward() {
-        var generator = SeededGenerator(seed: 10)
+        var generator = SplitMix64(seed: 10)
         let input = randomTensor([2, 2, 3, 4], using: &generator)
         let scale = randomTensor([4], using: &generator), shift = randomTensor([4], using: &generator)
         let mean = randomTensor([4], using: &generator), variance = randomTensor([4], in: 0.5...2, using: &generator)
@@ -84,7 +84,7 @@ final class BatchNormTests: XCTestCase {
 
     /// f = sum(bn(x) * r); checks dInput, dScale and dShift against central differences.
     func testBackwardMatchesFiniteDifferences() {
-        var generator = SeededGenerator(seed: 11)
+        var generator = SplitMix64(seed: 11)
         for fuseReLU in [false, true] {
             let layer = reluSafeLayer(shape: [2, 2, 2, 3], using: &generator)
             let projection = randomTensor(layer.input.shape, using: &generator)
@@ -113,7 +113,7 @@ final class BatchNormTests: XCTestCase {
 
     /// A random layer whose pre-ReLU outputs are all at least 0.15 from zero,
     /// so steps of 1e-2 in any input, scale or shift never cross the ReLU's kink.
-    func reluSafeLayer(shape: Shape, using generator: inout SeededGenerator) -> Layer {
+    func reluSafeLayer(shape: Shape, using generator: inout SplitMix64) -> Layer {
         let channels = shape[3]
         for _ in 0..<1000 {
             let layer = Layer(input: randomTensor(shape, in: -2...2, using: &generator),

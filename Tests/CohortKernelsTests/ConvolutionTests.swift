@@ -43,7 +43,7 @@ final class ConvolutionTests: XCTestCase {
     }
 
     func testForwardMatchesDefinition() {
-        var generator = SeededGenerator(seed: 1)
+        var generator = SplitMix64(seed: 1)
         for g in geometries {
             let input = randomTensor(g.inputShape, using: &generator)
             let weight = randomTensor(g.weightShape, using: &generator)
@@ -72,7 +72,7 @@ final class ConvolutionTests: XCTestCase {
 
     /// f = sum(conv(x, w) * r) for fixed random r; its gradients are the backward's outputs with dOutput = r.
     func testBackwardMatchesFiniteDifferences() {
-        var generator = SeededGenerator(seed: 2)
+        var generator = SplitMix64(seed: 2)
         for g in geometries {
             let input = randomTensor(g.inputShape, using: &generator)
             let weight = randomTensor(g.weightShape, using: &generator)

@@ -21,7 +21,7 @@ final class ElementwiseTests: XCTestCase {
     }
 
     func testReLUBackwardMatchesFiniteDifferences() {
-        var generator = SeededGenerator(seed: 20)
+        var generator = SplitMix64(seed: 20)
         let input = randomTensorAwayFromZero([2, 3, 2, 2], using: &generator)
         let projection = randomTensor(input.shape, using: &generator)
         let output = Tensor.zeros(input.shape)
@@ -56,7 +56,7 @@ final class ElementwiseTests: XCTestCase {
         backend.globalAveragePoolForward(output: output, input: input)
         XCTAssertEqual(output.toArray(), [2, 4, 0, 2])
 
-        var generator = SeededGenerator(seed: 21)
+        var generator = SplitMix64(seed: 21)
         let x = randomTensor([2, 3, 2, 4], using: &generator)
         let projection = randomTensor([2, 4], using: &generator)
         let pooled = Tensor.zeros([2, 4])
@@ -79,7 +79,7 @@ final class ElementwiseTests: XCTestCase {
     }
 
     func testLinearBackwardMatchesFiniteDifferences() {
-        var generator = SeededGenerator(seed: 22)
+        var generator = SplitMix64(seed: 22)
         let input = randomTensor([3, 5], using: &generator), weight = randomTensor([4, 5], using: &generator)
         let bias = randomTensor([4], using: &generator), projection = randomTensor([3, 4], using: &generator)
         let output = Tensor.zeros([3, 4])

@@ -3,7 +3,7 @@ import CohortTensor
 import XCTest
 
 /// Deterministic random numbers (SplitMix64), so every test sees the same inputs.
-struct SeededGenerator: RandomNumberGenerator {
+struct SplitMix64: RandomNumberGenerator {
     private var state: UInt64
     init(seed: UInt64) { state = seed }
 
@@ -17,13 +17,13 @@ struct SeededGenerator: RandomNumberGenerator {
 }
 
 /// A host float32 tensor of uniform values in `range`.
-func randomTensor(_ shape: Shape, in range: ClosedRange<Float> = -1...1, using generator: inout SeededGenerator) -> Tensor {
+func randomTensor(_ shape: Shape, in range: ClosedRange<Float> = -1...1, using generator: inout SplitMix64) -> Tensor {
     Tensor((0..<shape.elementCount).map { _ in Float.random(in: range, using: &generator) }, shape: shape)
 }
 
 /// A host float32 tensor whose values are at least `margin` away from zero,
 /// so a finite-difference step never crosses a ReLU's kink.
-func randomTensorAwayFromZero(_ shape: Shape, margin: Float = 0.1, using generator: inout SeededGenerator) -> Tensor {
+func randomTensorAwayFromZero(_ shape: Shape, margin: Float = 0.1, using generator: inout SplitMix64) -> Tensor {
     Tensor((0..<shape.elementCount).map { _ in
         let magnitude = Float.random(in: margin...1, using: &generator)
         return Bool.random(using: &generator) ? magnitude : -magnitude

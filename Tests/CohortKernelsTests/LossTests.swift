@@ -36,7 +36,7 @@ final class LossTests: XCTestCase {
     }
 
     func testGradientMatchesFiniteDifferences() {
-        var generator = SeededGenerator(seed: 30)
+        var generator = SplitMix64(seed: 30)
         let logits = randomTensor([4, 5], in: -2...2, using: &generator)
         let labels = Tensor.int32([0, 3, 4, 3])
         for smoothing: Float in [0, 0.1] {

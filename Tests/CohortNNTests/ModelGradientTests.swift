@@ -9,7 +9,7 @@ import XCTest
 final class ModelGradientTests: XCTestCase {
     /// A batch of normal random images and labels.
     static func batch(_ count: Int, seed: UInt64) -> (images: Tensor, labels: Tensor) {
-        var generator = SeededGenerator(seed: seed)
+        var generator = SplitMix64(seed: seed)
         let images = Tensor((0..<(count * 32 * 32 * 3)).map { _ in generator.nextNormal() }, shape: [count, 32, 32, 3])
         let labels = Tensor.int32((0..<count).map { _ in Int32(generator.next() % 10) })
         return (images, labels)
@@ -50,7 +50,7 @@ final class ModelGradientTests: XCTestCase {
             let range = entry.offset..<(entry.offset + entry.shape.elementCount)
             let meanSquare = weights[range].map { Double($0 * $0) }.reduce(0, +) / Double(range.count)
             let scale = meanSquare > 0 ? Float(meanSquare.squareRoot()) : 1
-            var generator = SeededGenerator(seed: 5)
+            var generator = SplitMix64(seed: 5)
             var direction = [Float](repeating: 0, count: weights.count)
             for index in range { direction[index] = scale * generator.nextNormal() }
             let analytic = zip(gradient, direction).map { Double($0) * Double($1) }.reduce(0, +)

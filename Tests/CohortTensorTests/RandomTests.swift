@@ -1,4 +1,4 @@
-import CohortData
+import CohortTensor
 import Foundation
 import XCTest
 
@@ -35,5 +35,21 @@ final class RandomTests: XCTestCase {
         generator.shuffle(&values)
         XCTAssertNotEqual(values, Array(0..<1000))
         XCTAssertEqual(values.sorted(), Array(0..<1000))
+    }
+}
+
+/// The sampling helpers weight initialisation draws through.
+final class RandomSamplingTests: XCTestCase {
+    func testUniformAndNormalMoments() {
+        var generator = SplitMix64(seed: 12)
+        let uniform = (0..<100_000).map { _ in generator.nextUniform(-2, 2) }
+        XCTAssertTrue(uniform.allSatisfy { $0 >= -2 && $0 < 2 })
+        // Mean 0 and variance 4/3; with 1e5 samples the standard errors are 0.004 and 0.005.
+        XCTAssertEqual(uniform.reduce(0, +) / 1e5, 0, accuracy: 0.02)
+        XCTAssertEqual(uniform.map { $0 * $0 }.reduce(0, +) / 1e5, 4.0 / 3.0, accuracy: 0.03)
+        let normal = (0..<100_000).map { _ in generator.nextNormal() }
+        XCTAssertEqual(normal.reduce(0, +) / 1e5, 0, accuracy: 0.015)
+        XCTAssertEqual(normal.map { $0 * $0 }.reduce(0, +) / 1e5, 1, accuracy: 0.02)
+        XCTAssertEqual(Float(normal.filter { abs($0) < 1 }.count) / 1e5, 0.6827, accuracy: 0.01)
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Small, fast, well-known generators with explicit state, so a run is
 /// reproducible from its seed and a checkpoint can save and restore them.
 ///
@@ -108,5 +110,20 @@ extension RandomNumberGenerator {
             values.swapAt(index, next(below: index + 1))
             index -= 1
         }
+    }
+}
+
+extension RandomNumberGenerator {
+    /// Uniform in [0, 1) with 24 random bits (every float32 in the range equally spaced).
+    public mutating func nextUnitFloat() -> Float { Float(next() >> 40) * (1.0 / Float(1 << 24)) }
+
+    /// Uniform in [low, high): weight initialisation's `uniform_(-bound, bound)`.
+    public mutating func nextUniform(_ low: Float, _ high: Float) -> Float { low + (high - low) * nextUnitFloat() }
+
+    /// Standard normal by Box-Muller in Double: weight initialisation's `normal_`.
+    public mutating func nextNormal() -> Float {
+        let u1 = max(Double(next() >> 11) * 0x1p-53, 1e-300)
+        let u2 = Double(next() >> 11) * 0x1p-53
+        return Float((-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2))
     }
 }

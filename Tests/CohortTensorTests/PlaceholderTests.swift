@@ -1,5 +1,0 @@
-import XCTest
-
-final class CohortTensorTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}
