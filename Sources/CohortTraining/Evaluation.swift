@@ -22,10 +22,10 @@ public func evaluate(_ model: ImageClassifier, on dataset: ImageDataset, batchSi
     let loader = DataLoader(dataset: subset, sampler: sampler, batchSize: batchSize,
                             augmentation: .cifar10Evaluation, prefetchDepth: 2)
     let criterion = try SoftmaxCrossEntropy(backend: backend)
+    let stager = BatchStager(backend: backend)
     var lossSum = 0.0, correct = 0.0, seen = 0
     for batch in loader.batches(epoch: 0) {
-        let images = backend.device.isHost ? batch.images : try backend.makeTensor(copying: batch.images)
-        let labels = backend.device.isHost ? batch.labels : try backend.makeTensor(copying: batch.labels)
+        let (images, labels) = try stager.stage(batch)
         criterion(logits: model.forward(images, mode: .evaluation), labels: labels)
         lossSum += Double(backend.download(criterion.loss).toArray()[0]) * Double(batch.count)
         correct += Double(backend.download(criterion.correct).toArray()[0])

@@ -39,6 +39,7 @@ public final class Trainer {
     public let display: ProgressDisplay
     public private(set) var progress: TrainingProgress
     private let criterion: SoftmaxCrossEntropy
+    private let stager: BatchStager
 
     public init(configuration: TrainingConfiguration, backend: Backend, trainingSet: ImageDataset,
                 testSet: ImageDataset?, checkpointURL: URL?, metrics: MetricsLog?, display: ProgressDisplay) throws {
@@ -56,6 +57,7 @@ public final class Trainer {
         }
         optimizer = try Optimizer(store: model.store, configuration: configuration.optimizer)
         criterion = try SoftmaxCrossEntropy(backend: backend, labelSmoothing: configuration.labelSmoothing)
+        stager = BatchStager(backend: backend)
         let sampler = DistributedSampler(datasetCount: trainingSet.count, shuffle: true, seed: configuration.seed)
         loader = DataLoader(dataset: trainingSet, sampler: sampler, batchSize: configuration.batchSize,
                             augmentation: .cifar10Training, prefetchDepth: 3,
@@ -119,8 +121,7 @@ public final class Trainer {
         var imagesPerSecond = 0.0
         for step in 0..<stepsPerEpoch {
             guard let batch = batches.next() else { break }
-            let images = backend.device.isHost ? batch.images : try backend.makeTensor(copying: batch.images)
-            let labels = backend.device.isHost ? batch.labels : try backend.makeTensor(copying: batch.labels)
+            let (images, labels) = try stager.stage(batch)
             let learningRate = schedule.learningRate(atStep: progress.globalStep)
 
             criterion(logits: model.forward(images, mode: .training), labels: labels)
