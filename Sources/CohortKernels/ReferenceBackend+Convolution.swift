@@ -11,6 +11,10 @@ import CohortTensor
 /// so that axis is contiguous in it too.
 extension ReferenceBackend {
     public func conv2dForward(output: Tensor, input: Tensor, weight: Tensor, geometry: Conv2dGeometry) {
+        let input = float32(input), weight = float32(weight)
+        let outputStage = float32Output(output)
+        defer { outputStage.commit() }
+        let output = outputStage.tensor
         checkConvolution("conv2dForward", geometry, input: input, weight: weight, output: output)
         let g = geometry
         let x = input.floats.baseAddress!, y = output.floats.baseAddress!
@@ -40,6 +44,10 @@ extension ReferenceBackend {
 
     /// dInput[n, ih, iw, ci] = sum over the (oh, ow, kh, kw) that read it of dOutput[n, oh, ow, co] * weight[co, ci, kh, kw].
     public func conv2dBackwardData(dInput: Tensor, dOutput: Tensor, weight: Tensor, geometry: Conv2dGeometry) {
+        let dOutput = float32(dOutput), weight = float32(weight)
+        let dInputStage = float32Output(dInput)
+        defer { dInputStage.commit() }
+        let dInput = dInputStage.tensor
         checkConvolution("conv2dBackwardData", geometry, input: dInput, weight: weight, output: dOutput)
         let g = geometry
         let dx = dInput.floats.baseAddress!, dy = dOutput.floats.baseAddress!
@@ -70,6 +78,10 @@ extension ReferenceBackend {
     /// dWeight[co, ci, kh, kw] = sum over n, oh, ow of dOutput[n, oh, ow, co] * input[n, ih, iw, ci],
     /// accumulated in Double (the sum grows with the batch).
     public func conv2dBackwardWeight(dWeight: Tensor, input: Tensor, dOutput: Tensor, geometry: Conv2dGeometry) {
+        let input = float32(input), dOutput = float32(dOutput)
+        let dWeightStage = float32Output(dWeight)
+        defer { dWeightStage.commit() }
+        let dWeight = dWeightStage.tensor
         checkConvolution("conv2dBackwardWeight", geometry, input: input, weight: dWeight, output: dOutput)
         let g = geometry
         let x = input.floats.baseAddress!, dy = dOutput.floats.baseAddress!, dw = dWeight.floats.baseAddress!

@@ -9,6 +9,10 @@ import CohortTensor
 extension ReferenceBackend {
     public func softmaxCrossEntropyForward(loss: Tensor, probabilities: Tensor, correct: Tensor,
                                            logits: Tensor, labels: Tensor, labelSmoothing: Float) {
+        let logits = float32(logits)
+        let probabilitiesStage = float32Output(probabilities)
+        defer { probabilitiesStage.commit() }
+        let probabilities = probabilitiesStage.tensor
         let op = "softmaxCrossEntropyForward"
         let (batch, classes) = checkClassifier(op, logits: logits, labels: labels)
         checkShape(op, probabilities, logits.shape)
@@ -45,6 +49,10 @@ extension ReferenceBackend {
 
     /// dLogits = (probabilities - targets) / N.
     public func softmaxCrossEntropyBackward(dLogits: Tensor, probabilities: Tensor, labels: Tensor, labelSmoothing: Float) {
+        let probabilities = float32(probabilities)
+        let dLogitsStage = float32Output(dLogits)
+        defer { dLogitsStage.commit() }
+        let dLogits = dLogitsStage.tensor
         let op = "softmaxCrossEntropyBackward"
         let (batch, classes) = checkClassifier(op, logits: probabilities, labels: labels)
         checkShape(op, dLogits, probabilities.shape)

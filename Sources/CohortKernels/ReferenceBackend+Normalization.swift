@@ -11,6 +11,10 @@ extension ReferenceBackend {
                                          runningMean: Tensor, runningVar: Tensor,
                                          savedMean: Tensor, savedInvStd: Tensor,
                                          momentum: Float, epsilon: Float, fuseReLU: Bool) {
+        let input = float32(input)
+        let outputStage = float32Output(output)
+        defer { outputStage.commit() }
+        let output = outputStage.tensor
         let op = "batchNormForwardTraining"
         let (rows, channels) = checkBatchNorm(op, input: input, output: output, scale: scale, shift: shift)
         for statistic in [runningMean, runningVar, savedMean, savedInvStd] { checkShape(op, statistic, [channels]) }
@@ -44,6 +48,10 @@ extension ReferenceBackend {
 
     public func batchNormForwardInference(output: Tensor, input: Tensor, scale: Tensor, shift: Tensor,
                                           runningMean: Tensor, runningVar: Tensor, epsilon: Float, fuseReLU: Bool) {
+        let input = float32(input)
+        let outputStage = float32Output(output)
+        defer { outputStage.commit() }
+        let output = outputStage.tensor
         let op = "batchNormForwardInference"
         let (_, channels) = checkBatchNorm(op, input: input, output: output, scale: scale, shift: shift)
         checkShape(op, runningMean, [channels])
@@ -60,6 +68,10 @@ extension ReferenceBackend {
     public func batchNormBackward(dInput: Tensor, dScale: Tensor, dShift: Tensor, dOutput: Tensor,
                                   input: Tensor, output: Tensor, scale: Tensor,
                                   savedMean: Tensor, savedInvStd: Tensor, fuseReLU: Bool) {
+        let dOutput = float32(dOutput), input = float32(input), output = float32(output)
+        let dInputStage = float32Output(dInput)
+        defer { dInputStage.commit() }
+        let dInput = dInputStage.tensor
         let op = "batchNormBackward"
         let (rows, channels) = checkBatchNorm(op, input: input, output: dOutput, scale: scale, shift: dShift)
         checkShape(op, dInput, input.shape)

@@ -9,11 +9,12 @@ import CohortTensor
 /// Sums over a batch (batch-norm statistics, gradient reductions, the loss,
 /// LARS norms) accumulate in Double; dot products inside one output element
 /// (convolution, linear) accumulate in Float, as BLAS does.
-/// Every op takes float32 tensors; `fill` and `copy` also take bfloat16.
+/// Every op takes float32 tensors, and bfloat16 activations and weights
+/// (see ReferenceBackend+BFloat16.swift).
 public final class ReferenceBackend: Backend {
     public let name = "reference"
     public let device = Device.cpu
-    public let details = "plain Swift, single-threaded, float32"
+    public let details = "plain Swift, single-threaded, float32 (bfloat16 arguments computed in float32)"
     let allocator = CachingAllocator(underlying: HostAllocator.shared)
 
     public init() {}
@@ -70,12 +71,20 @@ public final class ReferenceBackend: Backend {
     // MARK: Elementwise
 
     public func reluForward(output: Tensor, input: Tensor) {
+        let input = float32(input)
+        let outputStage = float32Output(output)
+        defer { outputStage.commit() }
+        let output = outputStage.tensor
         checkSameLayout("reluForward", input, output)
         let x = input.floats, y = output.floats
         for index in x.indices { y[index] = max(0, x[index]) }
     }
 
     public func reluBackward(dInput: Tensor, dOutput: Tensor, output: Tensor) {
+        let dOutput = float32(dOutput), output = float32(output)
+        let dInputStage = float32Output(dInput)
+        defer { dInputStage.commit() }
+        let dInput = dInputStage.tensor
         checkSameLayout("reluBackward", dOutput, output)
         checkSameLayout("reluBackward", dOutput, dInput)
         let dy = dOutput.floats, y = output.floats, dx = dInput.floats
@@ -83,6 +92,10 @@ public final class ReferenceBackend: Backend {
     }
 
     public func add(output: Tensor, _ a: Tensor, _ b: Tensor, fuseReLU: Bool) {
+        let a = float32(a), b = float32(b)
+        let outputStage = float32Output(output)
+        defer { outputStage.commit() }
+        let output = outputStage.tensor
         checkSameLayout("add", a, b)
         checkSameLayout("add", a, output)
         let x = a.floats, z = b.floats, y = output.floats
@@ -95,6 +108,10 @@ public final class ReferenceBackend: Backend {
     // MARK: Pooling and the classifier
 
     public func globalAveragePoolForward(output: Tensor, input: Tensor) {
+        let input = float32(input)
+        let outputStage = float32Output(output)
+        defer { outputStage.commit() }
+        let output = outputStage.tensor
         let (batch, height, width, channels) = nhwc("globalAveragePoolForward", input)
         checkShape("globalAveragePoolForward", output, [batch, channels])
         let x = input.floats, y = output.floats
@@ -111,6 +128,10 @@ public final class ReferenceBackend: Backend {
     }
 
     public func globalAveragePoolBackward(dInput: Tensor, dOutput: Tensor) {
+        let dOutput = float32(dOutput)
+        let dInputStage = float32Output(dInput)
+        defer { dInputStage.commit() }
+        let dInput = dInputStage.tensor
         let (batch, height, width, channels) = nhwc("globalAveragePoolBackward", dInput)
         checkShape("globalAveragePoolBackward", dOutput, [batch, channels])
         let dx = dInput.floats, dy = dOutput.floats
@@ -125,6 +146,10 @@ public final class ReferenceBackend: Backend {
     }
 
     public func linearForward(output: Tensor, input: Tensor, weight: Tensor, bias: Tensor) {
+        let input = float32(input), weight = float32(weight), bias = float32(bias)
+        let outputStage = float32Output(output)
+        defer { outputStage.commit() }
+        let output = outputStage.tensor
         let (batch, inFeatures, outFeatures) = linearShapes("linearForward", input: input, weight: weight)
         checkShape("linearForward", bias, [outFeatures])
         checkShape("linearForward", output, [batch, outFeatures])
@@ -140,6 +165,16 @@ public final class ReferenceBackend: Backend {
 
     public func linearBackward(dInput: Tensor?, dWeight: Tensor, dBias: Tensor,
                                dOutput: Tensor, input: Tensor, weight: Tensor) {
+        let dOutput = float32(dOutput), input = float32(input), weight = float32(weight)
+        let dWeightStage = float32Output(dWeight)
+        defer { dWeightStage.commit() }
+        let dWeight = dWeightStage.tensor
+        let dBiasStage = float32Output(dBias)
+        defer { dBiasStage.commit() }
+        let dBias = dBiasStage.tensor
+        let dInputStage = dInput.map(float32Output)
+        defer { dInputStage?.commit() }
+        let dInput = dInputStage?.tensor
         let (batch, inFeatures, outFeatures) = linearShapes("linearBackward", input: input, weight: weight)
         checkShape("linearBackward", dOutput, [batch, outFeatures])
         checkShape("linearBackward", dWeight, [outFeatures, inFeatures])
