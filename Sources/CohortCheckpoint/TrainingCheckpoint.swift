@@ -167,6 +167,7 @@ public enum TrainingCheckpoint {
             }
         }
         store.backend.upload(parameters, to: store.parameters)
+        store.refreshComputeParameters()
         store.backend.upload(statistics, to: store.statistics)
         store.counters = counters
         if let optimizer {

@@ -23,6 +23,8 @@ public protocol Backend: AnyObject {
     var device: Device { get }
     /// What the backend found at start-up (library versions, ISA, threads).
     var details: String { get }
+    /// Whether ops take bfloat16 activations and weights (`Note [Mixed precision]`).
+    var supportsBFloat16: Bool { get }
 
     // MARK: Memory
 
@@ -124,6 +126,8 @@ public protocol Backend: AnyObject {
 }
 
 extension Backend {
+    public var supportsBFloat16: Bool { false }
+
     /// A new tensor on this backend holding a host tensor's values.
     public func makeTensor(copying host: Tensor) throws -> Tensor {
         let tensor = try makeTensor(host.shape, dtype: host.dtype)

@@ -15,6 +15,7 @@ public final class ReferenceBackend: Backend {
     public let name = "reference"
     public let device = Device.cpu
     public let details = "plain Swift, single-threaded, float32 (bfloat16 arguments computed in float32)"
+    public let supportsBFloat16 = true
     let allocator = CachingAllocator(underlying: HostAllocator.shared)
 
     public init() {}

@@ -51,7 +51,7 @@ public final class BatchNorm2d {
         precondition(x.shape.rank == 4 && x.shape[3] == featureCount,
                      "BatchNorm2d expects [N,H,W,\(featureCount)], got \(x.shape)")
         let backend = store.backend
-        let y = output.tensor(x.shape, on: backend)
+        let y = output.tensor(x.shape, x.dtype, on: backend)
         switch mode {
         case .training:
             backend.batchNormForwardTraining(
@@ -76,7 +76,7 @@ public final class BatchNorm2d {
         guard let input, let y = trainingOutput else {
             preconditionFailure("BatchNorm2d.backward before a training forward")
         }
-        let dx = dInput.tensor(input.shape, on: store.backend)
+        let dx = dInput.tensor(input.shape, dy.dtype, on: store.backend)
         store.backend.batchNormBackward(
             dInput: dx, dScale: store.gradient(scale), dShift: store.gradient(shift), dOutput: dy,
             input: input, output: y, scale: store.value(scale),

@@ -42,8 +42,8 @@ public final class Conv2d {
         let geometry = Conv2dGeometry(batch: x.shape[0], inputChannels: inputChannels, outputChannels: outputChannels,
                                       inputHeight: x.shape[1], inputWidth: x.shape[2],
                                       kernelSize: kernelSize, stride: stride, padding: padding)
-        let y = output.tensor(geometry.outputShape, on: store.backend)
-        store.backend.conv2dForward(output: y, input: x, weight: store.value(weight), geometry: geometry)
+        let y = output.tensor(geometry.outputShape, x.dtype, on: store.backend)
+        store.backend.conv2dForward(output: y, input: x, weight: store.computeValue(weight), geometry: geometry)
         input = x
         self.geometry = geometry
         return y
@@ -56,8 +56,8 @@ public final class Conv2d {
         backend.conv2dBackwardWeight(dWeight: store.gradient(weight), input: input, dOutput: dy, geometry: geometry)
         store.gradientReady(weight)
         guard needsInputGradient else { return nil }
-        let dx = dInput.tensor(geometry.inputShape, on: backend)
-        backend.conv2dBackwardData(dInput: dx, dOutput: dy, weight: store.value(weight), geometry: geometry)
+        let dx = dInput.tensor(geometry.inputShape, dy.dtype, on: backend)
+        backend.conv2dBackwardData(dInput: dx, dOutput: dy, weight: store.computeValue(weight), geometry: geometry)
         return dx
     }
 }

@@ -7,7 +7,7 @@ public protocol ImageClassifier: AnyObject {
     var architecture: String { get }
     var store: ParameterStore { get }
     var classCount: Int { get }
-    /// images `[N,32,32,3]` -> logits `[N,classCount]`.
+    /// images `[N,32,32,3]` in `store.precision`'s dtype -> logits `[N,classCount]` in the same dtype.
     func forward(_ images: Tensor, mode: ForwardMode) -> Tensor
     /// Writes every parameter's gradient from dLogits `[N,classCount]`
     /// (after a `.training` forward).
@@ -19,10 +19,11 @@ public enum ModelArchitecture: String, CaseIterable, Sendable {
     case resnet18
     case smallcnn
 
-    public func build(backend: Backend, classCount: Int = 10, seed: UInt64) throws -> ImageClassifier {
+    public func build(backend: Backend, classCount: Int = 10, seed: UInt64,
+                      precision: Precision = .float32) throws -> ImageClassifier {
         switch self {
-        case .resnet18: return try ResNet18(backend: backend, classCount: classCount, seed: seed)
-        case .smallcnn: return try SmallCNN(backend: backend, classCount: classCount, seed: seed)
+        case .resnet18: return try ResNet18(backend: backend, classCount: classCount, seed: seed, precision: precision)
+        case .smallcnn: return try SmallCNN(backend: backend, classCount: classCount, seed: seed, precision: precision)
         }
     }
 }

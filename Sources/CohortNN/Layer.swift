@@ -1,6 +1,16 @@
 import CohortKernels
 import CohortTensor
 
+/// The dtype a model computes in (`Note [Mixed precision]`): activations
+/// and the weights convolutions and linear layers read. Master weights,
+/// gradients, optimiser state and batch-norm statistics stay float32.
+public enum Precision: String, CaseIterable, Sendable {
+    case float32 = "fp32"
+    case bfloat16 = "bf16"
+
+    public var dtype: DType { self == .float32 ? .float32 : .bfloat16 }
+}
+
 /// Whether a forward pass trains (batch statistics, activations kept for
 /// backward) or evaluates (running statistics).
 public enum ForwardMode: Sendable {
@@ -14,10 +24,10 @@ public enum ForwardMode: Sendable {
 struct ReusableBuffer {
     private var tensor: Tensor?
 
-    mutating func tensor(_ shape: Shape, on backend: Backend) -> Tensor {
-        if let tensor, tensor.shape == shape { return tensor }
+    mutating func tensor(_ shape: Shape, _ dtype: DType, on backend: Backend) -> Tensor {
+        if let tensor, tensor.shape == shape, tensor.dtype == dtype { return tensor }
         // Running out of device memory for an activation is not recoverable mid-step.
-        let fresh = try! backend.makeTensor(shape, dtype: .float32)
+        let fresh = try! backend.makeTensor(shape, dtype: dtype)
         tensor = fresh
         return fresh
     }

@@ -32,8 +32,8 @@ public final class Linear {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         precondition(x.shape.rank == 2 && x.shape[1] == inputFeatures,
                      "Linear expects [N,\(inputFeatures)], got \(x.shape)")
-        let y = output.tensor([x.shape[0], outputFeatures], on: store.backend)
-        store.backend.linearForward(output: y, input: x, weight: store.value(weight), bias: store.value(bias))
+        let y = output.tensor([x.shape[0], outputFeatures], x.dtype, on: store.backend)
+        store.backend.linearForward(output: y, input: x, weight: store.computeValue(weight), bias: store.value(bias))
         input = x
         return y
     }
@@ -41,9 +41,9 @@ public final class Linear {
     /// dy `[N,out]` -> dx `[N,in]`; writes the weight and bias gradients.
     public func backward(_ dy: Tensor) -> Tensor {
         guard let input else { preconditionFailure("Linear.backward before forward") }
-        let dx = dInput.tensor(input.shape, on: store.backend)
+        let dx = dInput.tensor(input.shape, dy.dtype, on: store.backend)
         store.backend.linearBackward(dInput: dx, dWeight: store.gradient(weight), dBias: store.gradient(bias),
-                                     dOutput: dy, input: input, weight: store.value(weight))
+                                     dOutput: dy, input: input, weight: store.computeValue(weight))
         store.gradientReady(bias)
         store.gradientReady(weight)
         return dx
@@ -62,7 +62,7 @@ public final class GlobalAveragePool {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         precondition(x.shape.rank == 4, "GlobalAveragePool expects [N,H,W,C], got \(x.shape)")
-        let y = output.tensor([x.shape[0], x.shape[3]], on: backend)
+        let y = output.tensor([x.shape[0], x.shape[3]], x.dtype, on: backend)
         backend.globalAveragePoolForward(output: y, input: x)
         inputShape = x.shape
         return y
@@ -70,7 +70,7 @@ public final class GlobalAveragePool {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let inputShape else { preconditionFailure("GlobalAveragePool.backward before forward") }
-        let dx = dInput.tensor(inputShape, on: backend)
+        let dx = dInput.tensor(inputShape, dy.dtype, on: backend)
         backend.globalAveragePoolBackward(dInput: dx, dOutput: dy)
         return dx
     }

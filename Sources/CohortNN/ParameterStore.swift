@@ -47,13 +47,18 @@ public struct ParameterReference: Hashable, Sendable {
 /// then `allocate(seed:)` creates the buffers and initialises them.
 public final class ParameterStore {
     public let backend: Backend
+    /// The dtype of activations and of the weights layers compute with.
+    public let precision: Precision
     public private(set) var entries: [ParameterEntry] = []
     public private(set) var parameterCount = 0
     public private(set) var statisticCount = 0
 
     /// All trainable parameters, flat, float32.
     public private(set) var parameters: Tensor!
-    /// Gradients, laid out like `parameters`; each backward overwrites them.
+    /// The weights convolutions and linear layers read: `parameters` itself
+    /// in float32, a bf16 copy in bf16 (refreshed by `refreshComputeParameters`).
+    public private(set) var computeParameters: Tensor!
+    /// Gradients, float32, laid out like `parameters`; each backward overwrites them.
     public private(set) var gradients: Tensor!
     /// Running means and variances, flat, float32.
     public private(set) var statistics: Tensor!
@@ -65,7 +70,10 @@ public final class ParameterStore {
     /// reducer uses to start all-reducing a bucket while backward goes on.
     public var gradientReadyHandler: ((ParameterReference) -> Void)?
 
-    public init(backend: Backend) { self.backend = backend }
+    public init(backend: Backend, precision: Precision = .float32) {
+        self.backend = backend
+        self.precision = precision
+    }
 
     public var isAllocated: Bool { parameters != nil }
 
@@ -121,6 +129,8 @@ public final class ParameterStore {
             }
         }
         parameters = try backend.makeTensor(copying: hostParameters)
+        computeParameters = precision == .float32 ? parameters : try backend.makeTensor([parameterCount], dtype: precision.dtype)
+        refreshComputeParameters()
         gradients = try backend.makeTensor([parameterCount])
         backend.fill(gradients, value: 0)
         statistics = try backend.makeTensor(copying: hostStatistics)
@@ -141,6 +151,20 @@ public final class ParameterStore {
         case .statistic: return statistics.view(elementOffset: entry.offset, shape: entry.shape)
         case .counter: preconditionFailure("\(entry.name) is a host counter")
         }
+    }
+
+    /// The copy of a trainable parameter that layers compute with (bf16 in bf16 mode).
+    public func computeValue(_ reference: ParameterReference) -> Tensor {
+        let entry = entries[reference.index]
+        precondition(entry.kind == .trainable, "\(entry.name) is not trainable")
+        return computeParameters.view(elementOffset: entry.offset, shape: entry.shape)
+    }
+
+    /// Rounds the float32 masters into the compute copy: after every change
+    /// to `parameters` (an optimiser step, a checkpoint load). One conversion
+    /// over the flat buffer; nothing to do in float32.
+    public func refreshComputeParameters() {
+        if computeParameters !== parameters { backend.copy(parameters, to: computeParameters) }
     }
 
     /// The gradient of a trainable parameter: a view into the gradient buffer.

@@ -37,7 +37,7 @@ public final class BasicBlock {
     func callAsFunction(_ x: Tensor, mode: ForwardMode) -> Tensor {
         let main = bn2(conv2(bn1(conv1(x), mode: mode)), mode: mode)
         let shortcut = downsample.map { $0.bn($0.conv(x), mode: mode) } ?? x
-        let y = output.tensor(main.shape, on: backend)
+        let y = output.tensor(main.shape, main.dtype, on: backend)
         backend.add(output: y, main, shortcut, fuseReLU: true)
         lastOutput = y
         return y
@@ -76,8 +76,8 @@ public final class ResNet18: ImageClassifier {
     let pool: GlobalAveragePool
     let fc: Linear
 
-    public init(backend: Backend, classCount: Int = 10, seed: UInt64 = 0) throws {
-        let store = ParameterStore(backend: backend)
+    public init(backend: Backend, classCount: Int = 10, seed: UInt64 = 0, precision: Precision = .float32) throws {
+        let store = ParameterStore(backend: backend, precision: precision)
         self.store = store
         self.classCount = classCount
         conv1 = Conv2d(store: store, name: "conv1", inputChannels: 3, outputChannels: 64,

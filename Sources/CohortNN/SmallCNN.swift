@@ -15,8 +15,8 @@ public final class SmallCNN: ImageClassifier {
     let pool: GlobalAveragePool
     let fc: Linear
 
-    public init(backend: Backend, classCount: Int = 10, seed: UInt64 = 0) throws {
-        let store = ParameterStore(backend: backend)
+    public init(backend: Backend, classCount: Int = 10, seed: UInt64 = 0, precision: Precision = .float32) throws {
+        let store = ParameterStore(backend: backend, precision: precision)
         self.store = store
         self.classCount = classCount
         var stages: [(Conv2d, BatchNorm2d)] = []

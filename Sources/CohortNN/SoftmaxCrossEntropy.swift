@@ -16,6 +16,7 @@ public final class SoftmaxCrossEntropy {
     public let correct: Tensor
     private var labels: Tensor?
     private var lastProbabilities: Tensor?
+    private var lastLogitsDType: DType?
     private var probabilities = ReusableBuffer()
     private var dLogits = ReusableBuffer()
 
@@ -31,19 +32,20 @@ public final class SoftmaxCrossEntropy {
     public func callAsFunction(logits: Tensor, labels: Tensor) {
         precondition(logits.shape.rank == 2 && labels.shape == Shape([logits.shape[0]]) && labels.dtype == .int32,
                      "cross-entropy expects logits [N,K] and int32 labels [N], got \(logits.shape), \(labels.shape) \(labels.dtype)")
-        let p = probabilities.tensor(logits.shape, on: backend)
+        let p = probabilities.tensor(logits.shape, .float32, on: backend)
         backend.softmaxCrossEntropyForward(loss: loss, probabilities: p, correct: correct, logits: logits,
                                            labels: labels, labelSmoothing: labelSmoothing)
         self.labels = labels
         lastProbabilities = p
+        lastLogitsDType = logits.dtype
     }
 
     /// The gradient of the mean loss with respect to the logits.
     public func backward() -> Tensor {
-        guard let labels, let p = lastProbabilities else {
+        guard let labels, let p = lastProbabilities, let dtype = lastLogitsDType else {
             preconditionFailure("SoftmaxCrossEntropy.backward before forward")
         }
-        let dx = dLogits.tensor(p.shape, on: backend)
+        let dx = dLogits.tensor(p.shape, dtype, on: backend)
         backend.softmaxCrossEntropyBackward(dLogits: dx, probabilities: p, labels: labels, labelSmoothing: labelSmoothing)
         return dx
     }

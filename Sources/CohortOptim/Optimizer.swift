@@ -63,6 +63,7 @@ public final class Optimizer {
             isFirstStep: stepCount == 0)
         store.backend.optimizerStep(parameters: store.parameters, gradients: store.gradients,
                                     momentumBuffer: momentumBuffer, segments: store.segments, configuration: settings)
+        store.refreshComputeParameters()
         stepCount += 1
     }
 

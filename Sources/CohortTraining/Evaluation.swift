@@ -22,7 +22,7 @@ public func evaluate(_ model: ImageClassifier, on dataset: ImageDataset, batchSi
     let loader = DataLoader(dataset: subset, sampler: sampler, batchSize: batchSize,
                             augmentation: .cifar10Evaluation, prefetchDepth: 2)
     let criterion = try SoftmaxCrossEntropy(backend: backend)
-    let stager = BatchStager(backend: backend)
+    let stager = BatchStager(backend: backend, dtype: model.store.precision.dtype)
     var lossSum = 0.0, correct = 0.0, seen = 0
     for batch in loader.batches(epoch: 0) {
         let (images, labels) = try stager.stage(batch)

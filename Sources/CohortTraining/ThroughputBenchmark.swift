@@ -12,6 +12,7 @@ public struct ThroughputBenchmark {
     public struct Result: Codable, Sendable {
         public var model: String
         public var backend: String
+        public var precision: String
         public var batchSize: Int
         public var warmupSteps: Int
         public var timedSteps: Int
@@ -23,25 +24,33 @@ public struct ThroughputBenchmark {
     }
 
     public var architecture: ModelArchitecture
+    public var precision: Precision
     public var batchSize: Int
     public var warmupSteps: Int
     public var timedSteps: Int
 
-    public init(architecture: ModelArchitecture, batchSize: Int, warmupSteps: Int = 2, timedSteps: Int = 5) {
+    public init(architecture: ModelArchitecture, precision: Precision = .float32, batchSize: Int,
+                warmupSteps: Int = 2, timedSteps: Int = 5) {
         precondition(batchSize > 0 && warmupSteps >= 0 && timedSteps > 0)
         self.architecture = architecture
+        self.precision = precision
         self.batchSize = batchSize
         self.warmupSteps = warmupSteps
         self.timedSteps = timedSteps
     }
 
     public func run(on backend: Backend) throws -> Result {
-        let model = try architecture.build(backend: backend, seed: 0)
+        guard precision == .float32 || backend.supportsBFloat16 else {
+            throw BackendUnavailable(description: "the \(backend.name) backend computes in float32 only; use --precision fp32")
+        }
+        let model = try architecture.build(backend: backend, seed: 0, precision: precision)
         let criterion = try SoftmaxCrossEntropy(backend: backend)
         let optimizer = try Optimizer(store: model.store, configuration: OptimizerConfiguration(momentum: 0.9, weightDecay: 5e-4))
         var generator = SplitMix64(seed: 1)
-        let images = try backend.makeTensor(copying: Tensor(
+        let hostImages = try backend.makeTensor(copying: Tensor(
             (0..<(batchSize * 32 * 32 * 3)).map { _ in generator.nextNormal() }, shape: [batchSize, 32, 32, 3]))
+        let images = try backend.makeTensor(hostImages.shape, dtype: precision.dtype)
+        backend.copy(hostImages, to: images)
         let labels = try backend.makeTensor(copying: Tensor.int32((0..<batchSize).map { _ in Int32(generator.next() % 10) }))
 
         func step() {
@@ -59,7 +68,7 @@ public struct ThroughputBenchmark {
             durations.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
         let median = durations.sorted()[durations.count / 2]
-        return Result(model: architecture.rawValue, backend: backend.name, batchSize: batchSize,
+        return Result(model: architecture.rawValue, backend: backend.name, precision: precision.rawValue, batchSize: batchSize,
                       warmupSteps: warmupSteps, timedSteps: timedSteps, medianStepSeconds: median,
                       imagesPerSecond: Double(batchSize) / median, epochSeconds: 50_000 / Double(batchSize) * median)
     }

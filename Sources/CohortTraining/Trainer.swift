@@ -50,14 +50,17 @@ public final class Trainer {
         self.checkpointURL = checkpointURL
         self.metrics = metrics
         self.display = display
+        guard configuration.precision == .float32 || backend.supportsBFloat16 else {
+            throw BackendUnavailable(description: "the \(backend.name) backend computes in float32 only; use --precision fp32")
+        }
         model = try configuration.architecture.build(backend: backend, classCount: trainingSet.classCount,
-                                                     seed: configuration.seed)
+                                                     seed: configuration.seed, precision: configuration.precision)
         if configuration.noDecayOnNormAndBias {
             model.store.setWeightDecay(false) { $0.shape.rank == 1 }
         }
         optimizer = try Optimizer(store: model.store, configuration: configuration.optimizer)
         criterion = try SoftmaxCrossEntropy(backend: backend, labelSmoothing: configuration.labelSmoothing)
-        stager = BatchStager(backend: backend)
+        stager = BatchStager(backend: backend, dtype: configuration.precision.dtype)
         let sampler = DistributedSampler(datasetCount: trainingSet.count, shuffle: true, seed: configuration.seed)
         loader = DataLoader(dataset: trainingSet, sampler: sampler, batchSize: configuration.batchSize,
                             augmentation: .cifar10Training, prefetchDepth: 3,

@@ -6,6 +6,8 @@ import Foundation
 /// what the run header prints and the checkpoint records.
 public struct TrainingConfiguration: Sendable {
     public var architecture: ModelArchitecture
+    /// float32, or bf16 with float32 master weights (`Note [Mixed precision]`).
+    public var precision: Precision
     public var epochs: Int
     /// Images per step on this rank.
     public var batchSize: Int
@@ -26,12 +28,13 @@ public struct TrainingConfiguration: Sendable {
     /// Log a step record (and read the loss back) every this many steps.
     public var logEvery: Int
 
-    public init(architecture: ModelArchitecture = .resnet18, epochs: Int, batchSize: Int, learningRate: Float,
+    public init(architecture: ModelArchitecture = .resnet18, precision: Precision = .float32, epochs: Int, batchSize: Int, learningRate: Float,
                 decay: LearningRateSchedule.Decay = .constant, warmupEpochs: Int = 0,
                 optimizer: OptimizerConfiguration = OptimizerConfiguration(), noDecayOnNormAndBias: Bool = false,
                 labelSmoothing: Float = 0, seed: UInt64 = 0, stepsPerEpochLimit: Int? = nil,
                 evaluationLimit: Int? = nil, evaluationBatchSize: Int = 500, logEvery: Int = 10) {
         self.architecture = architecture
+        self.precision = precision
         self.epochs = epochs
         self.batchSize = batchSize
         self.learningRate = learningRate
@@ -50,7 +53,7 @@ public struct TrainingConfiguration: Sendable {
     /// The settings as strings, stored in checkpoints and the metrics log.
     public var summary: [String: String] {
         var fields = [
-            "model": architecture.rawValue, "epochs": String(epochs), "batch_size": String(batchSize),
+            "model": architecture.rawValue, "precision": precision.rawValue, "epochs": String(epochs), "batch_size": String(batchSize),
             "lr": String(learningRate), "schedule": decay.name.rawValue, "warmup_epochs": String(warmupEpochs),
             "optimizer": optimizer.kind.rawValue, "momentum": String(optimizer.momentum),
             "nesterov": String(optimizer.nesterov), "weight_decay": String(optimizer.weightDecay),

@@ -18,6 +18,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Model to time: \(ModelArchitecture.allCases.map(\.rawValue).joined(separator: ", ")).")
     var model: ModelArchitecture = .resnet18
 
+    @Option(help: "Compute precision: fp32, or bf16 with float32 master weights.")
+    var precision: Precision = .float32
+
     @Option(name: .customLong("batch-sizes"), parsing: .upToNextOption, help: "Batch sizes to time.")
     var batchSizes: [Int] = [32, 128]
 
@@ -41,11 +44,11 @@ struct Bench: ParsableCommand {
     func run() throws {
         let (backend, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend)
         notes.forEach { print("note: \($0)") }
-        print("bench: \(model.rawValue) training steps on \(backend.name) (\(backend.details))")
+        print("bench: \(model.rawValue) training steps in \(precision.rawValue) on \(backend.name) (\(backend.details))")
         print("batch  step (s)  images/s  epoch (s)")
         var results: [ThroughputBenchmark.Result] = []
         for batchSize in batchSizes {
-            let result = try ThroughputBenchmark(architecture: model, batchSize: batchSize, warmupSteps: warmup,
+            let result = try ThroughputBenchmark(architecture: model, precision: precision, batchSize: batchSize, warmupSteps: warmup,
                                                  timedSteps: steps).run(on: backend)
             results.append(result)
             print(String(format: "%5d  %8.3f  %8.1f  %9.1f", batchSize, result.medianStepSeconds,

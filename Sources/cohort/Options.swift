@@ -7,6 +7,7 @@ import CohortTraining
 import Foundation
 
 extension ModelArchitecture: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {}
 extension BackendChoice: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
 

@@ -22,6 +22,9 @@ struct Train: ParsableCommand {
     @Option(help: "Model: \(ModelArchitecture.allCases.map(\.rawValue).joined(separator: ", ")).")
     var model: ModelArchitecture = .resnet18
 
+    @Option(help: "Compute precision: fp32, or bf16 with float32 master weights (GPU).")
+    var precision: Precision = .float32
+
     @Option(help: "Epochs to train (a resumed run counts the epochs already done).")
     var epochs: Int = 5
 
@@ -136,7 +139,7 @@ struct Train: ParsableCommand {
         case .linear: decay = .linear(finalFactor: 0)
         }
         let configuration = TrainingConfiguration(
-            architecture: model, epochs: epochs, batchSize: batchSize, learningRate: scaledLR, decay: decay,
+            architecture: model, precision: precision, epochs: epochs, batchSize: batchSize, learningRate: scaledLR, decay: decay,
             warmupEpochs: warmupEpochs,
             optimizer: OptimizerConfiguration(kind: optimizer, momentum: momentum, weightDecay: weightDecay,
                                               nesterov: nesterov, larsTrustCoefficient: larsEta),
@@ -155,7 +158,7 @@ struct Train: ParsableCommand {
             try trainer.resume(from: URL(fileURLWithPath: resume))
         }
 
-        display.log("cohort train: \(model.rawValue) (\(trainer.model.store.parameterCount.formatted()) parameters) on \(deviceOptions.device) with the \(backend.name) backend (\(backend.details))")
+        display.log("cohort train: \(model.rawValue) in \(precision.rawValue) (\(trainer.model.store.parameterCount.formatted()) parameters) on \(deviceOptions.device) with the \(backend.name) backend (\(backend.details))")
         notes.forEach { display.log("note: \($0)") }
         display.log("data: \(data.description)")
         display.log("batch \(batchSize) on 1 rank (global batch \(batchSize)), \(trainer.stepsPerEpoch) steps per epoch; lr \(scaledLR) (\(lrScaling == .none ? "no scaling" : "\(lrScaling) scaling of \(lr) from batch \(baseBatchSize)")); \(trainer.schedule)")
