@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "CohortTrainingTests", dependencies: [
             "CohortTraining", "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN",
         ]),
-        .testTarget(name: "CohortDistributedTests", dependencies: ["CohortDistributed", "CohortMPIProbe"]),
+        .testTarget(name: "CohortDistributedTests", dependencies: ["CohortDistributed", "CohortTensor", "CohortMPIProbe"]),
         .testTarget(name: "CohortCLITests", dependencies: ["cohort"]),
     ]
 )

@@ -24,6 +24,7 @@ public final class Rendezvous: @unchecked Sendable {
     /// Rank 0's blob (`share`'s result), on every rank; nil without `share`.
     public let sharedBlob: [UInt8]?
     private let timeout: Duration
+    private let ownServer: TCPStoreServer?
 
     private static let prefix = "cohort/rendezvous/"
 
@@ -40,10 +41,17 @@ public final class Rendezvous: @unchecked Sendable {
         let started = ContinuousClock.now
         let ownServer = environment.rank == 0 && server == nil ? try TCPStoreServer(host: host, port: port) : nil
         let store = try TCPStore(host: host, port: port, timeout: timeout)
-        let blob = try Self.meet(store, environment: environment, timeout: timeout, started: started, share: share)
+        let blob: [UInt8]?
+        do {
+            blob = try Self.meet(store, environment: environment, timeout: timeout, started: started, share: share)
+        } catch {
+            ownServer?.stop()
+            throw error
+        }
         self.environment = environment
         self.timeout = timeout
         self.server = ownServer ?? server
+        self.ownServer = ownServer
         self.store = store
         self.sharedBlob = blob
     }
@@ -71,6 +79,12 @@ public final class Rendezvous: @unchecked Sendable {
             guard case .timedOut = error else { throw error }
             return nil
         }
+    }
+
+    /// Closes this rank's side; on rank 0 stops the server it started
+    /// (call it after every rank's last use of the store, e.g. after a final `barrier`).
+    public func close() {
+        ownServer?.stop()
     }
 
     /// Returns once every rank has called `barrier` with the same `name`

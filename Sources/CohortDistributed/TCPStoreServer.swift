@@ -6,7 +6,8 @@ import Foundation
 /// the wire format is `Note [Store protocol]`.
 ///
 /// A connection that breaks the protocol is closed with a logged reason;
-/// the server and its other connections carry on.
+/// the server and its other connections carry on. It runs until `stop()`
+/// (its threads hold it), so the owner calls that at the end of the run.
 public final class TCPStoreServer: @unchecked Sendable {
     /// The address it listens on, as given.
     public let host: String
@@ -47,8 +48,6 @@ public final class TCPStoreServer: @unchecked Sendable {
         thread.start()
     }
 
-    deinit { stop() }
-
     /// Stops accepting, closes every connection (their clients then see
     /// `connectionLost`) and returns.
     public func stop() {
@@ -56,6 +55,8 @@ public final class TCPStoreServer: @unchecked Sendable {
         defer { state.unlock() }
         guard !stopped else { return }
         stopped = true
+        // On Linux, shutdown() of a listening socket refuses new connections at once.
+        listener.shutdownBoth()
         for socket in connections.values { socket.shutdownBoth() }
         state.broadcast()
     }
@@ -81,6 +82,7 @@ public final class TCPStoreServer: @unchecked Sendable {
                 thread.name = "cohort-store-connection"
                 thread.start()
             } catch {
+                if isStopped { return }
                 log("accept on \(host):\(port) failed: \(error)")
                 Thread.sleep(forTimeInterval: 0.1)
             }
