@@ -81,10 +81,19 @@ public final class Rendezvous: @unchecked Sendable {
         }
     }
 
-    /// Closes this rank's side; on rank 0 stops the server it started
-    /// (call it after every rank's last use of the store, e.g. after a final `barrier`).
+    /// Leaves the store at the end of the run; every rank calls it. Each
+    /// rank counts itself out; rank 0 then waits (up to the rendezvous's
+    /// time limit) until every rank has, so no rank's last request meets a
+    /// closed store, and stops the server it started. Best effort: errors
+    /// are ignored, the run is over.
     public func close() {
-        ownServer?.stop()
+        let key = Self.prefix + "closed"
+        if (try? store.add(key, 1)) == environment.worldSize {
+            try? store.set(key + "/all", [])
+        }
+        guard let ownServer else { return }
+        try? store.wait([key + "/all"], timeout: timeout)
+        ownServer.stop()
     }
 
     /// Returns once every rank has called `barrier` with the same `name`

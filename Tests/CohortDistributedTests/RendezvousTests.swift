@@ -53,7 +53,7 @@ final class RendezvousTests: XCTestCase {
             let rendezvous = try Rendezvous(environment: Self.environment(rank: rank, worldSize: 2, port: port),
                                             timeout: .seconds(5))
             try rendezvous.barrier("end")
-            defer { rendezvous.close() }
+            rendezvous.close()
             return "\(rendezvous.server != nil) \(rendezvous.sharedBlob == nil)"
         }
         XCTAssertEqual(results, ["0: true true", "1: false true"])
@@ -69,7 +69,7 @@ final class RendezvousTests: XCTestCase {
         let results = ranks(3, skipping: [1]) { rank in
             let rendezvous = try Rendezvous(environment: Self.environment(rank: rank, worldSize: 3, port: port),
                                             timeout: .seconds(1), server: rank == 0 ? server : nil)
-            rendezvous.close()
+            _ = rendezvous
             return "met"
         }
         let prefix = "rendezvous at 127.0.0.1:\(port): rank 1 of 3 never arrived within 1"
