@@ -8,6 +8,8 @@
 //   CohortOptim       SGD/LARS, learning-rate schedules and scaling rules
 //   CohortData        CIFAR-10 reader, augmentation, sampler, prefetching loader
 //   CohortCheckpoint  safetensors files and training checkpoints
+//   CMPI/CohortDistributed  rank discovery, communicators (single process; Open MPI through
+//                     dlopen), the TCP rendezvous store; CohortMPIProbe checks MPI under mpirun
 //   CohortTraining    the training loop, metrics log and progress display
 //   cohort            the command-line tool
 import PackageDescription
@@ -27,6 +29,9 @@ let package = Package(
         .target(name: "CDNNL", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "CohortOneDNN", dependencies: ["CohortKernels", "CDNNL"]),
         .target(name: "CohortNN", dependencies: ["CohortKernels"]),
+        .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "CohortDistributed", dependencies: ["CohortKernels", "CMPI"]),
+        .executableTarget(name: "CohortMPIProbe", dependencies: ["CohortDistributed"]),
         .target(name: "CohortOptim", dependencies: ["CohortNN"]),
         .target(name: "CohortData", dependencies: ["CohortTensor"]),
         .target(name: "CohortCheckpoint", dependencies: ["CohortNN", "CohortOptim"]),
@@ -47,6 +52,7 @@ let package = Package(
         .testTarget(name: "CohortTrainingTests", dependencies: [
             "CohortTraining", "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN",
         ]),
+        .testTarget(name: "CohortDistributedTests", dependencies: ["CohortDistributed", "CohortTensor", "CohortMPIProbe"]),
         .testTarget(name: "CohortCLITests", dependencies: ["cohort"]),
     ]
 )

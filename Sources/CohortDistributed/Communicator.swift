@@ -1,0 +1,97 @@
+import CohortTensor
+
+/// How `allReduce` combines the ranks' values.
+public enum ReduceOperation: String, Sendable {
+    /// Every rank ends with the element-wise sum.
+    case sum
+    /// The sum divided by the world size (gradient averaging).
+    case average
+}
+
+/// Collective operations over every rank of a run: the data-parallel
+/// training step all-reduces gradients through one of these.
+///
+/// Note [Communicator contract]
+/// - Collective: every rank calls the same methods in the same order with
+///   tensors of the same shape; a rank that skips one leaves the others
+///   waiting until the watchdog stops the run (see `Note [Distributed
+///   failures]`).
+/// - Tensors: float32, contiguous. `MPICommunicator` works on host tensors
+///   (`Device.cpu`); the NCCL communicator (later) implements the same
+///   protocol on tensors of its CUDA device, enqueued on the backend's stream
+///   so the call returns before the data has moved (as `Backend` calls do).
+///   Callers therefore read results only after the backend's `synchronize()`.
+/// - In place: `allReduce` and `broadcast` overwrite their argument.
+/// - Errors: a throwing call leaves the collective state unknown; the caller
+///   reports the error and calls `abort(reason:)`, which stops every rank.
+/// - Threads: calls on one communicator must not overlap; a reducer that
+///   runs collectives on a background thread owns the communicator there.
+public protocol Communicator: AnyObject {
+    /// This process's rank, 0..<worldSize.
+    var rank: Int { get }
+    var worldSize: Int { get }
+    /// "single", "mpi", "nccl": printed when a run starts.
+    var name: String { get }
+
+    /// `tensor` becomes the element-wise sum (or average) of every rank's `tensor`.
+    func allReduce(_ tensor: Tensor, op: ReduceOperation) throws
+    /// Every rank's `tensor` becomes rank `root`'s.
+    func broadcast(_ tensor: Tensor, root: Int) throws
+    /// `output` (worldSize * input.elementCount elements) becomes the ranks'
+    /// inputs laid end to end in rank order.
+    func allGather(_ input: Tensor, into output: Tensor) throws
+    /// Returns once every rank has called it.
+    func barrier() throws
+    /// Stops every rank of the run now, after printing `reason` (the way out
+    /// after a failed collective; never returns).
+    func abort(reason: String) -> Never
+    /// Leaves the group cleanly at the end of a run (every rank calls it);
+    /// later calls are programmer errors. Safe to call twice.
+    func shutdown() throws
+}
+
+extension Communicator {
+    public var isRoot: Bool { rank == 0 }
+}
+
+/// The communicator of a run with one process: collectives are identities.
+public final class SingleProcessCommunicator: Communicator {
+    public let rank = 0
+    public let worldSize = 1
+    public let name = "single"
+
+    public init() {}
+
+    public func allReduce(_ tensor: Tensor, op: ReduceOperation) throws {
+        checkHostFloat(tensor, "allReduce")
+    }
+
+    public func broadcast(_ tensor: Tensor, root: Int) throws {
+        checkHostFloat(tensor, "broadcast")
+        precondition(root == 0, "broadcast: root \(root) is not a rank of a 1-process run")
+    }
+
+    public func allGather(_ input: Tensor, into output: Tensor) throws {
+        checkHostFloat(input, "allGather")
+        checkHostFloat(output, "allGather")
+        precondition(output.elementCount == input.elementCount,
+                     "allGather: output has \(output.elementCount) elements, expected \(input.elementCount)")
+        if input.rawPointer != output.rawPointer {
+            output.rawPointer.copyMemory(from: input.rawPointer, byteCount: input.byteCount)
+        }
+    }
+
+    public func barrier() throws {}
+
+    public func abort(reason: String) -> Never {
+        fatalError("cohort: aborting: \(reason)")
+    }
+
+    public func shutdown() throws {}
+}
+
+/// Programmer errors: the contract asks for float32 host tensors.
+func checkHostFloat(_ tensor: Tensor, _ call: String) {
+    precondition(tensor.dtype == .float32, "\(call): \(tensor) is not float32")
+    precondition(tensor.device.isHost, "\(call): \(tensor) is not on the host (this communicator moves host memory)")
+}

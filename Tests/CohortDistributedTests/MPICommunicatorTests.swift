@@ -1,0 +1,83 @@
+import CohortDistributed
+import Foundation
+import XCTest
+
+/// MPICommunicator across two real processes: `mpirun -np 2 CohortMPIProbe
+/// <mode>`. Skipped where Open MPI's mpirun is not installed.
+final class MPICommunicatorTests: XCTestCase {
+    /// The built probe, beside the test runner's bundle (SwiftPM puts both in one folder).
+    var probe: URL {
+        get throws {
+            let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+                .deletingLastPathComponent().deletingLastPathComponent()
+            let folders = [
+                URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+                Bundle.main.bundleURL,
+                packageRoot.appendingPathComponent(".build/release"),
+            ]
+            for folder in folders {
+                let url = folder.appendingPathComponent("CohortMPIProbe")
+                if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+            }
+            throw XCTSkip("no CohortMPIProbe in \(folders.map(\.path)); build it first (swift build -c release --build-tests)")
+        }
+    }
+
+    var mpirun: URL {
+        get throws {
+            let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
+                .map { URL(fileURLWithPath: String($0)).appendingPathComponent("mpirun") }
+                .first { FileManager.default.isExecutableFile(atPath: $0.path) }
+            guard let path else { throw XCTSkip("mpirun not installed (apt-get install openmpi-bin libopenmpi-dev)") }
+            return path
+        }
+    }
+
+    /// Runs the probe on 2 ranks; returns the exit status, the output and the seconds taken.
+    func runProbe(_ mode: String, limit: TimeInterval = 60) throws -> (status: Int32, output: String, seconds: Double) {
+        let process = Process()
+        process.executableURL = try mpirun
+        process.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "2", try probe.path, mode]
+        var environment = ProcessInfo.processInfo.environment
+        environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        let started = Date()
+        try process.run()
+        let killer = DispatchWorkItem { process.terminate() }
+        DispatchQueue.global().asyncAfter(deadline: .now() + limit, execute: killer)
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        killer.cancel()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self), Date().timeIntervalSince(started))
+    }
+
+    func testCollectivesAcrossTwoRanks() throws {
+        let (status, output, _) = try runProbe("collectives")
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("rank 0 of 2: collectives ok"), output)
+        XCTAssertTrue(output.contains("rank 1 of 2: collectives ok"), output)
+    }
+
+    func testARankThatDiesStopsTheOthers() throws {
+        let (status, output, seconds) = try runProbe("die", limit: 45)
+        XCTAssertNotEqual(status, 0, output)
+        XCTAssertLessThan(seconds, 30, output)
+        XCTAssertFalse(output.contains("barriers returned"), output)
+    }
+
+    func testAStalledRankTripsTheWatchdog() throws {
+        let (status, output, seconds) = try runProbe("stall", limit: 45)
+        XCTAssertNotEqual(status, 0, output)
+        XCTAssertLessThan(seconds, 30, output)
+        XCTAssertTrue(output.contains("watchdog: MPI_Barrier has not finished after 2"), output)
+    }
+
+    func testWithoutMPIRunTheCommunicatorSaysHowToLaunch() {
+        XCTAssertThrowsError(try MPICommunicator(environment: .single)) { error in
+            XCTAssertTrue("\(error)".contains("mpirun -np N"), "\(error)")
+        }
+    }
+}
