@@ -12,8 +12,9 @@ extension Tolerance {
     /// after it (measured with oneDNN: 2e-6..4e-6 on logits). The backward is
     /// not: where two backends' forward values straddle 0, a ReLU mask flips
     /// and that element's gradient is dropped on one side only, which moves
-    /// every gradient below it (measured with oneDNN fp32 at batch 8: up to
-    /// 6e-3 normwise and 7e-2 max-abs in single tensors, seed-dependent). A
+    /// every gradient below it (measured with oneDNN fp32 at batch 8 over 13
+    /// seeds: 1e-5 without a flip, up to 1e-2 normwise and 9e-2 max-abs in
+    /// single tensors with one). A
     /// real fault (a gradient unwritten, a missing shortcut, a wrong view)
     /// errs by order 1.
     static func modelStep(_ precision: MatrixPrecision, _ what: ModelStepOutput) -> Tolerance {
@@ -21,8 +22,8 @@ extension Tolerance {
         case (.float32, .forward):
             return Tolerance(1e-4, "ResNet-18 forward: ~20 fp32 layers' rounding, amplified by batch norm")
         case (.float32, .backward):
-            return Tolerance(2e-2, maxAbsolute: 2e-1,
-                             "ResNet-18 gradients and update, per tensor: ReLU masks flip near 0 (oneDNN: 6e-3/7e-2)")
+            return Tolerance(3e-2, maxAbsolute: 3e-1,
+                             "ResNet-18 gradients and update, per tensor: ReLU masks flip near 0 (oneDNN: 1e-2/9e-2)")
         case (.tf32, .forward):
             return Tolerance(2e-2, "ResNet-18 forward: ~20 TF32 layers (5e-4 each), amplified by batch norm")
         case (.tf32, .backward):
