@@ -1,4 +1,5 @@
 import ArgumentParser
+import CohortKernels
 import CohortTensor
 import CohortTraining
 import Foundation
@@ -49,15 +50,19 @@ struct SelfTest: ParsableCommand {
     @Option(help: ArgumentHelp("Run only the checks whose name or shape contains this text.", valueName: "text"))
     var filter: String?
 
+    func validate() throws {
+        let planned = BackendSelfTest(backend: ReferenceBackend(), options: .init(seed: 0, bfloat16: bfloat16, filter: filter))
+        guard !planned.plannedChecks.isEmpty else {
+            throw ValidationError("--filter \(filter ?? ""): no check's name or shape contains it (try conv2d, batchNorm, resnet18)")
+        }
+    }
+
     func run() throws {
         let (backend, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend)
         let options = BackendSelfTest.Options(
             seed: seed ?? UInt64.random(in: 0...UInt64.max), quick: quick, bfloat16: bfloat16,
             matrixPrecision: matrixPrecision ?? (deviceOptions.device.isHost ? .float32 : .tf32), filter: filter)
         let selfTest = BackendSelfTest(backend: backend, options: options)
-        guard !selfTest.plannedChecks.isEmpty else {
-            throw ValidationError("--filter \(filter ?? ""): no check's name or shape contains it")
-        }
         notes.forEach { say("note: \($0)") }
         say("cohort selftest: backend \(backend.name) on \(backend.device) (\(backend.details))")
         say("seed \(options.seed) (rerun with --seed \(options.seed)); matrix precision \(options.matrixPrecision.rawValue)"
