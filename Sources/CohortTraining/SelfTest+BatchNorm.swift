@@ -1,0 +1,105 @@
+import CohortKernels
+import CohortTensor
+
+extension Tolerance {
+    /// Batch norm: per-channel sums over up to 8 x 32 x 32 = 8,192 rows; the
+    /// reference sums in Double, a backend in fp32 in its own order.
+    static let batchNorm = Tolerance(1e-5, "per-channel fp32 sums over up to 8,192 rows vs Double sums")
+    /// dScale and dShift are such sums of products of the gradient; dInput
+    /// subtracts their means from dOutput.
+    static let batchNormBackward = Tolerance(1e-5, "per-channel fp32 sums of dy and dy*xhat over up to 8,192 rows")
+}
+
+/// Training-mode forward (output, saved mean and inverse std, updated
+/// running statistics), inference-mode forward and the backward (dInput,
+/// dScale, dShift), each with and without the fused ReLU, on ResNet-18's
+/// batch-norm shapes and an odd one.
+extension BackendSelfTest {
+    func batchNormChecks() -> [SelfTestCheck] {
+        let n = options.batch
+        let shapes: [Shape] = [[n, 32, 32, 64], [n, 8, 8, 256], [n, 4, 4, 512], [3, 7, 9, 5]]
+        let momentum: Float = 0.1, epsilon: Float = 1e-5
+        var checks: [SelfTestCheck] = []
+        for shape in shapes {
+            for fuseReLU in [false, true] {
+                let label = "\(shape)" + (fuseReLU ? " +relu" : "")
+                checks.append(SelfTestCheck(name: "batchNormForwardTraining", shape: label) { c in
+                    let inputs = BatchNormInputs(c, shape)
+                    let y = c.output(shape), mean = c.output(inputs.channels), invStd = c.output(inputs.channels)
+                    c.run { backend, side in
+                        backend.batchNormForwardTraining(
+                            output: side(y), input: side(inputs.x), scale: side(inputs.scale), shift: side(inputs.shift),
+                            runningMean: side(inputs.runningMean), runningVar: side(inputs.runningVar),
+                            savedMean: side(mean), savedInvStd: side(invStd),
+                            momentum: momentum, epsilon: epsilon, fuseReLU: fuseReLU)
+                    }
+                    c.compare("output", y, .batchNorm)
+                    c.compare("savedMean", mean, .batchNorm)
+                    c.compare("savedInvStd", invStd, .batchNorm)
+                    c.compare("runningMean", inputs.runningMean, .batchNorm)
+                    c.compare("runningVar", inputs.runningVar, .batchNorm)
+                })
+                checks.append(SelfTestCheck(name: "batchNormForwardInference", shape: label) { c in
+                    let inputs = BatchNormInputs(c, shape)
+                    let y = c.output(shape)
+                    c.run { backend, side in
+                        backend.batchNormForwardInference(
+                            output: side(y), input: side(inputs.x), scale: side(inputs.scale), shift: side(inputs.shift),
+                            runningMean: side(inputs.runningMean), runningVar: side(inputs.runningVar),
+                            epsilon: epsilon, fuseReLU: fuseReLU)
+                    }
+                    c.compare("output", y, .batchNorm)
+                })
+                checks.append(SelfTestCheck(name: "batchNormBackward", shape: label) { c in
+                    let inputs = BatchNormInputs(c, shape)
+                    // The forward's saved statistics and output, from the reference, are inputs to both backwards.
+                    let forward = inputs.referenceForward(momentum: momentum, epsilon: epsilon, fuseReLU: fuseReLU)
+                    let y = c.pair(forward.output), mean = c.pair(forward.savedMean)
+                    let invStd = c.pair(forward.savedInvStd), dy = c.pair(c.uniform(shape))
+                    let dx = c.output(shape), dScale = c.output(inputs.channels), dShift = c.output(inputs.channels)
+                    c.run { backend, side in
+                        backend.batchNormBackward(
+                            dInput: side(dx), dScale: side(dScale), dShift: side(dShift), dOutput: side(dy),
+                            input: side(inputs.x), output: side(y), scale: side(inputs.scale),
+                            savedMean: side(mean), savedInvStd: side(invStd), fuseReLU: fuseReLU)
+                    }
+                    c.compare("dInput", dx, .batchNormBackward)
+                    c.compare("dScale", dScale, .batchNormBackward)
+                    c.compare("dShift", dShift, .batchNormBackward)
+                })
+            }
+        }
+        return checks
+    }
+}
+
+/// Random batch-norm inputs on both backends: activations off zero mean
+/// and unit variance, scales around 1, running statistics as after a few steps.
+private struct BatchNormInputs {
+    let channels: Shape
+    let host: (x: Tensor, scale: Tensor, shift: Tensor)
+    let x, scale, shift, runningMean, runningVar: TensorPair
+    let context: SelfTestContext
+
+    init(_ c: SelfTestContext, _ shape: Shape) {
+        context = c
+        channels = [shape[3]]
+        host = (c.uniform(shape, -1...2), c.uniform(channels, 0.5...1.5), c.uniform(channels, -0.5...0.5))
+        x = c.pair(host.x)
+        scale = c.pair(host.scale)
+        shift = c.pair(host.shift)
+        runningMean = c.pair(c.uniform(channels, -0.2...0.2))
+        runningVar = c.pair(c.uniform(channels, 0.5...1.5))
+    }
+
+    /// The reference's training forward on host copies: output, saved mean and inverse std.
+    func referenceForward(momentum: Float, epsilon: Float, fuseReLU: Bool)
+        -> (output: Tensor, savedMean: Tensor, savedInvStd: Tensor) {
+        let output = Tensor.zeros(host.x.shape), mean = Tensor.zeros(channels), invStd = Tensor.zeros(channels)
+        context.reference.batchNormForwardTraining(
+            output: output, input: host.x, scale: host.scale, shift: host.shift,
+            runningMean: Tensor.zeros(channels), runningVar: Tensor(Array(repeating: 1, count: channels[0]), shape: channels),
+            savedMean: mean, savedInvStd: invStd, momentum: momentum, epsilon: epsilon, fuseReLU: fuseReLU)
+        return (output, mean, invStd)
+    }
+}

@@ -1,0 +1,86 @@
+import CohortKernels
+import CohortTensor
+
+extension Tolerance {
+    /// Convolutions and matrix products: sums of up to 4,608 products (512
+    /// channels x 3x3) forward, and of batch x 1,024 pixels for the weight
+    /// gradient.
+    static func matrix(_ precision: MatrixPrecision) -> Tolerance {
+        switch precision {
+        case .float32:
+            return Tolerance(1e-5, "fp32 sums of products in another order (blocked, Winograd); reference sums in fp32")
+        case .tf32:
+            return Tolerance(3e-3, "TF32 operands (10-bit mantissa, rounding 2^-11 = 4.9e-4 per product), fp32 sums")
+        }
+    }
+}
+
+/// `conv2dForward`, `conv2dBackwardData` and `conv2dBackwardWeight` on every
+/// convolution of ResNet-18's CIFAR form (at the run's small batch), and on
+/// shapes off that path: odd channel counts and image sizes, an odd batch,
+/// no padding, stride 2 without padding, a 5x5 kernel.
+extension BackendSelfTest {
+    var convolutionGeometries: [Conv2dGeometry] {
+        let n = options.batch
+        func conv(_ ci: Int, _ co: Int, _ size: Int, k: Int = 3, s: Int = 1, p: Int = 1, batch: Int? = nil,
+                  width: Int? = nil) -> Conv2dGeometry {
+            Conv2dGeometry(batch: batch ?? n, inputChannels: ci, outputChannels: co, inputHeight: size,
+                           inputWidth: width ?? size, kernelSize: k, stride: s, padding: p)
+        }
+        return [
+            conv(3, 64, 32),                     // stem
+            conv(64, 64, 32),                    // layer1
+            conv(64, 128, 32, s: 2),             // layer2.0.conv1
+            conv(64, 128, 32, k: 1, s: 2, p: 0), // layer2.0.downsample
+            conv(128, 128, 16),
+            conv(128, 256, 16, s: 2),
+            conv(128, 256, 16, k: 1, s: 2, p: 0),
+            conv(256, 256, 8),
+            conv(256, 512, 8, s: 2),
+            conv(256, 512, 8, k: 1, s: 2, p: 0),
+            conv(512, 512, 4),
+            conv(3, 5, 7, batch: 3, width: 9),               // odd channels, batch and image
+            conv(6, 10, 7, p: 0, batch: 3, width: 9),        // no padding
+            conv(5, 7, 9, s: 2, p: 0, batch: 3, width: 7),   // stride 2 without padding
+            conv(7, 3, 9, k: 1, s: 2, p: 0, batch: 3, width: 7),
+            conv(13, 11, 11, k: 5, p: 2, batch: 3, width: 5),
+        ]
+    }
+
+    func convolutionChecks() -> [SelfTestCheck] {
+        let tolerance = Tolerance.matrix(options.matrixPrecision)
+        return convolutionGeometries.flatMap { g in
+            [
+                SelfTestCheck(name: "conv2dForward", shape: g.shortDescription) { c in
+                    let x = c.pair(c.uniform(g.inputShape)), w = c.pair(c.uniform(g.weightShape))
+                    let y = c.output(g.outputShape)
+                    c.run { backend, side in backend.conv2dForward(output: side(y), input: side(x), weight: side(w), geometry: g) }
+                    c.compare(nil, y, tolerance)
+                },
+                SelfTestCheck(name: "conv2dBackwardData", shape: g.shortDescription) { c in
+                    let dy = c.pair(c.uniform(g.outputShape)), w = c.pair(c.uniform(g.weightShape))
+                    let dx = c.output(g.inputShape)
+                    c.run { backend, side in
+                        backend.conv2dBackwardData(dInput: side(dx), dOutput: side(dy), weight: side(w), geometry: g)
+                    }
+                    c.compare(nil, dx, tolerance)
+                },
+                SelfTestCheck(name: "conv2dBackwardWeight", shape: g.shortDescription) { c in
+                    let x = c.pair(c.uniform(g.inputShape)), dy = c.pair(c.uniform(g.outputShape))
+                    let dw = c.output(g.weightShape)
+                    c.run { backend, side in
+                        backend.conv2dBackwardWeight(dWeight: side(dw), input: side(x), dOutput: side(dy), geometry: g)
+                    }
+                    c.compare(nil, dw, tolerance)
+                },
+            ]
+        }
+    }
+}
+
+extension Conv2dGeometry {
+    /// `3->64 k3 s1 p1 8x32x32`: the table's shape column.
+    var shortDescription: String {
+        "\(inputChannels)->\(outputChannels) k\(kernelSize) s\(stride) p\(padding) \(batch)x\(inputHeight)x\(inputWidth)"
+    }
+}

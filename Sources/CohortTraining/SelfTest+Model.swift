@@ -1,0 +1,117 @@
+import CohortKernels
+import CohortNN
+import CohortOptim
+import CohortTensor
+
+extension Tolerance {
+    /// A whole training step chains about 40 ops, so it is held to looser
+    /// bounds than its ops; it catches what they cannot: views into the flat
+    /// buffers, aliasing inside a block, the order of asynchronous calls.
+    ///
+    /// The forward is smooth: each layer's rounding passes through the ones
+    /// after it (measured with oneDNN: 2e-6..4e-6 on logits). The backward is
+    /// not: where two backends' forward values straddle 0, a ReLU mask flips
+    /// and that element's gradient is dropped on one side only, which moves
+    /// every gradient below it (measured with oneDNN fp32 at batch 8 over 13
+    /// seeds: 1e-5 without a flip, up to 1e-2 normwise and 9e-2 max-abs in
+    /// single tensors with one). A
+    /// real fault (a gradient unwritten, a missing shortcut, a wrong view)
+    /// errs by order 1.
+    static func modelStep(_ precision: MatrixPrecision, _ what: ModelStepOutput) -> Tolerance {
+        switch (precision, what) {
+        case (.float32, .forward):
+            return Tolerance(1e-4, "ResNet-18 forward: ~20 fp32 layers' rounding, amplified by batch norm")
+        case (.float32, .backward):
+            return Tolerance(3e-2, maxAbsolute: 3e-1,
+                             "ResNet-18 gradients and update, per tensor: ReLU masks flip near 0 (oneDNN: 1e-2/9e-2)")
+        case (.tf32, .forward):
+            return Tolerance(2e-2, "ResNet-18 forward: ~20 TF32 layers (5e-4 each), amplified by batch norm")
+        case (.tf32, .backward):
+            return Tolerance(1e-1, maxAbsolute: 5e-1,
+                             "ResNet-18 gradients and update in TF32, per tensor: rounding plus ReLU mask flips")
+        }
+    }
+}
+
+/// What part of a training step a model-step row compares.
+enum ModelStepOutput {
+    case forward, backward
+}
+
+/// A whole ResNet-18 training step on both backends from the same seeded
+/// model, images and labels: logits, loss and running statistics after the
+/// forward, every parameter's gradient after the backward (the gradient
+/// buffer is poisoned first, so a gradient left unwritten shows), and the
+/// parameters after one SGD step (momentum 0.9, Nesterov, weight decay 5e-4
+/// with batch-norm parameters and biases exempt, label smoothing 0.1),
+/// compared as the update each tensor received, `w_after - w_before`: the
+/// weights themselves would hide an update that is wholly wrong behind |w|.
+extension BackendSelfTest {
+    func modelStepCheck() -> SelfTestCheck {
+        let batch = options.batch, precision = options.matrixPrecision
+        return SelfTestCheck(name: "resnet18 step", shape: "batch \(batch), 32x32x3, 10 classes") { c in
+            let seed = c.random.next()
+            let images = c.pair(c.uniform([batch, 32, 32, 3], -2...2)), labels = c.pair(c.labels(batch, classes: 10))
+            var models: [ResNet18] = [], optimizers: [Optimizer] = [], criteria: [SoftmaxCrossEntropy] = []
+            do {
+                for backend in [c.reference, c.tested] as [Backend] {
+                    let model = try ResNet18(backend: backend, classCount: 10, seed: seed)
+                    model.store.setWeightDecay(false) { $0.shape.rank == 1 }
+                    models.append(model)
+                    optimizers.append(try Optimizer(store: model.store, configuration: OptimizerConfiguration(
+                        momentum: 0.9, weightDecay: 5e-4, nesterov: true)))
+                    criteria.append(try SoftmaxCrossEntropy(backend: backend, labelSmoothing: 0.1))
+                }
+            } catch {
+                fatalError("selftest resnet18 step: cannot build the model: \(error)")
+            }
+            let (reference, tested) = (models[0], models[1])
+            var logits: [Tensor] = []
+            for (index, side) in [\TensorPair.reference, \TensorPair.tested].enumerated() {
+                logits.append(models[index].forward(images[keyPath: side], mode: .training))
+                criteria[index](logits: logits[index], labels: labels[keyPath: side])
+            }
+            c.compare("logits", TensorPair(tested: logits[1], reference: logits[0]), .modelStep(precision, .forward))
+            c.compare("loss", TensorPair(tested: criteria[1].loss, reference: criteria[0].loss), .modelStep(precision, .forward))
+            c.compare("runningStatistics", TensorPair(tested: tested.store.statistics, reference: reference.store.statistics),
+                      .modelStep(precision, .forward))
+
+            c.tested.fill(tested.store.gradients, value: .nan)
+            for index in models.indices { models[index].backward(criteria[index].backward()) }
+            let gradients = (c.tested.download(tested.store.gradients).toArray(), reference.store.gradients.toArray())
+            self.compareByTensor(c, "gradients", reference.store, gradients, .modelStep(precision, .backward))
+
+            let before = (c.tested.download(tested.store.parameters).toArray(), reference.store.parameters.toArray())
+            for optimizer in optimizers { optimizer.step(learningRate: 0.1) }
+            let after = (c.tested.download(tested.store.parameters).toArray(), reference.store.parameters.toArray())
+            let updates = (zip(after.0, before.0).map { $0 - $1 }, zip(after.1, before.1).map { $0 - $1 })
+            self.compareByTensor(c, "parameterUpdate", reference.store, updates, .modelStep(precision, .backward))
+        }
+    }
+
+    /// One row for a flat buffer, judged tensor by tensor: each parameter's
+    /// relative errors against its own norms; the row shows the worst tensor.
+    private func compareByTensor(_ c: SelfTestContext, _ output: String, _ store: ParameterStore,
+                                 _ values: (tested: [Float], reference: [Float]), _ tolerance: Tolerance) {
+        let (actual, expected) = values
+        var worst = RelativeError(maxAbsolute: 0, normwise: 0, nonFinite: 0)
+        var worstName = "", unwritten: [String] = []
+        for entry in store.entries where entry.kind == .trainable {
+            let range = entry.offset..<(entry.offset + entry.shape.elementCount)
+            let error = RelativeError(actual[range], expected[range])
+            if error.nonFinite > 0 { unwritten.append(entry.name) }
+            worst.nonFinite += error.nonFinite
+            if error.nonFinite == 0 && error.normwise >= worst.normwise { worstName = entry.name }
+            worst.maxAbsolute = max(worst.maxAbsolute, error.maxAbsolute)
+            worst.normwise = max(worst.normwise, error.normwise)
+        }
+        if worst.nonFinite > 0 {
+            worst.maxAbsolute = .nan
+            worst.normwise = .nan
+        }
+        let note = unwritten.isEmpty
+            ? "worst: \(worstName)"
+            : "NaN or infinite in \(unwritten.count) tensors (unwritten?): " + unwritten.prefix(4).joined(separator: ", ")
+        c.record(output, error: worst, tolerance: tolerance, note: note)
+    }
+}
