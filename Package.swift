@@ -43,7 +43,7 @@ let package = Package(
         .testTarget(name: "CohortTensorTests", dependencies: ["CohortTensor"]),
         .testTarget(name: "CohortKernelsTests", dependencies: ["CohortKernels"]),
         .testTarget(name: "CohortOneDNNTests", dependencies: ["CohortOneDNN"]),
-        .testTarget(name: "CohortCUDATests", dependencies: ["CohortCUDA", "CCUDA"]),
+        .testTarget(name: "CohortCUDATests", dependencies: ["CohortCUDA", "CohortKernels"]),
         .testTarget(name: "CohortNNTests", dependencies: ["CohortNN", "CohortOneDNN"]),
         .testTarget(name: "CohortOptimTests", dependencies: ["CohortOptim"]),
         .testTarget(name: "CohortDataTests", dependencies: ["CohortData"]),

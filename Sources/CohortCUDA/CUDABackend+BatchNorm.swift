@@ -87,7 +87,7 @@ extension CUDABackend {
         Self.batchNormSlicing(rows: rows, channels: channels, multiprocessors: kernels.multiprocessorCount)
     }
 
-    static func batchNormSlicing(rows: Int, channels: Int, multiprocessors: Int) -> (slices: Int, rowsPerSlice: Int) {
+    public static func batchNormSlicing(rows: Int, channels: Int, multiprocessors: Int) -> (slices: Int, rowsPerSlice: Int) {
         let channelGroups = (channels + 31) / 32
         let wanted = max(1, (4 * multiprocessors + channelGroups - 1) / channelGroups)
         let most = min(65535, max(1, rows / 64))

@@ -10,16 +10,26 @@ import Foundation
 /// FNV-1a hashes make a 128-bit name; a collision would need a crafted
 /// input. A file that fails to load is recompiled and overwritten, and an
 /// unwritable cache directory only costs the compile time.
-struct KernelCacheKey: Hashable, Sendable {
-    var moduleName: String
-    var source: String
-    var options: [String]
-    var nvrtcVersion: String
-    var driverVersion: Int
-    var architecture: String
+public struct KernelCacheKey: Hashable, Sendable {
+    public var moduleName: String
+    public var source: String
+    public var options: [String]
+    public var nvrtcVersion: String
+    public var driverVersion: Int
+    public var architecture: String
+
+    public init(moduleName: String, source: String, options: [String], nvrtcVersion: String, driverVersion: Int,
+                architecture: String) {
+        self.moduleName = moduleName
+        self.source = source
+        self.options = options
+        self.nvrtcVersion = nvrtcVersion
+        self.driverVersion = driverVersion
+        self.architecture = architecture
+    }
 
     /// 32 hex digits.
-    var hash: String {
+    public var hash: String {
         var text = source
         for part in options + [nvrtcVersion, String(driverVersion), architecture] { text += "\u{0}" + part }
         let bytes = Array(text.utf8)
@@ -33,7 +43,7 @@ struct KernelCacheKey: Hashable, Sendable {
     }
 
     /// The cache file's name: readable prefix, then the hash.
-    var fileName: String { "\(moduleName)-\(hash).cubin" }
+    public var fileName: String { "\(moduleName)-\(hash).cubin" }
 
     private func hexDigits(_ value: UInt64) -> String {
         let digits = String(value, radix: 16)
@@ -42,7 +52,7 @@ struct KernelCacheKey: Hashable, Sendable {
 
     /// `$COHORT_KERNEL_CACHE` (`off` disables the cache), else
     /// `$XDG_CACHE_HOME/cohort/kernels`, else `~/.cache/cohort/kernels`.
-    static func cacheDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL? {
+    public static func cacheDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL? {
         if let explicit = environment["COHORT_KERNEL_CACHE"], !explicit.isEmpty {
             return explicit == "off" ? nil : URL(fileURLWithPath: explicit, isDirectory: true)
         }

@@ -22,7 +22,7 @@ extern "C" __global__ void __launch_bounds__(256) bn_statistics_partials(
     __shared__ double sums[2][8][32];
     int c = blockIdx.x * 32 + threadIdx.x;
     long long begin = (long long)blockIdx.y * rowsPerSlice;
-    long long end = min(begin + rowsPerSlice, rows);
+    long long end = begin + rowsPerSlice < rows ? begin + rowsPerSlice : rows;
     double sum = 0.0, squares = 0.0;
     if (c < C) {
         double pivot = (double)x[c];
@@ -101,7 +101,7 @@ extern "C" __global__ void __launch_bounds__(256) bn_backward_partials(
     __shared__ double sums[2][8][32];
     int c = blockIdx.x * 32 + threadIdx.x;
     long long begin = (long long)blockIdx.y * rowsPerSlice;
-    long long end = min(begin + rowsPerSlice, rows);
+    long long end = begin + rowsPerSlice < rows ? begin + rowsPerSlice : rows;
     double sumG = 0.0, sumGX = 0.0;
     if (c < C) {
         float m = mean[c], s = invStd[c];

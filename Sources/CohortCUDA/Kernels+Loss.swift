@@ -21,7 +21,7 @@ extern "C" __global__ void __launch_bounds__(256) softmax_xent_rows(
     const float* zr = z + (long long)row * K;
     float* pr = prob + (long long)row * K;
     // Arg-max with ties to the lowest index.
-    float best = -INFINITY;
+    float best = -__int_as_float(0x7f800000);  // -inf (NVRTC defines no INFINITY without <cmath>)
     int bestIndex = 0x7fffffff;
     for (int k = lane; k < K; k += 32) {
         float v = zr[k];

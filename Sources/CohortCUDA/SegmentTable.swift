@@ -15,17 +15,17 @@ import CohortKernels
 /// Layout, all int64 so the kernels index them without padding rules:
 ///     segments [segment][4] = flags (1 weight decay, 2 LARS), firstChunk, chunkCount, 0
 ///     chunks   [chunk][4]   = start, end (exclusive), segment, 0
-struct SegmentTable: Equatable {
-    static let chunkSize = 8192
+public struct SegmentTable: Equatable, Sendable {
+    public static let chunkSize = 8192
 
-    var segments: [Int64]
-    var chunks: [Int64]
-    var segmentCount: Int { segments.count / 4 }
-    var chunkCount: Int { chunks.count / 4 }
+    public var segments: [Int64]
+    public var chunks: [Int64]
+    public var segmentCount: Int { segments.count / 4 }
+    public var chunkCount: Int { chunks.count / 4 }
 
     /// Packs `segments` of a flat buffer of `parameterCount` elements. A
     /// segment outside the buffer is a programmer error (fatal, with the range).
-    init(_ segments: [ParameterSegment], parameterCount: Int, chunkSize: Int = SegmentTable.chunkSize) {
+    public init(_ segments: [ParameterSegment], parameterCount: Int, chunkSize: Int = SegmentTable.chunkSize) {
         var segmentRows: [Int64] = []
         var chunkRows: [Int64] = []
         segmentRows.reserveCapacity(segments.count * 4)
