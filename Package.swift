@@ -37,7 +37,7 @@ let package = Package(
             "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN",
         ]),
         .executableTarget(name: "cohort", dependencies: [
-            "CohortTraining",
+            "CohortTraining", "CohortCUDA",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "CohortTensorTests", dependencies: ["CohortTensor"]),

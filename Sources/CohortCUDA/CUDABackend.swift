@@ -54,6 +54,7 @@ public final class CUDABackend: Backend {
         allocator = CachingAllocator(underlying: rawAllocator)
         stream = try CUDAStream(context: context)
         kernels = Kernels(compiler: KernelCompiler(context: context), stream: stream)
+        try kernels.prepare()
         convolutionWorkspace = ScratchBuffer("cuDNN workspace", allocator: allocator)
         weightScratch = ScratchBuffer("KRSC weights", allocator: allocator)
         reductionScratch = ScratchBuffer("reduction partials", allocator: allocator)

@@ -53,7 +53,17 @@ final class CUDAContext: @unchecked Sendable {
     /// library or the device is missing, `CUDAError` when the driver fails.
     init(deviceIndex: Int) throws {
         try Self.load(cohort_cuda_load_driver, .driver)
-        try checkCUDA(driver.cuInit(0), "cuInit")
+        do {
+            try checkCUDA(driver.cuInit(0), "cuInit")
+        } catch {
+            // 100 NO_DEVICE, 35 INSUFFICIENT_DRIVER (the driver is older than the CUDA the libraries need):
+            // the machine, not the program, lacks something.
+            switch error.code {
+            case 100: throw CUDAUnavailable(missing: .device, reason: error.description)
+            case 35: throw CUDAUnavailable(missing: .driver, reason: error.description)
+            default: throw error
+            }
+        }
         var count: Int32 = 0
         try checkCUDA(driver.cuDeviceGetCount(&count), "cuDeviceGetCount")
         guard deviceIndex >= 0 && deviceIndex < Int(count) else {

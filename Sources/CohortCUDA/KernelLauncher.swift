@@ -41,6 +41,15 @@ final class Kernels {
         multiprocessorCount = compiler.context.properties.multiprocessorCount
     }
 
+    /// Compiles (or loads from the disk cache) every module, so that a
+    /// compile error is thrown by `CUDABackend.init` with NVRTC's log
+    /// instead of stopping the first op that needs the module.
+    func prepare() throws {
+        for module in KernelSource.all {
+            _ = try compiler.module(named: module.name, source: module.source)
+        }
+    }
+
     /// Launches `kernel` from `module` (compiling it the first time).
     /// `cuLaunchKernel` takes an array of pointers to the arguments; each
     /// argument sits in its own 8-byte slot, which the driver copies at the
@@ -50,8 +59,9 @@ final class Kernels {
         let function = mustSucceed {
             try compiler.module(named: module.name, source: module.source).function(kernel)
         }
-        precondition(grid.0 > 0 && grid.1 > 0 && grid.2 > 0 && grid.1 <= 65535 && grid.2 <= 65535,
-                     "\(module.name).\(kernel): grid \(grid)")
+        guard grid.0 > 0 && grid.1 > 0 && grid.2 > 0 && grid.0 < Int(UInt32.max) && grid.1 <= 65535 && grid.2 <= 65535 else {
+            fatalError("CUDABackend: \(module.name).\(kernel) launched with an invalid grid \(grid)")
+        }
         var slots = arguments.map(\.bits)
         let result = slots.withUnsafeMutableBufferPointer { slotBuffer -> CUresult in
             var pointers: [UnsafeMutableRawPointer?] = (0..<slotBuffer.count).map {
@@ -84,6 +94,8 @@ final class Kernels {
 struct KernelSource: Sendable {
     let name: String
     let source: String
+
+    static let all: [KernelSource] = [.elementwise, .batchNorm, .loss, .optimizer]
 }
 
 /// Definitions every module starts with. NVRTC 13 has no built-in
