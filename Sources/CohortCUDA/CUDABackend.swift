@@ -170,7 +170,7 @@ public final class CUDABackend: Backend {
         expect("add", b, a.shape)
         expect("add", output, a.shape)
         context.makeCurrent()
-        kernels.elementwise(.elementwise, "add", count: a.elementCount,
+        kernels.elementwise(.elementwise, "residual_add", count: a.elementCount,
                             [.tensor(output), .tensor(a), .tensor(b), .count(a.elementCount), .int32(fuseReLU ? 1 : 0)])
     }
 

@@ -29,7 +29,7 @@ extern "C" __global__ void relu_backward(float* dx, const float* dy, const float
 }
 
 // y = a + b (then max(0, .) if relu); y may alias a or b (each element is read before it is written).
-extern "C" __global__ void add(float* y, const float* a, const float* b, long long n, int relu) {
+extern "C" __global__ void residual_add(float* y, const float* a, const float* b, long long n, int relu) {
     GRID_STRIDE(i, n) {
         float v = a[i] + b[i];
         y[i] = relu ? (v > 0.0f ? v : 0.0f) : v;
