@@ -4,6 +4,7 @@
 //   CohortTensor      tensors, dtypes, devices, storage and the caching allocator
 //   CohortKernels     the Backend protocol and the plain-Swift reference backend (the test oracle)
 //   CDNNL/CohortOneDNN  oneDNN reached through dlopen, and the CPU backend built on it
+//   CCUDA/CohortCUDA  CUDA, NVRTC, cuBLAS and cuDNN reached through dlopen, and the GPU backend
 //   CohortNN          layers (forward/backward pairs), the parameter store, ResNet-18 and a small CNN
 //   CohortOptim       SGD/LARS, learning-rate schedules and scaling rules
 //   CohortData        CIFAR-10 reader, augmentation, sampler, prefetching loader
@@ -28,6 +29,8 @@ let package = Package(
         .target(name: "CohortKernels", dependencies: ["CohortTensor"]),
         .target(name: "CDNNL", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "CohortOneDNN", dependencies: ["CohortKernels", "CDNNL"]),
+        .target(name: "CCUDA", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "CohortCUDA", dependencies: ["CohortKernels", "CCUDA"]),
         .target(name: "CohortNN", dependencies: ["CohortKernels"]),
         .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "CohortDistributed", dependencies: ["CohortKernels", "CMPI"]),
@@ -39,12 +42,13 @@ let package = Package(
             "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN",
         ]),
         .executableTarget(name: "cohort", dependencies: [
-            "CohortTraining",
+            "CohortTraining", "CohortCUDA",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "CohortTensorTests", dependencies: ["CohortTensor"]),
         .testTarget(name: "CohortKernelsTests", dependencies: ["CohortKernels"]),
         .testTarget(name: "CohortOneDNNTests", dependencies: ["CohortOneDNN"]),
+        .testTarget(name: "CohortCUDATests", dependencies: ["CohortCUDA", "CohortKernels"]),
         .testTarget(name: "CohortNNTests", dependencies: ["CohortNN", "CohortOneDNN"]),
         .testTarget(name: "CohortOptimTests", dependencies: ["CohortOptim"]),
         .testTarget(name: "CohortDataTests", dependencies: ["CohortData"]),

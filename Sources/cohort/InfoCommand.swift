@@ -1,4 +1,5 @@
 import ArgumentParser
+import CohortCUDA
 import CohortKernels
 import CohortOneDNN
 import Foundation
@@ -16,6 +17,11 @@ struct Info: ParsableCommand {
         } catch {
             print("onednn     missing    \(error)")
         }
-        print("cuda       not in this build")
+        do {
+            let cuda = try CUDABackend()
+            print("cuda       available  \(cuda.details)")
+        } catch {
+            print("cuda       missing    \(error)")
+        }
     }
 }

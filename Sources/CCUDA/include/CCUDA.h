@@ -1,0 +1,243 @@
+// CCUDA: the NVIDIA driver, NVRTC, cuBLAS and cuDNN reached through dlopen,
+// so the binary builds without the CUDA toolkit and starts on machines
+// without a GPU (where CUDABackend.init then throws CUDAUnavailable).
+//
+// No CUDA header is included: the handle types are declared opaque here and
+// every prototype is written out from the public headers (CUDA 13.0, cuDNN
+// 9.x; see docs/cuda-backend.md and shared CUDA-NOTES). Enums are passed as
+// int, which is their C ABI. Each library has a table of function pointers
+// filled by its loader; members are _Nonnull where the loader requires the
+// symbol, _Nullable where it is optional (checked before use).
+//
+// To add a library (NCCL comes next): declare its table and loader below and
+// reuse cohort_cuda_open()/LOOKUP in CCUDA.c.
+#ifndef COHORT_CCUDA_H
+#define COHORT_CCUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// MARK: Driver API (libcuda.so.1)
+
+typedef int CUresult;
+typedef int CUdevice;
+typedef uint64_t CUdeviceptr;
+typedef struct CUctx_st *CUcontext;
+typedef struct CUstream_st *CUstream;
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
+
+typedef struct CohortCUDADriver {
+    CUresult (*_Nonnull cuInit)(unsigned int flags);
+    CUresult (*_Nonnull cuDriverGetVersion)(int *_Nonnull version);
+    CUresult (*_Nonnull cuGetErrorName)(CUresult error, const char *_Nullable *_Nonnull name);
+    CUresult (*_Nonnull cuGetErrorString)(CUresult error, const char *_Nullable *_Nonnull message);
+    // Devices and the primary context
+    CUresult (*_Nonnull cuDeviceGetCount)(int *_Nonnull count);
+    CUresult (*_Nonnull cuDeviceGet)(CUdevice *_Nonnull device, int ordinal);
+    CUresult (*_Nonnull cuDeviceGetName)(char *_Nonnull name, int length, CUdevice device);
+    CUresult (*_Nonnull cuDeviceGetAttribute)(int *_Nonnull value, int attribute, CUdevice device);
+    CUresult (*_Nonnull cuDeviceTotalMem_v2)(size_t *_Nonnull bytes, CUdevice device);
+    CUresult (*_Nonnull cuDevicePrimaryCtxRetain)(CUcontext _Nullable *_Nonnull context, CUdevice device);
+    CUresult (*_Nonnull cuCtxSetCurrent)(CUcontext _Nullable context);
+    // Memory
+    CUresult (*_Nonnull cuMemAlloc_v2)(CUdeviceptr *_Nonnull pointer, size_t bytes);
+    CUresult (*_Nonnull cuMemFree_v2)(CUdeviceptr pointer);
+    CUresult (*_Nonnull cuMemGetInfo_v2)(size_t *_Nonnull freeBytes, size_t *_Nonnull totalBytes);
+    CUresult (*_Nonnull cuMemcpyHtoDAsync_v2)(CUdeviceptr destination, const void *_Nonnull source, size_t bytes,
+                                             CUstream _Nullable stream);
+    CUresult (*_Nonnull cuMemcpyDtoHAsync_v2)(void *_Nonnull destination, CUdeviceptr source, size_t bytes,
+                                             CUstream _Nullable stream);
+    CUresult (*_Nonnull cuMemcpyDtoDAsync_v2)(CUdeviceptr destination, CUdeviceptr source, size_t bytes,
+                                             CUstream _Nullable stream);
+    CUresult (*_Nonnull cuMemsetD32Async)(CUdeviceptr destination, unsigned int value, size_t count,
+                                          CUstream _Nullable stream);
+    CUresult (*_Nonnull cuMemsetD16Async)(CUdeviceptr destination, unsigned short value, size_t count,
+                                          CUstream _Nullable stream);
+    // Streams
+    CUresult (*_Nonnull cuStreamCreate)(CUstream _Nullable *_Nonnull stream, unsigned int flags);
+    CUresult (*_Nonnull cuStreamSynchronize)(CUstream _Nullable stream);
+    CUresult (*_Nonnull cuStreamDestroy_v2)(CUstream _Nullable stream);
+    // Modules and kernels
+    CUresult (*_Nonnull cuModuleLoadData)(CUmodule _Nullable *_Nonnull module, const void *_Nonnull image);
+    CUresult (*_Nonnull cuModuleGetFunction)(CUfunction _Nullable *_Nonnull function, CUmodule _Nonnull module,
+                                             const char *_Nonnull name);
+    CUresult (*_Nonnull cuLaunchKernel)(CUfunction _Nonnull function,
+                                        unsigned int gridX, unsigned int gridY, unsigned int gridZ,
+                                        unsigned int blockX, unsigned int blockY, unsigned int blockZ,
+                                        unsigned int sharedBytes, CUstream _Nullable stream,
+                                        void *_Nullable *_Nullable parameters, void *_Nullable *_Nullable extra);
+} CohortCUDADriver;
+
+// cuDeviceGetAttribute attributes used (CUdevice_attribute values).
+enum {
+    COHORT_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16,
+    COHORT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75,
+    COHORT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76,
+};
+// cuStreamCreate flag: no implicit synchronisation with the legacy default stream.
+enum { COHORT_CU_STREAM_NON_BLOCKING = 1 };
+
+// MARK: NVRTC (libnvrtc.so.13)
+
+typedef int nvrtcResult;
+typedef struct _nvrtcProgram *nvrtcProgram;
+
+typedef struct CohortNVRTC {
+    nvrtcResult (*_Nonnull nvrtcVersion)(int *_Nonnull major, int *_Nonnull minor);
+    const char *_Nonnull (*_Nonnull nvrtcGetErrorString)(nvrtcResult result);
+    nvrtcResult (*_Nonnull nvrtcCreateProgram)(nvrtcProgram _Nullable *_Nonnull program, const char *_Nonnull source,
+                                               const char *_Nullable name, int headerCount,
+                                               const char *_Nullable const *_Nullable headers,
+                                               const char *_Nullable const *_Nullable includeNames);
+    nvrtcResult (*_Nonnull nvrtcCompileProgram)(nvrtcProgram _Nonnull program, int optionCount,
+                                                const char *_Nullable const *_Nullable options);
+    nvrtcResult (*_Nonnull nvrtcGetProgramLogSize)(nvrtcProgram _Nonnull program, size_t *_Nonnull bytes);
+    nvrtcResult (*_Nonnull nvrtcGetProgramLog)(nvrtcProgram _Nonnull program, char *_Nonnull log);
+    nvrtcResult (*_Nonnull nvrtcGetCUBINSize)(nvrtcProgram _Nonnull program, size_t *_Nonnull bytes);
+    nvrtcResult (*_Nonnull nvrtcGetCUBIN)(nvrtcProgram _Nonnull program, char *_Nonnull cubin);
+    nvrtcResult (*_Nonnull nvrtcDestroyProgram)(nvrtcProgram _Nullable *_Nonnull program);
+} CohortNVRTC;
+
+// MARK: cuBLAS (libcublas.so.13)
+
+typedef int cublasStatus_t;
+typedef struct cublasContext *cublasHandle_t;
+
+typedef struct CohortCUBLAS {
+    cublasStatus_t (*_Nonnull cublasCreate_v2)(cublasHandle_t _Nullable *_Nonnull handle);
+    cublasStatus_t (*_Nonnull cublasGetVersion_v2)(cublasHandle_t _Nonnull handle, int *_Nonnull version);
+    cublasStatus_t (*_Nonnull cublasSetStream_v2)(cublasHandle_t _Nonnull handle, CUstream _Nullable stream);
+    cublasStatus_t (*_Nonnull cublasSetWorkspace_v2)(cublasHandle_t _Nonnull handle, void *_Nullable workspace,
+                                                     size_t bytes);
+    // All pointers are device pointers except alpha and beta (host, the default pointer mode).
+    cublasStatus_t (*_Nonnull cublasGemmEx)(cublasHandle_t _Nonnull handle, int transA, int transB,
+                                            int m, int n, int k, const void *_Nonnull alpha,
+                                            const void *_Nonnull a, int aType, int lda,
+                                            const void *_Nonnull b, int bType, int ldb,
+                                            const void *_Nonnull beta, void *_Nonnull c, int cType, int ldc,
+                                            int computeType, int algorithm);
+    // Since cuBLAS 11.4; optional.
+    const char *_Nullable (*_Nullable cublasGetStatusName)(cublasStatus_t status);
+    const char *_Nullable (*_Nullable cublasGetStatusString)(cublasStatus_t status);
+} CohortCUBLAS;
+
+enum {
+    COHORT_CUBLAS_OP_N = 0,
+    COHORT_CUBLAS_OP_T = 1,
+    COHORT_CUDA_R_32F = 0,
+    COHORT_CUBLAS_COMPUTE_32F = 68,
+    COHORT_CUBLAS_GEMM_DEFAULT = -1,
+};
+
+// MARK: cuDNN (libcudnn.so.9), the legacy convolution API
+
+typedef int cudnnStatus_t;
+typedef struct cudnnContext *cudnnHandle_t;
+typedef struct cudnnTensorStruct *cudnnTensorDescriptor_t;
+typedef struct cudnnFilterStruct *cudnnFilterDescriptor_t;
+typedef struct cudnnConvolutionStruct *cudnnConvolutionDescriptor_t;
+
+/// cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionBwdDataAlgoPerf_t and
+/// cudnnConvolutionBwdFilterAlgoPerf_t share this layout.
+typedef struct CohortCUDNNConvolutionPerf {
+    int algorithm;
+    cudnnStatus_t status;
+    float time;          // milliseconds
+    size_t memory;       // workspace bytes
+    int determinism;
+    int mathType;
+    int reserved[3];
+} CohortCUDNNConvolutionPerf;
+_Static_assert(sizeof(CohortCUDNNConvolutionPerf) == 48, "cuDNN's conv perf structs are 48 bytes");
+_Static_assert(offsetof(CohortCUDNNConvolutionPerf, memory) == 16, "memory follows a 4-byte pad");
+
+typedef struct CohortCUDNN {
+    size_t (*_Nonnull cudnnGetVersion)(void);
+    const char *_Nonnull (*_Nonnull cudnnGetErrorString)(cudnnStatus_t status);
+    // cuDNN 9: the last error's detail; optional.
+    void (*_Nullable cudnnGetLastErrorString)(char *_Nonnull message, size_t length);
+    cudnnStatus_t (*_Nonnull cudnnCreate)(cudnnHandle_t _Nullable *_Nonnull handle);
+    cudnnStatus_t (*_Nonnull cudnnSetStream)(cudnnHandle_t _Nonnull handle, CUstream _Nullable stream);
+    // Descriptors
+    cudnnStatus_t (*_Nonnull cudnnCreateTensorDescriptor)(cudnnTensorDescriptor_t _Nullable *_Nonnull descriptor);
+    cudnnStatus_t (*_Nonnull cudnnDestroyTensorDescriptor)(cudnnTensorDescriptor_t _Nonnull descriptor);
+    cudnnStatus_t (*_Nonnull cudnnSetTensor4dDescriptor)(cudnnTensorDescriptor_t _Nonnull descriptor, int format,
+                                                         int dataType, int n, int c, int h, int w);
+    cudnnStatus_t (*_Nonnull cudnnCreateFilterDescriptor)(cudnnFilterDescriptor_t _Nullable *_Nonnull descriptor);
+    cudnnStatus_t (*_Nonnull cudnnDestroyFilterDescriptor)(cudnnFilterDescriptor_t _Nonnull descriptor);
+    // Note the order: data type before format (unlike the tensor descriptor).
+    cudnnStatus_t (*_Nonnull cudnnSetFilter4dDescriptor)(cudnnFilterDescriptor_t _Nonnull descriptor, int dataType,
+                                                         int format, int k, int c, int h, int w);
+    cudnnStatus_t (*_Nonnull cudnnCreateConvolutionDescriptor)(
+        cudnnConvolutionDescriptor_t _Nullable *_Nonnull descriptor);
+    cudnnStatus_t (*_Nonnull cudnnDestroyConvolutionDescriptor)(cudnnConvolutionDescriptor_t _Nonnull descriptor);
+    cudnnStatus_t (*_Nonnull cudnnSetConvolution2dDescriptor)(cudnnConvolutionDescriptor_t _Nonnull descriptor,
+                                                              int padH, int padW, int strideH, int strideW,
+                                                              int dilationH, int dilationW, int mode,
+                                                              int computeType);
+    cudnnStatus_t (*_Nonnull cudnnSetConvolutionMathType)(cudnnConvolutionDescriptor_t _Nonnull descriptor,
+                                                          int mathType);
+    // Algorithm search (times real kernels and overwrites its output argument)
+    cudnnStatus_t (*_Nonnull cudnnFindConvolutionForwardAlgorithmEx)(
+        cudnnHandle_t _Nonnull handle, cudnnTensorDescriptor_t _Nonnull xDesc, const void *_Nonnull x,
+        cudnnFilterDescriptor_t _Nonnull wDesc, const void *_Nonnull w,
+        cudnnConvolutionDescriptor_t _Nonnull convDesc, cudnnTensorDescriptor_t _Nonnull yDesc, void *_Nonnull y,
+        int requestedCount, int *_Nonnull returnedCount, CohortCUDNNConvolutionPerf *_Nonnull results,
+        void *_Nullable workspace, size_t workspaceBytes);
+    cudnnStatus_t (*_Nonnull cudnnFindConvolutionBackwardDataAlgorithmEx)(
+        cudnnHandle_t _Nonnull handle, cudnnFilterDescriptor_t _Nonnull wDesc, const void *_Nonnull w,
+        cudnnTensorDescriptor_t _Nonnull dyDesc, const void *_Nonnull dy,
+        cudnnConvolutionDescriptor_t _Nonnull convDesc, cudnnTensorDescriptor_t _Nonnull dxDesc, void *_Nonnull dx,
+        int requestedCount, int *_Nonnull returnedCount, CohortCUDNNConvolutionPerf *_Nonnull results,
+        void *_Nullable workspace, size_t workspaceBytes);
+    cudnnStatus_t (*_Nonnull cudnnFindConvolutionBackwardFilterAlgorithmEx)(
+        cudnnHandle_t _Nonnull handle, cudnnTensorDescriptor_t _Nonnull xDesc, const void *_Nonnull x,
+        cudnnTensorDescriptor_t _Nonnull dyDesc, const void *_Nonnull dy,
+        cudnnConvolutionDescriptor_t _Nonnull convDesc, cudnnFilterDescriptor_t _Nonnull dwDesc, void *_Nonnull dw,
+        int requestedCount, int *_Nonnull returnedCount, CohortCUDNNConvolutionPerf *_Nonnull results,
+        void *_Nullable workspace, size_t workspaceBytes);
+    // Execution (alpha and beta are host floats for float data)
+    cudnnStatus_t (*_Nonnull cudnnConvolutionForward)(
+        cudnnHandle_t _Nonnull handle, const void *_Nonnull alpha, cudnnTensorDescriptor_t _Nonnull xDesc,
+        const void *_Nonnull x, cudnnFilterDescriptor_t _Nonnull wDesc, const void *_Nonnull w,
+        cudnnConvolutionDescriptor_t _Nonnull convDesc, int algorithm, void *_Nullable workspace,
+        size_t workspaceBytes, const void *_Nonnull beta, cudnnTensorDescriptor_t _Nonnull yDesc, void *_Nonnull y);
+    cudnnStatus_t (*_Nonnull cudnnConvolutionBackwardData)(
+        cudnnHandle_t _Nonnull handle, const void *_Nonnull alpha, cudnnFilterDescriptor_t _Nonnull wDesc,
+        const void *_Nonnull w, cudnnTensorDescriptor_t _Nonnull dyDesc, const void *_Nonnull dy,
+        cudnnConvolutionDescriptor_t _Nonnull convDesc, int algorithm, void *_Nullable workspace,
+        size_t workspaceBytes, const void *_Nonnull beta, cudnnTensorDescriptor_t _Nonnull dxDesc, void *_Nonnull dx);
+    cudnnStatus_t (*_Nonnull cudnnConvolutionBackwardFilter)(
+        cudnnHandle_t _Nonnull handle, const void *_Nonnull alpha, cudnnTensorDescriptor_t _Nonnull xDesc,
+        const void *_Nonnull x, cudnnTensorDescriptor_t _Nonnull dyDesc, const void *_Nonnull dy,
+        cudnnConvolutionDescriptor_t _Nonnull convDesc, int algorithm, void *_Nullable workspace,
+        size_t workspaceBytes, const void *_Nonnull beta, cudnnFilterDescriptor_t _Nonnull dwDesc, void *_Nonnull dw);
+} CohortCUDNN;
+
+enum {
+    COHORT_CUDNN_DATA_FLOAT = 0,
+    COHORT_CUDNN_TENSOR_NCHW = 0,
+    COHORT_CUDNN_TENSOR_NHWC = 1,
+    COHORT_CUDNN_CROSS_CORRELATION = 1,
+    COHORT_CUDNN_DEFAULT_MATH = 0,
+};
+
+// MARK: Loaders
+
+/// Each loads its library (trying the names listed in CCUDA.c in order) and
+/// every required symbol, once. Returns 0 on success; otherwise writes which
+/// library or symbol is missing into `error` and returns -1 (the same error
+/// on every later call). Thread-safe.
+int cohort_cuda_load_driver(char *_Nullable error, size_t errorLength);
+int cohort_cuda_load_nvrtc(char *_Nullable error, size_t errorLength);
+int cohort_cuda_load_cublas(char *_Nullable error, size_t errorLength);
+int cohort_cuda_load_cudnn(char *_Nullable error, size_t errorLength);
+
+/// The tables; valid only after the matching loader returned 0.
+const CohortCUDADriver *_Nonnull cohort_cuda_driver(void);
+const CohortNVRTC *_Nonnull cohort_nvrtc(void);
+const CohortCUBLAS *_Nonnull cohort_cublas(void);
+const CohortCUDNN *_Nonnull cohort_cudnn(void);
+
+#endif

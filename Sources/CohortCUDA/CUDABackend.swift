@@ -1,0 +1,223 @@
+import CCUDA
+import CohortKernels
+import CohortTensor
+import Foundation
+
+/// The NVIDIA GPU backend, float32 (TF32 allowed in cuDNN's convolutions,
+/// as PyTorch's default): convolutions on cuDNN, the linear layer on cuBLAS,
+/// everything else on NVRTC-compiled kernels (see docs/cuda-backend.md).
+///
+/// Every library is reached through dlopen (CCUDA), so `init` throws
+/// `CUDAUnavailable` on a machine without the driver, a GPU, NVRTC, cuBLAS
+/// or cuDNN, and the caller falls back to a CPU backend.
+///
+/// Execution: one non-blocking stream; every op only enqueues work (no host
+/// synchronisation, no allocation in the steady state, algorithm searches
+/// only at the first use of a shape), so the host runs ahead and a later
+/// stage can capture the step in a CUDA graph. `download` and `synchronize`
+/// wait. Errors inside ops stop the program with the typed error (see
+/// `mustSucceed`); a kernel fault surfaces at the next synchronisation.
+/// One thread at a time may call a backend (cuDNN and cuBLAS handles are
+/// not thread-safe); any thread may, see Note [Current context].
+public final class CUDABackend: Backend {
+    public let name = "cuda"
+    public let device: Device
+    public let details: String
+
+    let context: CUDAContext
+    let rawAllocator: CUDADeviceAllocator
+    /// What every tensor and scratch buffer comes from (see Note [Stream-ordered reuse]).
+    public let allocator: CachingAllocator
+    let stream: CUDAStream
+    let kernels: Kernels
+    let cudnnHandle: cudnnHandle_t
+    let cublasHandle: cublasHandle_t
+    private let cublasWorkspace: Storage
+
+    // Plans and scratch, made at the first use of a shape.
+    var convolutions: [Conv2dGeometry: ConvolutionPlan] = [:]
+    var segmentPlans: [SegmentPlanKey: SegmentPlan] = [:]
+    let convolutionWorkspace: ScratchBuffer
+    let weightScratch: ScratchBuffer
+    let reductionScratch: ScratchBuffer
+    let lossScratch: ScratchBuffer
+
+    /// cuBLAS's own workspace: 32 MiB, NVIDIA's advice for Hopper; set once
+    /// so cuBLAS never allocates during a step (or a graph capture).
+    static let cublasWorkspaceBytes = 32 << 20
+
+    /// Opens GPU `deviceIndex` (CUDA's ordinal, after CUDA_VISIBLE_DEVICES).
+    public init(deviceIndex: Int = 0) throws {
+        context = try CUDAContext(deviceIndex: deviceIndex)
+        device = .cuda(deviceIndex)
+        rawAllocator = CUDADeviceAllocator(context: context)
+        allocator = CachingAllocator(underlying: rawAllocator)
+        stream = try CUDAStream(context: context)
+        kernels = Kernels(compiler: KernelCompiler(context: context), stream: stream)
+        try kernels.prepare()
+        convolutionWorkspace = ScratchBuffer("cuDNN workspace", allocator: allocator)
+        weightScratch = ScratchBuffer("KRSC weights", allocator: allocator)
+        reductionScratch = ScratchBuffer("reduction partials", allocator: allocator)
+        lossScratch = ScratchBuffer("per-row loss", allocator: allocator)
+
+        var cudnnHandle: cudnnHandle_t?
+        try checkCUDNN(cudnn.cudnnCreate(&cudnnHandle), "cudnnCreate")
+        try checkCUDNN(cudnn.cudnnSetStream(cudnnHandle!, stream.stream), "cudnnSetStream")
+        self.cudnnHandle = cudnnHandle!
+
+        var cublasHandle: cublasHandle_t?
+        try checkCUBLAS(cublas.cublasCreate_v2(&cublasHandle), "cublasCreate_v2")
+        try checkCUBLAS(cublas.cublasSetStream_v2(cublasHandle!, stream.stream), "cublasSetStream_v2")
+        cublasWorkspace = try allocator.allocate(byteCount: Self.cublasWorkspaceBytes)
+        try checkCUBLAS(cublas.cublasSetWorkspace_v2(cublasHandle!, cublasWorkspace.address, Self.cublasWorkspaceBytes),
+                        "cublasSetWorkspace_v2")
+        var cublasVersion: Int32 = 0
+        try checkCUBLAS(cublas.cublasGetVersion_v2(cublasHandle!, &cublasVersion), "cublasGetVersion_v2")
+        self.cublasHandle = cublasHandle!
+
+        var versions = context.versions
+        versions.cublas = Int(cublasVersion)
+        let p = context.properties
+        let gibibytes = Double(p.totalMemoryBytes) / Double(1 << 30)
+        details = "\(p.name), \(p.architecture), \(p.multiprocessorCount) SMs, "
+            + String(format: "%.1f GiB, ", gibibytes)
+            + "driver CUDA \(versions.driverText), NVRTC \(versions.nvrtc.major).\(versions.nvrtc.minor), "
+            + "cuDNN \(versions.cudnnText), cuBLAS \(versions.cublasText)"
+    }
+
+    // MARK: Memory
+
+    public func makeTensor(_ shape: Shape, dtype: DType) throws -> Tensor {
+        context.makeCurrent()
+        return try Tensor(shape: shape, dtype: dtype, allocator: allocator)
+    }
+
+    public func upload(_ source: Tensor, to destination: Tensor) {
+        require(source.device.isHost, "upload: source \(source) is not a host tensor")
+        expect("upload", destination, source.shape, source.dtype)
+        context.makeCurrent()
+        stream.copyToDevice(destination.devicePointer, from: source.rawPointer, byteCount: source.byteCount)
+    }
+
+    public func download(_ source: Tensor) -> Tensor {
+        expect("download", source, source.shape, source.dtype)
+        context.makeCurrent()
+        let host = try! Tensor(shape: source.shape, dtype: source.dtype, allocator: HostAllocator.shared)
+        stream.copyToHost(host.rawPointer, from: source.devicePointer, byteCount: source.byteCount)
+        return host
+    }
+
+    public func fill(_ tensor: Tensor, value: Float) {
+        context.makeCurrent()
+        switch tensor.dtype {
+        case .float32:
+            expect("fill", tensor, tensor.shape, .float32)
+            stream.fill32(tensor.devicePointer, bits: value.bitPattern, count: tensor.elementCount)
+        case .bfloat16:
+            expect("fill", tensor, tensor.shape, .bfloat16)
+            stream.fill16(tensor.devicePointer, bits: BFloat16.fromFloat(value), count: tensor.elementCount)
+        default:
+            fatalError("CUDABackend.fill: \(tensor) is neither float32 nor bfloat16")
+        }
+    }
+
+    public func copy(_ source: Tensor, to destination: Tensor) {
+        expect("copy", source, source.shape, source.dtype)
+        expect("copy", destination, destination.shape, destination.dtype)
+        require(source.elementCount == destination.elementCount, "copy: \(source) into \(destination)")
+        context.makeCurrent()
+        let count = source.elementCount
+        switch (source.dtype, destination.dtype) {
+        case let (from, to) where from == to:
+            stream.copy(destination.devicePointer, from: source.devicePointer, byteCount: source.byteCount)
+        case (.float32, .bfloat16):
+            kernels.elementwise(.elementwise, "convert_f32_to_bf16", count: count,
+                                [.tensor(destination), .tensor(source), .count(count)])
+        case (.bfloat16, .float32):
+            kernels.elementwise(.elementwise, "convert_bf16_to_f32", count: count,
+                                [.tensor(destination), .tensor(source), .count(count)])
+        default:
+            fatalError("CUDABackend.copy: cannot convert \(source.dtype) to \(destination.dtype)")
+        }
+    }
+
+    public func synchronize() {
+        context.makeCurrent()
+        stream.synchronize("CUDABackend.synchronize")
+    }
+
+    // MARK: Elementwise
+
+    public func reluForward(output: Tensor, input: Tensor) {
+        expect("reluForward", input, input.shape)
+        expect("reluForward", output, input.shape)
+        context.makeCurrent()
+        kernels.elementwise(.elementwise, "relu_forward", count: input.elementCount,
+                            [.tensor(output), .tensor(input), .count(input.elementCount)])
+    }
+
+    public func reluBackward(dInput: Tensor, dOutput: Tensor, output: Tensor) {
+        expect("reluBackward", dOutput, dOutput.shape)
+        expect("reluBackward", output, dOutput.shape)
+        expect("reluBackward", dInput, dOutput.shape)
+        context.makeCurrent()
+        kernels.elementwise(.elementwise, "relu_backward", count: dOutput.elementCount,
+                            [.tensor(dInput), .tensor(dOutput), .tensor(output), .count(dOutput.elementCount)])
+    }
+
+    public func add(output: Tensor, _ a: Tensor, _ b: Tensor, fuseReLU: Bool) {
+        expect("add", a, a.shape)
+        expect("add", b, a.shape)
+        expect("add", output, a.shape)
+        context.makeCurrent()
+        kernels.elementwise(.elementwise, "residual_add", count: a.elementCount,
+                            [.tensor(output), .tensor(a), .tensor(b), .count(a.elementCount), .int32(fuseReLU ? 1 : 0)])
+    }
+
+    // MARK: Pooling
+
+    public func globalAveragePoolForward(output: Tensor, input: Tensor) {
+        let (batch, height, width, channels) = nhwc("globalAveragePoolForward", input)
+        expect("globalAveragePoolForward", output, [batch, channels])
+        context.makeCurrent()
+        // Grid (N, ceil(C/32)), 32 x 8 blocks: see Kernels+Elementwise.swift.
+        kernels.launch(.elementwise, "global_average_pool", grid: (batch, (channels + 31) / 32, 1), block: (32, 8, 1),
+                       [.tensor(output), .tensor(input), .int(height * width), .int(channels)])
+    }
+
+    public func globalAveragePoolBackward(dInput: Tensor, dOutput: Tensor) {
+        let (batch, height, width, channels) = nhwc("globalAveragePoolBackward", dInput)
+        expect("globalAveragePoolBackward", dOutput, [batch, channels])
+        context.makeCurrent()
+        let pixels = height * width
+        kernels.elementwise(.elementwise, "global_average_pool_backward", count: dInput.elementCount,
+                            [.tensor(dInput), .tensor(dOutput), .count(dInput.elementCount), .int(pixels),
+                             .int(channels), .float(1 / Float(pixels))])
+    }
+}
+
+// MARK: Checks (programmer errors: fatalError keeps the message in release builds)
+
+extension CUDABackend {
+    func require(_ condition: Bool, _ message: @autoclosure () -> String) {
+        if !condition { fatalError("CUDABackend.\(message())") }
+    }
+
+    /// Requires a tensor of `dtype` and exactly `shape` on this backend's device.
+    func expect(_ op: String, _ tensor: Tensor, _ shape: Shape, _ dtype: DType = .float32) {
+        require(tensor.device == device && tensor.dtype == dtype && tensor.shape == shape,
+                "\(op): expected a \(dtype) tensor of shape \(shape) on \(device), got \(tensor)")
+    }
+
+    /// The dimensions of a float32 NHWC tensor on this device.
+    func nhwc(_ op: String, _ tensor: Tensor) -> (batch: Int, height: Int, width: Int, channels: Int) {
+        require(tensor.shape.rank == 4, "\(op): expected an NHWC tensor, got shape \(tensor.shape)")
+        expect(op, tensor, tensor.shape)
+        return (tensor.shape[0], tensor.shape[1], tensor.shape[2], tensor.shape[3])
+    }
+}
+
+/// A device address as the pointer type cuDNN and cuBLAS take (never dereferenced on the host).
+func devicePointer(_ address: CUdeviceptr) -> UnsafeMutableRawPointer {
+    UnsafeMutableRawPointer(bitPattern: UInt(address))!
+}

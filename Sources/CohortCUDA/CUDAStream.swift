@@ -1,0 +1,70 @@
+import CCUDA
+
+/// The backend's one stream: every op, copy and library call is enqueued on
+/// it, in program order (see Note [Stream-ordered reuse]). Non-blocking, so
+/// it never waits for work on the legacy default stream of other code.
+final class CUDAStream {
+    let context: CUDAContext
+    let stream: CUstream
+
+    init(context: CUDAContext) throws(CUDAError) {
+        self.context = context
+        var stream: CUstream?
+        try checkCUDA(driver.cuStreamCreate(&stream, UInt32(COHORT_CU_STREAM_NON_BLOCKING)), "cuStreamCreate")
+        self.stream = stream!
+    }
+
+    deinit {
+        context.makeCurrent()
+        _ = driver.cuStreamSynchronize(stream)
+        _ = driver.cuStreamDestroy_v2(stream)
+    }
+
+    /// Waits for everything enqueued so far; a kernel fault from any earlier
+    /// launch surfaces here (CUDA errors are sticky and reported late).
+    func synchronize(_ context: @autoclosure () -> String = "") {
+        mustSucceed { try checkCUDA(driver.cuStreamSynchronize(stream), "cuStreamSynchronize", context()) }
+    }
+
+    /// HtoD from pageable host memory: the driver stages the bytes before the
+    /// call returns, so the host buffer may be reused at once.
+    func copyToDevice(_ destination: CUdeviceptr, from source: UnsafeRawPointer, byteCount: Int) {
+        guard byteCount > 0 else { return }
+        mustSucceed {
+            try checkCUDA(driver.cuMemcpyHtoDAsync_v2(destination, source, byteCount, stream), "cuMemcpyHtoDAsync_v2",
+                          "\(byteCount) bytes")
+        }
+    }
+
+    /// DtoH, then waits for it (the host reads the bytes next).
+    func copyToHost(_ destination: UnsafeMutableRawPointer, from source: CUdeviceptr, byteCount: Int) {
+        guard byteCount > 0 else { return }
+        mustSucceed {
+            try checkCUDA(driver.cuMemcpyDtoHAsync_v2(destination, source, byteCount, stream), "cuMemcpyDtoHAsync_v2",
+                          "\(byteCount) bytes")
+        }
+        synchronize("after a \(byteCount)-byte download")
+    }
+
+    func copy(_ destination: CUdeviceptr, from source: CUdeviceptr, byteCount: Int) {
+        guard byteCount > 0 else { return }
+        mustSucceed {
+            try checkCUDA(driver.cuMemcpyDtoDAsync_v2(destination, source, byteCount, stream), "cuMemcpyDtoDAsync_v2",
+                          "\(byteCount) bytes")
+        }
+    }
+
+    func fill32(_ destination: CUdeviceptr, bits: UInt32, count: Int) {
+        guard count > 0 else { return }
+        mustSucceed {
+            try checkCUDA(driver.cuMemsetD32Async(destination, bits, count, stream), "cuMemsetD32Async", "\(count) values")
+        }
+    }
+
+    func fill16(_ destination: CUdeviceptr, bits: UInt16, count: Int) {
+        guard count > 0 else { return }
+        mustSucceed {
+            try checkCUDA(driver.cuMemsetD16Async(destination, bits, count, stream), "cuMemsetD16Async", "\(count) values")
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import CCUDA
+import CohortTensor
+
+/// One argument of a kernel launch, as the kernel's C signature declares it.
+enum KernelArgument {
+    case pointer(CUdeviceptr)
+    case int32(Int32)
+    case int64(Int64)
+    case float(Float)
+
+    static func tensor(_ tensor: Tensor) -> KernelArgument { .pointer(tensor.devicePointer) }
+    /// An `int` parameter; traps (with the value) if it does not fit.
+    static func int(_ value: Int) -> KernelArgument {
+        guard let narrow = Int32(exactly: value) else { fatalError("CUDABackend: kernel argument \(value) exceeds int32") }
+        return .int32(narrow)
+    }
+    /// A `long long` parameter (element counts, which can pass 2^31).
+    static func count(_ value: Int) -> KernelArgument { .int64(Int64(value)) }
+
+    /// The argument's bytes in the low end of a 64-bit slot (little-endian).
+    var bits: UInt64 {
+        switch self {
+        case .pointer(let value): return value
+        case .int32(let value): return UInt64(UInt32(bitPattern: value))
+        case .int64(let value): return UInt64(bitPattern: value)
+        case .float(let value): return UInt64(value.bitPattern)
+        }
+    }
+}
+
+/// The backend's kernels: modules compiled on first use (see Note [Kernel
+/// cache]) and launched on the backend's stream.
+final class Kernels {
+    let compiler: KernelCompiler
+    let stream: CUDAStream
+    let multiprocessorCount: Int
+
+    init(compiler: KernelCompiler, stream: CUDAStream) {
+        self.compiler = compiler
+        self.stream = stream
+        multiprocessorCount = compiler.context.properties.multiprocessorCount
+    }
+
+    /// Compiles (or loads from the disk cache) every module, so that a
+    /// compile error is thrown by `CUDABackend.init` with NVRTC's log
+    /// instead of stopping the first op that needs the module.
+    func prepare() throws {
+        for module in KernelSource.all {
+            _ = try compiler.module(named: module.name, source: module.source)
+        }
+    }
+
+    /// Launches `kernel` from `module` (compiling it the first time).
+    /// `cuLaunchKernel` takes an array of pointers to the arguments; each
+    /// argument sits in its own 8-byte slot, which the driver copies at the
+    /// call, so the slots may die when it returns.
+    func launch(_ module: KernelSource, _ kernel: String, grid: (Int, Int, Int), block: (Int, Int, Int),
+                sharedBytes: Int = 0, _ arguments: [KernelArgument]) {
+        let function = mustSucceed {
+            try compiler.module(named: module.name, source: module.source).function(kernel)
+        }
+        guard grid.0 > 0 && grid.1 > 0 && grid.2 > 0 && grid.0 < Int(UInt32.max) && grid.1 <= 65535 && grid.2 <= 65535 else {
+            fatalError("CUDABackend: \(module.name).\(kernel) launched with an invalid grid \(grid)")
+        }
+        var slots = arguments.map(\.bits)
+        let result = slots.withUnsafeMutableBufferPointer { slotBuffer -> CUresult in
+            var pointers: [UnsafeMutableRawPointer?] = (0..<slotBuffer.count).map {
+                UnsafeMutableRawPointer(slotBuffer.baseAddress! + $0)
+            }
+            return pointers.withUnsafeMutableBufferPointer { pointerBuffer in
+                driver.cuLaunchKernel(function, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2),
+                                      UInt32(block.0), UInt32(block.1), UInt32(block.2), UInt32(sharedBytes),
+                                      stream.stream, pointerBuffer.baseAddress, nil)
+            }
+        }
+        mustSucceed {
+            try checkCUDA(result, "cuLaunchKernel",
+                          "\(module.name).\(kernel) grid \(grid) block \(block) shared \(sharedBytes)")
+        }
+    }
+
+    /// Launch shape of the grid-stride elementwise kernels: 256 threads (8
+    /// warps, full occupancy at low register use), and at most 16 blocks per
+    /// SM, after which each thread loops; enough blocks to hide memory
+    /// latency, few enough that the tail is short.
+    func elementwise(_ module: KernelSource, _ kernel: String, count: Int, _ arguments: [KernelArgument]) {
+        guard count > 0 else { return }
+        let blocks = min((count + 255) / 256, multiprocessorCount * 16)
+        launch(module, kernel, grid: (blocks, 1, 1), block: (256, 1, 1), arguments)
+    }
+}
+
+/// CUDA C source of one module, compiled as a unit.
+struct KernelSource: Sendable {
+    let name: String
+    let source: String
+
+    static let all: [KernelSource] = [.elementwise, .batchNorm, .loss, .optimizer]
+}
+
+/// Definitions every module starts with. NVRTC 13 has no built-in
+/// `cuda_bf16.h`, so bfloat16 is its bit pattern (`unsigned short`), widened
+/// by a shift and narrowed with PTX's round-to-nearest-even conversion
+/// (sm_80 and later; NaN becomes the canonical 0x7FFF, where the host's
+/// `BFloat16.fromFloat` keeps the payload).
+let kernelPrelude = #"""
+typedef unsigned short bf16;
+__device__ __forceinline__ float bf16_to_float(bf16 h) { return __uint_as_float(((unsigned int)h) << 16); }
+__device__ __forceinline__ bf16 float_to_bf16(float f) {
+    unsigned short r;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(f));
+    return r;
+}
+#define GRID_STRIDE(i, n) for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)blockDim.x * gridDim.x)
+"""#

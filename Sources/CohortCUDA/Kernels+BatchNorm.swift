@@ -1,0 +1,154 @@
+/// Batch normalisation of an NHWC tensor viewed as `[rows, C]`, rows = N*H*W
+/// (see Note [Own batch-norm kernels] in CUDABackend+BatchNorm.swift).
+///
+/// Reductions are two-stage and deterministic: `bn_*_partials` runs on a
+/// grid (ceil(C/32) channel groups, S row slices) of 32 x 8 blocks: a warp
+/// covers 32 consecutive channels of one row (a coalesced 128-byte read),
+/// the 8 warps stride through the slice's rows, each thread accumulates in
+/// double, and the block combines its 8 partials in shared memory into
+/// `partial[slice][k][c]`. The `*_finalize` kernel then gives one thread per
+/// channel, summing the S slices in order. S is chosen on the host so that
+/// about four blocks run per SM.
+///
+/// Statistics use the shifted-data algorithm: sums of (x - K) and (x - K)^2
+/// with K = the channel's value in row 0, in double, so the variance
+/// E[(x-K)^2] - E[x-K]^2 does not cancel catastrophically even when the
+/// mean is large against the spread (one pass over x instead of two).
+extension KernelSource {
+    static let batchNorm = KernelSource(name: "batch_norm", source: kernelPrelude + #"""
+// partial[slice][0][c] = sum (x - x[0, c]), partial[slice][1][c] = sum (x - x[0, c])^2 over the slice's rows.
+extern "C" __global__ void __launch_bounds__(256) bn_statistics_partials(
+        double* partial, const float* x, long long rows, int C, long long rowsPerSlice) {
+    __shared__ double sums[2][8][32];
+    int c = blockIdx.x * 32 + threadIdx.x;
+    long long begin = (long long)blockIdx.y * rowsPerSlice;
+    long long end = begin + rowsPerSlice < rows ? begin + rowsPerSlice : rows;
+    double sum = 0.0, squares = 0.0;
+    if (c < C) {
+        double pivot = (double)x[c];
+        for (long long r = begin + threadIdx.y; r < end; r += 8) {
+            double d = (double)x[r * C + c] - pivot;
+            sum += d;
+            squares += d * d;
+        }
+    }
+    sums[0][threadIdx.y][threadIdx.x] = sum;
+    sums[1][threadIdx.y][threadIdx.x] = squares;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+        double s = 0.0, q = 0.0;
+        for (int k = 0; k < 8; k++) { s += sums[0][k][threadIdx.x]; q += sums[1][k][threadIdx.x]; }
+        partial[((long long)blockIdx.y * 2) * C + c] = s;
+        partial[((long long)blockIdx.y * 2 + 1) * C + c] = q;
+    }
+}
+
+// One thread per channel: mean, biased variance, saved statistics and PyTorch's running update
+// (running = (1 - momentum) * running + momentum * stat, the unbiased variance for runningVar).
+extern "C" __global__ void bn_statistics_finalize(
+        float* savedMean, float* savedInvStd, float* runningMean, float* runningVar,
+        const double* partial, const float* x, int slices, long long rows, int C, float momentum, float epsilon) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    double sum = 0.0, squares = 0.0;
+    for (int s = 0; s < slices; s++) {
+        sum += partial[((long long)s * 2) * C + c];
+        squares += partial[((long long)s * 2 + 1) * C + c];
+    }
+    double n = (double)rows;
+    double shiftedMean = sum / n;
+    double variance = squares / n - shiftedMean * shiftedMean;
+    if (variance < 0.0) variance = 0.0;
+    double mean = (double)x[c] + shiftedMean;
+    savedMean[c] = (float)mean;
+    savedInvStd[c] = (float)(1.0 / sqrt(variance + (double)epsilon));
+    runningMean[c] = (1.0f - momentum) * runningMean[c] + momentum * (float)mean;
+    runningVar[c] = (1.0f - momentum) * runningVar[c] + momentum * (float)(variance * n / (n - 1.0));
+}
+
+// y = scale * (x - mean) * invStd + shift (then max(0, .) if relu), as the reference orders it.
+extern "C" __global__ void bn_normalize(
+        float* y, const float* x, const float* scale, const float* shift,
+        const float* mean, const float* invStd, long long n, int C, int relu) {
+    GRID_STRIDE(i, n) {
+        int c = (int)(i % C);
+        float v = scale[c] * (x[i] - mean[c]) * invStd[c] + shift[c];
+        y[i] = relu ? (v > 0.0f ? v : 0.0f) : v;
+    }
+}
+
+// Evaluation mode: invStd = 1 / sqrt(runningVar + epsilon) (IEEE sqrt and division: no fast math).
+extern "C" __global__ void bn_inference(
+        float* y, const float* x, const float* scale, const float* shift,
+        const float* runningMean, const float* runningVar, float epsilon, long long n, int C, int relu) {
+    GRID_STRIDE(i, n) {
+        int c = (int)(i % C);
+        float invStd = 1.0f / sqrtf(runningVar[c] + epsilon);
+        float v = scale[c] * (x[i] - runningMean[c]) * invStd + shift[c];
+        y[i] = relu ? (v > 0.0f ? v : 0.0f) : v;
+    }
+}
+
+// g = dy, masked to 0 where the fused ReLU's output y <= 0.
+__device__ __forceinline__ float bn_gradient(const float* dy, const float* y, long long i, int relu) {
+    return (relu && y[i] <= 0.0f) ? 0.0f : dy[i];
+}
+
+// partial[slice][0][c] = sum g, partial[slice][1][c] = sum g * xhat, xhat = (x - mean) * invStd.
+extern "C" __global__ void __launch_bounds__(256) bn_backward_partials(
+        double* partial, const float* dy, const float* x, const float* y,
+        const float* mean, const float* invStd, long long rows, int C, long long rowsPerSlice, int relu) {
+    __shared__ double sums[2][8][32];
+    int c = blockIdx.x * 32 + threadIdx.x;
+    long long begin = (long long)blockIdx.y * rowsPerSlice;
+    long long end = begin + rowsPerSlice < rows ? begin + rowsPerSlice : rows;
+    double sumG = 0.0, sumGX = 0.0;
+    if (c < C) {
+        float m = mean[c], s = invStd[c];
+        for (long long r = begin + threadIdx.y; r < end; r += 8) {
+            long long i = r * C + c;
+            double g = (double)bn_gradient(dy, y, i, relu);
+            sumG += g;
+            sumGX += g * (double)((x[i] - m) * s);
+        }
+    }
+    sums[0][threadIdx.y][threadIdx.x] = sumG;
+    sums[1][threadIdx.y][threadIdx.x] = sumGX;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+        double a = 0.0, b = 0.0;
+        for (int k = 0; k < 8; k++) { a += sums[0][k][threadIdx.x]; b += sums[1][k][threadIdx.x]; }
+        partial[((long long)blockIdx.y * 2) * C + c] = a;
+        partial[((long long)blockIdx.y * 2 + 1) * C + c] = b;
+    }
+}
+
+// dShift = sum g, dScale = sum g * xhat; one thread per channel.
+extern "C" __global__ void bn_backward_finalize(float* dScale, float* dShift, const double* partial, int slices, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    double sumG = 0.0, sumGX = 0.0;
+    for (int s = 0; s < slices; s++) {
+        sumG += partial[((long long)s * 2) * C + c];
+        sumGX += partial[((long long)s * 2 + 1) * C + c];
+    }
+    dShift[c] = (float)sumG;
+    dScale[c] = (float)sumGX;
+}
+
+// dx = scale * invStd * (g - dShift / rows - xhat * dScale / rows).
+extern "C" __global__ void bn_backward_data(
+        float* dx, const float* dy, const float* x, const float* y, const float* scale,
+        const float* mean, const float* invStd, const float* dScale, const float* dShift,
+        long long n, int C, long long rows, int relu) {
+    float inverseRows = 1.0f / (float)rows;
+    GRID_STRIDE(i, n) {
+        int c = (int)(i % C);
+        float s = invStd[c];
+        float xhat = (x[i] - mean[c]) * s;
+        float g = bn_gradient(dy, y, i, relu);
+        dx[i] = scale[c] * s * (g - dShift[c] * inverseRows - xhat * dScale[c] * inverseRows);
+    }
+}
+"""#)
+}
