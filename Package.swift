@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "CohortData", dependencies: ["CohortTensor"]),
         .target(name: "CohortCheckpoint", dependencies: ["CohortNN", "CohortOptim"]),
         .target(name: "CohortTraining", dependencies: [
-            "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN",
+            "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN", "CohortCUDA",
         ]),
         .executableTarget(name: "cohort", dependencies: [
             "CohortTraining", "CohortCUDA",

@@ -1,3 +1,4 @@
+import CohortCUDA
 import CohortKernels
 import CohortOneDNN
 import CohortTensor
@@ -19,9 +20,10 @@ public struct BackendUnavailable: Error, CustomStringConvertible {
 /// a fallback was taken, so a run's header can print it.
 public func makeBackend(device: Device, choice: BackendChoice) throws -> (backend: Backend, notes: [String]) {
     guard device.isHost else {
-        throw BackendUnavailable(description: """
-            device \(device): this build has no GPU backend yet; use --device cpu
-            """)
+        guard choice == .auto else {
+            throw BackendUnavailable(description: "--backend \(choice.rawValue) runs on the CPU; leave --backend out with --device \(device), or use --device cpu")
+        }
+        return (try CUDABackend(deviceIndex: device.index), [])
     }
     switch choice {
     case .reference:
