@@ -98,6 +98,12 @@ struct KernelSource: Sendable {
     static let all: [KernelSource] = [.elementwise, .batchNorm, .loss, .optimizer]
 }
 
+/// The CUDA C of every kernel module, exactly as NVRTC receives it: for
+/// tests that syntax-check it on machines without a GPU.
+public enum CUDAKernelSources {
+    public static var modules: [(name: String, source: String)] { KernelSource.all.map { ($0.name, $0.source) } }
+}
+
 /// Definitions every module starts with. NVRTC 13 has no built-in
 /// `cuda_bf16.h`, so bfloat16 is its bit pattern (`unsigned short`), widened
 /// by a shift and narrowed with PTX's round-to-nearest-even conversion
@@ -112,4 +118,5 @@ __device__ __forceinline__ bf16 float_to_bf16(float f) {
     return r;
 }
 #define GRID_STRIDE(i, n) for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)blockDim.x * gridDim.x)
+
 """#
