@@ -9,12 +9,14 @@ public struct EvaluationResult: Sendable {
     public var loss: Double
     public var accuracy: Double
     public var imageCount: Int
+    /// `[imageCount, classes]` float32 logits, in test-set order, when asked for.
+    public var logits: Tensor?
 }
 
 /// Scores `model` on the first `limit` images of `dataset` (all when nil),
 /// in batches of `batchSize`.
 public func evaluate(_ model: ImageClassifier, on dataset: ImageDataset, batchSize: Int,
-                     limit: Int? = nil) throws -> EvaluationResult {
+                     limit: Int? = nil, keepLogits: Bool = false) throws -> EvaluationResult {
     let backend = model.store.backend
     let count = min(limit ?? dataset.count, dataset.count)
     let subset = count == dataset.count ? dataset : dataset.prefix(count)
@@ -24,13 +26,17 @@ public func evaluate(_ model: ImageClassifier, on dataset: ImageDataset, batchSi
     let criterion = try SoftmaxCrossEntropy(backend: backend)
     let stager = BatchStager(backend: backend, dtype: model.store.precision.dtype)
     var lossSum = 0.0, correct = 0.0, seen = 0
+    var allLogits: [Float] = []
     for batch in loader.batches(epoch: 0) {
         let (images, labels) = try stager.stage(batch)
-        criterion(logits: model.forward(images, mode: .evaluation), labels: labels)
+        let logits = model.forward(images, mode: .evaluation)
+        if keepLogits { allLogits += backend.download(logits).toArray() }
+        criterion(logits: logits, labels: labels)
         lossSum += Double(backend.download(criterion.loss).toArray()[0]) * Double(batch.count)
         correct += Double(backend.download(criterion.correct).toArray()[0])
         seen += batch.count
     }
     return EvaluationResult(loss: lossSum / Double(max(seen, 1)), accuracy: correct / Double(max(seen, 1)),
-                            imageCount: seen)
+                            imageCount: seen,
+                            logits: keepLogits ? Tensor(allLogits, shape: [seen, model.classCount]) : nil)
 }
