@@ -83,10 +83,11 @@ final class Kernels {
     /// warps, full occupancy at low register use), and at most 16 blocks per
     /// SM, after which each thread loops; enough blocks to hide memory
     /// latency, few enough that the tail is short.
-    func elementwise(_ module: KernelSource, _ kernel: String, count: Int, _ arguments: [KernelArgument]) {
+    func elementwise(_ module: KernelSource, _ kernel: String, count: Int, sharedBytes: Int = 0,
+                     _ arguments: [KernelArgument]) {
         guard count > 0 else { return }
         let blocks = min((count + 255) / 256, multiprocessorCount * 16)
-        launch(module, kernel, grid: (blocks, 1, 1), block: (256, 1, 1), arguments)
+        launch(module, kernel, grid: (blocks, 1, 1), block: (256, 1, 1), sharedBytes: sharedBytes, arguments)
     }
 }
 
@@ -95,7 +96,7 @@ struct KernelSource: Sendable {
     let name: String
     let source: String
 
-    static let all: [KernelSource] = [.elementwise, .batchNorm, .loss, .optimizer]
+    static let all: [KernelSource] = [.elementwise, .batchNorm, .loss, .optimizer, .augmentation]
 }
 
 /// The CUDA C of every kernel module, exactly as NVRTC receives it: for

@@ -46,6 +46,11 @@ public struct Augmentation: Sendable {
     /// Whether `parameters` draws anything (false for evaluation).
     public var isRandom: Bool { cropPadding > 0 || horizontalFlip }
 
+    /// `normalizationTable[channel * 256 + byte]`: the normalised value of every
+    /// byte, the table `Backend.augmentImages` takes so a device gives the
+    /// same floats as this CPU path.
+    public var normalizationTable: [Float] { table }
+
     /// The normalised value of byte `value` in `channel`.
     public func normalized(_ value: UInt8, channel: Int) -> Float { table[channel * 256 + Int(value)] }
 

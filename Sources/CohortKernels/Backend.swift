@@ -106,6 +106,22 @@ public protocol Backend: AnyObject {
     /// dLogits `[N,K]` = (probabilities - targets) / N: the gradient of the mean loss.
     func softmaxCrossEntropyBackward(dLogits: Tensor, probabilities: Tensor, labels: Tensor, labelSmoothing: Float)
 
+    // MARK: Input pipeline
+
+    /// Builds normalised, augmented NHWC images from raw ones, as
+    /// torchvision's RandomCrop(padding) + RandomHorizontalFlip + ToTensor +
+    /// Normalize do: for image n with `crops[n] = (top, left, flip)` (crop
+    /// corner in the zero-padded image, flip 0 or 1),
+    ///     output[n, y, x, c] = normalization[c * 256 + v]
+    ///     v = images[n, y + top - padding, x' + left - padding, c], x' = flip ? W - 1 - x : x
+    /// and v = 0 where that falls outside the image (torchvision pads with
+    /// zeros before normalising). images: uint8 `[N,H,W,C]`; crops: int32
+    /// `[N,3]`; normalization: float32 `[C*256]`, the normalised value of
+    /// every byte per channel (so every backend gives bit-identical results);
+    /// output: float32 or bfloat16 `[N,H,W,C]`. Lets a GPU upload a quarter
+    /// of the bytes and augment on the device.
+    func augmentImages(output: Tensor, images: Tensor, crops: Tensor, normalization: Tensor, padding: Int)
+
     // MARK: Optimiser
 
     /// One SGD (or LARS) step over every segment of the flat buffers, in

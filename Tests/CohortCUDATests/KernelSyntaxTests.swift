@@ -42,7 +42,7 @@ final class KernelSyntaxTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: folder) }
         let shim = folder.appendingPathComponent("nvrtc-builtins.h")
         try Self.builtins.write(to: shim, atomically: true, encoding: .utf8)
-        XCTAssertEqual(CUDAKernelSources.modules.count, 4)
+        XCTAssertEqual(CUDAKernelSources.modules.count, 5)
         for module in CUDAKernelSources.modules {
             let file = folder.appendingPathComponent("\(module.name).cu")
             try module.source.write(to: file, atomically: true, encoding: .utf8)
