@@ -28,10 +28,15 @@ public final class DataLoader: Sendable {
     /// Where batch tensors come from: a `CachingAllocator` over the host
     /// allocator recycles their memory from step to step.
     public let allocator: DeviceAllocator
+    /// Hand out the raw uint8 images with each one's crop and flip
+    /// (`Batch.crops`) instead of normalised floats, for a device that
+    /// augments them itself (`Backend.augmentImages`): a quarter of the bytes
+    /// to upload, and the same floats in the end.
+    public let emitsRawImages: Bool
 
     public init(dataset: ImageDataset, sampler: DistributedSampler, batchSize: Int, augmentation: Augmentation,
                 dropLastBatch: Bool = false, prefetchDepth: Int = 2,
-                allocator: DeviceAllocator = HostAllocator.shared) {
+                allocator: DeviceAllocator = HostAllocator.shared, emitsRawImages: Bool = false) {
         precondition(batchSize > 0, "batch size must be positive")
         precondition(prefetchDepth >= 0)
         precondition(sampler.datasetCount == dataset.count,
@@ -44,6 +49,7 @@ public final class DataLoader: Sendable {
         self.dropLastBatch = dropLastBatch
         self.prefetchDepth = prefetchDepth
         self.allocator = allocator
+        self.emitsRawImages = emitsRawImages
     }
 
     /// Batches this rank sees per epoch.
@@ -79,6 +85,7 @@ public final class DataLoader: Sendable {
     }
 
     func batch(epoch: Int, index: Int, indices: [Int]) throws -> Batch {
+        if emitsRawImages { return try rawBatch(epoch: epoch, index: index, indices: indices) }
         let count = batchCount(index: index)
         let images = try Tensor(shape: [count, dataset.height, dataset.width, dataset.channels],
                                 dtype: .float32, allocator: allocator)
@@ -88,6 +95,37 @@ public final class DataLoader: Sendable {
         return Batch(images: images, labels: labels, count: count, epoch: epoch, index: index)
     }
 
+    /// Batch `index` as raw bytes plus crops: the same choices `fill` makes.
+    func rawBatch(epoch: Int, index: Int, indices: [Int]) throws -> Batch {
+        let count = batchCount(index: index)
+        let images = try Tensor(shape: [count, dataset.height, dataset.width, dataset.channels],
+                                dtype: .uint8, allocator: allocator)
+        let crops = try Tensor(shape: [count, 3], dtype: .int32, allocator: allocator)
+        let labels = try Tensor(shape: [count], dtype: .int32, allocator: allocator)
+        let imageBytes = dataset.imageByteCount
+        let target = images.rawPointer.assumingMemoryBound(to: UInt8.self)
+        let crop = crops.int32s, label = labels.int32s
+        dataset.pixels.withUnsafeBufferPointer { pixels in
+            for slot in 0..<count {
+                let sample = indices[index * batchSize + slot]
+                let parameters = parameters(epoch: epoch, sample: sample)
+                (target + slot * imageBytes).update(from: pixels.baseAddress! + sample * imageBytes, count: imageBytes)
+                crop[3 * slot] = Int32(parameters.top)
+                crop[3 * slot + 1] = Int32(parameters.left)
+                crop[3 * slot + 2] = parameters.flip ? 1 : 0
+                label[slot] = Int32(dataset.labels[sample])
+            }
+        }
+        return Batch(images: images, labels: labels, count: count, epoch: epoch, index: index, crops: crops)
+    }
+
+    /// One sample's crop and flip in `epoch` (`Note [Augmentation randomness]`).
+    func parameters(epoch: Int, sample: Int) -> Augmentation.Parameters {
+        guard augmentation.isRandom else { return augmentation.identity }
+        var generator = Augmentation.generator(seed: sampler.seed, epoch: epoch, sampleIndex: sample)
+        return augmentation.parameters(using: &generator)
+    }
+
     func fill(epoch: Int, index: Int, indices: [Int], images: UnsafeMutablePointer<Float>,
               labels: UnsafeMutablePointer<Int32>) -> Int {
         let count = batchCount(index: index)
@@ -95,11 +133,7 @@ public final class DataLoader: Sendable {
         dataset.pixels.withUnsafeBufferPointer { pixels in
             for slot in 0..<count {
                 let sample = indices[index * batchSize + slot]
-                var parameters = augmentation.identity
-                if augmentation.isRandom {
-                    var generator = Augmentation.generator(seed: sampler.seed, epoch: epoch, sampleIndex: sample)
-                    parameters = augmentation.parameters(using: &generator)
-                }
+                let parameters = parameters(epoch: epoch, sample: sample)
                 augmentation.apply(image: pixels.baseAddress! + sample * imageBytes, height: dataset.height,
                                    width: dataset.width, parameters: parameters,
                                    into: images + slot * imageBytes)

@@ -29,4 +29,26 @@ final class ImageAugmentationTests: XCTestCase {
         XCTAssertEqual(output.toArray(), expected)
         XCTAssertTrue(crops.enumerated().contains { $0.offset % 3 == 2 && $0.element == 1 }, "some image was flipped")
     }
+
+    /// A loader that emits raw images and crops, augmented by a backend,
+    /// gives the batches the float loader gives: same samples, same floats.
+    func testRawBatchesAugmentToTheSameBatches() throws {
+        let dataset = ImageDataset.synthetic(count: 50, seed: 4)
+        func loader(raw: Bool) -> DataLoader {
+            DataLoader(dataset: dataset, sampler: DistributedSampler(datasetCount: 50, shuffle: true, seed: 7),
+                       batchSize: 16, augmentation: .cifar10Training, prefetchDepth: raw ? 2 : 0, emitsRawImages: raw)
+        }
+        let floats = Array(loader(raw: false).batches(epoch: 3)), raw = Array(loader(raw: true).batches(epoch: 3))
+        XCTAssertEqual(floats.count, 4)
+        XCTAssertEqual(raw.count, 4)
+        let table = Tensor(Augmentation.cifar10Training.normalizationTable, shape: [768])
+        for (expected, batch) in zip(floats, raw) {
+            let crops = try XCTUnwrap(batch.crops)
+            XCTAssertEqual(batch.images.dtype, .uint8)
+            let output = Tensor.zeros(batch.images.shape)
+            ReferenceBackend().augmentImages(output: output, images: batch.images, crops: crops, normalization: table, padding: 4)
+            XCTAssertEqual(output.toArray(), expected.images.toArray())
+            XCTAssertEqual(batch.labels.toArray(), expected.labels.toArray())
+        }
+    }
 }
