@@ -23,7 +23,7 @@ extension Backend {
         precondition(learningRate.dtype == .float32 && learningRate.elementCount == 1,
                      "optimizerStep: the learning rate must be a float32 [1] tensor, got \(learningRate)")
         var settings = configuration
-        settings.learningRate = download(learningRate).floats[0]
+        settings.learningRate = download(learningRate).toArray()[0]
         optimizerStep(parameters: parameters, gradients: gradients, momentumBuffer: momentumBuffer,
                       segments: segments, configuration: settings)
     }

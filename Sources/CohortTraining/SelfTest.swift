@@ -64,7 +64,7 @@ public final class BackendSelfTest {
     /// Every check in the order it runs, after `options.filter`.
     var checks: [SelfTestCheck] {
         let all = memoryChecks() + convolutionChecks() + batchNormChecks() + elementwiseChecks()
-            + classifierChecks() + lossChecks() + optimizerChecks() + [modelStepCheck()]
+            + classifierChecks() + lossChecks() + optimizerChecks() + [modelStepCheck()] + graphChecks()
         guard let filter = options.filter?.lowercased(), !filter.isEmpty else { return all }
         return all.filter { $0.name.lowercased().contains(filter) || $0.shape.lowercased().contains(filter) }
     }
