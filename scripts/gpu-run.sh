@@ -5,7 +5,8 @@
 #   bash scripts/gpu-run.sh            # results under $OUT (default ./gpu-out)
 #
 # Steps: the card (nvidia-smi), CIFAR-10 converted into /tmp/cifar, `cohort
-# info`, `cohort selftest --device cuda`, `cohort bench --device cuda`, the
+# info`, `cohort selftest --device cuda`, `cohort bench --device cuda` (steps
+# replayed from a CUDA graph) and again with `--no-graphs` (eager), the
 # PyTorch reference in fp32 and in bf16 + channels_last, the comparison
 # tables, and last a short summary. A failing step does not stop the ones
 # after it; each runs under `timeout` and the whole stays within about 8
@@ -61,6 +62,8 @@ step "cifar10 to /tmp/cifar" 60 python3 .gpu/jpeg_to_cifar_binary.py .gpu/cifar-
 step "cohort info" 20 "$cohort" info
 step "cohort selftest" 150 "$cohort" selftest --device cuda --json "$OUT/selftest.json"
 step "cohort bench" 120 "$cohort" bench --device cuda --batch-sizes "${batches[@]}" --json "$OUT/bench-cohort.json"
+step "cohort bench eager" 60 "$cohort" bench --device cuda --no-graphs --batch-sizes "${batches[@]}" \
+    --json "$OUT/bench-cohort-eager.json"
 step "pytorch fp32" 60 python3 .gpu/pytorch_resnet18.py --device cuda --batch-sizes "${batches[@]}" \
     --json "$OUT/bench-pytorch-fp32.json"
 step "pytorch bf16" 60 python3 .gpu/pytorch_resnet18.py --device cuda --precision bf16 --channels-last \
@@ -95,10 +98,14 @@ if selftest:
 else:
     print("selftest: no JSON (see the log)")
 ours = {r["batchSize"]: r["imagesPerSecond"] for r in load("bench-cohort.json") or []}
+graphs = {r["batchSize"]: r.get("graphNote", "?") if r.get("graphs") else "eager: " + r.get("graphNote", "?")
+          for r in load("bench-cohort.json") or []}
+eager = {r["batchSize"]: r["imagesPerSecond"] for r in load("bench-cohort-eager.json") or []}
 fp32 = {r["batch_size"]: r["images_per_second"] for r in load("bench-pytorch-fp32.json") or []}
 bf16 = {r["batch_size"]: r["images_per_second"] for r in load("bench-pytorch-bf16.json") or []}
 cell = lambda table, batch: f"{table[batch]:.0f}" if batch in table else "-"
-print(f"{'batch':>5}  {'cohort img/s':>12}  {'torch fp32':>10}  {'torch bf16':>10}")
-for batch in sorted(set(ours) | set(fp32) | set(bf16)):
-    print(f"{batch:>5}  {cell(ours, batch):>12}  {cell(fp32, batch):>10}  {cell(bf16, batch):>10}")
+print(f"{'batch':>5}  {'cohort img/s':>12}  {'eager img/s':>11}  {'torch fp32':>10}  {'torch bf16':>10}  graphs")
+for batch in sorted(set(ours) | set(eager) | set(fp32) | set(bf16)):
+    print(f"{batch:>5}  {cell(ours, batch):>12}  {cell(eager, batch):>11}  {cell(fp32, batch):>10}  "
+          f"{cell(bf16, batch):>10}  {graphs.get(batch, '-')}")
 PY

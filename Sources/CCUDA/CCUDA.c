@@ -97,6 +97,21 @@ LOADER(cohort_cuda_load_driver, CohortCUDADriver, cohort_cuda_driver, {
     LOOKUP(cuModuleLoadData);
     LOOKUP(cuModuleGetFunction);
     LOOKUP(cuLaunchKernel);
+    LOOKUP_OPTIONAL(cuStreamBeginCapture_v2);
+    LOOKUP_OPTIONAL(cuStreamEndCapture);
+    LOOKUP_OPTIONAL(cuStreamIsCapturing);
+    LOOKUP_OPTIONAL(cuGraphGetNodes);
+    LOOKUP_OPTIONAL(cuGraphInstantiateWithFlags);
+    LOOKUP_OPTIONAL(cuGraphUpload);
+    LOOKUP_OPTIONAL(cuGraphLaunch);
+    LOOKUP_OPTIONAL(cuGraphExecDestroy);
+    LOOKUP_OPTIONAL(cuGraphDestroy);
+    LOOKUP_OPTIONAL(cuMemHostAlloc);
+    LOOKUP_OPTIONAL(cuMemFreeHost);
+    LOOKUP_OPTIONAL(cuEventCreate);
+    LOOKUP_OPTIONAL(cuEventRecord);
+    LOOKUP_OPTIONAL(cuEventSynchronize);
+    LOOKUP_OPTIONAL(cuEventDestroy_v2);
 })
 
 LOADER(cohort_cuda_load_nvrtc, CohortNVRTC, cohort_nvrtc, {

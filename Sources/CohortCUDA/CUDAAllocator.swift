@@ -21,9 +21,18 @@ final class CUDADeviceAllocator: DeviceAllocator, @unchecked Sendable {
     let context: CUDAContext
     var device: Device { .cuda(context.deviceIndex) }
 
+    /// Set during a graph capture: `cuMemAlloc`/`cuMemFree` would synchronise
+    /// (cuDNN's algorithm search allocates here directly, past the cache).
+    var isCapturing = false
+
     init(context: CUDAContext) { self.context = context }
 
     func allocateRaw(byteCount: Int) throws -> UnsafeMutableRawPointer {
+        if isCapturing {
+            throw CUDAError(call: "cuMemAlloc_v2", code: 900, name: "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED",
+                            message: "\(byteCount) bytes requested during CUDA graph capture (a cuDNN algorithm search "
+                                + "or a cache miss; run eager warm-up steps first, Note [Graph capture])")
+        }
         context.makeCurrent()
         var pointer: CUdeviceptr = 0
         let result = driver.cuMemAlloc_v2(&pointer, max(byteCount, 1))
@@ -38,6 +47,7 @@ final class CUDADeviceAllocator: DeviceAllocator, @unchecked Sendable {
     }
 
     func release(address: UnsafeMutableRawPointer, byteCount: Int) {
+        if isCapturing { fatalError("CUDABackend: cuMemFree_v2 of \(byteCount) bytes during CUDA graph capture") }
         context.makeCurrent()
         mustSucceed {
             try checkCUDA(driver.cuMemFree_v2(CUdeviceptr(UInt(bitPattern: address))), "cuMemFree_v2", "\(byteCount) bytes")

@@ -41,6 +41,23 @@ extension Storage {
 extension CUDABackend {
     public func optimizerStep(parameters: Tensor, gradients: Tensor, momentumBuffer: Tensor,
                               segments: [ParameterSegment], configuration c: OptimizerStepConfiguration) {
+        // A captured kernel argument would freeze the learning rate for every replay.
+        stream.forbidDuringCapture("optimizerStep with a host learning rate (pass it as a device tensor)")
+        enqueueOptimizerStep(parameters: parameters, gradients: gradients, momentumBuffer: momentumBuffer,
+                             segments: segments, configuration: c, learningRateOnDevice: nil)
+    }
+
+    public func optimizerStep(parameters: Tensor, gradients: Tensor, momentumBuffer: Tensor,
+                              segments: [ParameterSegment], configuration c: OptimizerStepConfiguration,
+                              learningRate: Tensor) {
+        expect("optimizerStep", learningRate, [1])
+        enqueueOptimizerStep(parameters: parameters, gradients: gradients, momentumBuffer: momentumBuffer,
+                             segments: segments, configuration: c, learningRateOnDevice: learningRate)
+    }
+
+    private func enqueueOptimizerStep(parameters: Tensor, gradients: Tensor, momentumBuffer: Tensor,
+                                      segments: [ParameterSegment], configuration c: OptimizerStepConfiguration,
+                                      learningRateOnDevice: Tensor?) {
         let op = "optimizerStep"
         require(parameters.shape.rank == 1, "\(op): parameters must be flat, got \(parameters.shape)")
         expect(op, parameters, parameters.shape)
@@ -65,6 +82,7 @@ extension CUDABackend {
                        [.tensor(parameters), .tensor(gradients), .tensor(momentumBuffer),
                         .pointer(plan.chunks.devicePointer), .pointer(plan.segments.devicePointer),
                         .pointer(plan.trust.devicePointer), .int32(lars == nil ? 0 : 1), .float(c.learningRate),
+                        .pointer(learningRateOnDevice?.devicePointer ?? 0),
                         .float(c.momentum), .float(c.dampening), .float(c.weightDecay), .int32(c.nesterov ? 1 : 0),
                         .int32(c.isFirstStep ? 1 : 0)])
     }

@@ -29,6 +29,8 @@ public final class CUDABackend: Backend {
     /// What every tensor and scratch buffer comes from (see Note [Stream-ordered reuse]).
     public let allocator: CachingAllocator
     let stream: CUDAStream
+    /// Page-locked staging memory (nil where the driver lacks it); see `makeHostStagingTensor`.
+    let pinnedHostAllocator: PinnedHostAllocator?
     let kernels: Kernels
     let cudnnHandle: cudnnHandle_t
     let cublasHandle: cublasHandle_t
@@ -53,6 +55,7 @@ public final class CUDABackend: Backend {
         rawAllocator = CUDADeviceAllocator(context: context)
         allocator = CachingAllocator(underlying: rawAllocator)
         stream = try CUDAStream(context: context)
+        pinnedHostAllocator = PinnedHostAllocator(context: context)
         kernels = Kernels(compiler: KernelCompiler(context: context), stream: stream)
         try kernels.prepare()
         convolutionWorkspace = ScratchBuffer("cuDNN workspace", allocator: allocator)
@@ -97,6 +100,7 @@ public final class CUDABackend: Backend {
         expect("upload", destination, source.shape, source.dtype)
         context.makeCurrent()
         stream.copyToDevice(destination.devicePointer, from: source.rawPointer, byteCount: source.byteCount)
+        pinnedHostAllocator?.recordUpload(from: source.storage, on: stream)
     }
 
     public func download(_ source: Tensor) -> Tensor {

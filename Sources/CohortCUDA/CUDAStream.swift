@@ -6,6 +6,10 @@ import CCUDA
 final class CUDAStream {
     let context: CUDAContext
     let stream: CUstream
+    /// Set by `CUDABackend.captureGraph` while it records this stream: host
+    /// waits and uploads are then bugs, stopped here with their name (see
+    /// Note [Graph capture] in docs/design.md).
+    var isCapturing = false
 
     init(context: CUDAContext) throws(CUDAError) {
         self.context = context
@@ -23,6 +27,7 @@ final class CUDAStream {
     /// Waits for everything enqueued so far; a kernel fault from any earlier
     /// launch surfaces here (CUDA errors are sticky and reported late).
     func synchronize(_ context: @autoclosure () -> String = "") {
+        forbidDuringCapture("a host wait (cuStreamSynchronize: \(context()))")
         mustSucceed { try checkCUDA(driver.cuStreamSynchronize(stream), "cuStreamSynchronize", context()) }
     }
 
@@ -30,6 +35,7 @@ final class CUDAStream {
     /// call returns, so the host buffer may be reused at once.
     func copyToDevice(_ destination: CUdeviceptr, from source: UnsafeRawPointer, byteCount: Int) {
         guard byteCount > 0 else { return }
+        forbidDuringCapture("an upload of \(byteCount) bytes (stage inputs before the step)")
         mustSucceed {
             try checkCUDA(driver.cuMemcpyHtoDAsync_v2(destination, source, byteCount, stream), "cuMemcpyHtoDAsync_v2",
                           "\(byteCount) bytes")
@@ -39,6 +45,7 @@ final class CUDAStream {
     /// DtoH, then waits for it (the host reads the bytes next).
     func copyToHost(_ destination: UnsafeMutableRawPointer, from source: CUdeviceptr, byteCount: Int) {
         guard byteCount > 0 else { return }
+        forbidDuringCapture("a download of \(byteCount) bytes")
         mustSucceed {
             try checkCUDA(driver.cuMemcpyDtoHAsync_v2(destination, source, byteCount, stream), "cuMemcpyDtoHAsync_v2",
                           "\(byteCount) bytes")
@@ -65,6 +72,16 @@ final class CUDAStream {
         guard count > 0 else { return }
         mustSucceed {
             try checkCUDA(driver.cuMemsetD16Async(destination, bits, count, stream), "cuMemsetD16Async", "\(count) values")
+        }
+    }
+
+    /// Stops the program if the stream is being captured: `what` cannot be
+    /// recorded in a graph (it waits on the host, or reads host memory at
+    /// replay time that the host may have changed).
+    func forbidDuringCapture(_ what: @autoclosure () -> String) {
+        if isCapturing {
+            fatalError("CUDABackend: \(what()) during CUDA graph capture; a captured step may not wait, "
+                       + "upload or download (Note [Graph capture] in docs/design.md)")
         }
     }
 }

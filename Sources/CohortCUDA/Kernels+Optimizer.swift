@@ -57,10 +57,13 @@ extern "C" __global__ void lars_trust(
 }
 
 // The SGD update of the reference, element by element (useTrust: read trust[segment], else 1).
+// The learning rate is *learningRateOnDevice when that is not null (a captured graph reads the
+// value written before each replay, Note [Graph capture]), else the argument.
 extern "C" __global__ void __launch_bounds__(256) sgd_update(
         float* w, const float* g, float* buffer, const long long* chunks, const long long* segments,
-        const float* trust, int useTrust, float learningRate, float momentum, float dampening,
-        float weightDecay, int nesterov, int firstStep) {
+        const float* trust, int useTrust, float learningRateArgument, const float* learningRateOnDevice,
+        float momentum, float dampening, float weightDecay, int nesterov, int firstStep) {
+    float learningRate = learningRateOnDevice ? *learningRateOnDevice : learningRateArgument;
     long long start = chunks[blockIdx.x * 4], end = chunks[blockIdx.x * 4 + 1];
     long long segment = chunks[blockIdx.x * 4 + 2];
     long long flags = segments[segment * 4];

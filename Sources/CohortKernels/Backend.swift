@@ -139,6 +139,28 @@ public protocol Backend: AnyObject {
     /// of equal length.
     func optimizerStep(parameters: Tensor, gradients: Tensor, momentumBuffer: Tensor,
                        segments: [ParameterSegment], configuration: OptimizerStepConfiguration)
+    /// The same step with the learning rate read from `learningRate`, a
+    /// float32 `[1]` tensor on this device, when the step runs (a captured
+    /// graph reads the value current at each replay); `configuration.learningRate`
+    /// is ignored. Default: reads the tensor back and calls the method above.
+    func optimizerStep(parameters: Tensor, gradients: Tensor, momentumBuffer: Tensor,
+                       segments: [ParameterSegment], configuration: OptimizerStepConfiguration,
+                       learningRate: Tensor)
+
+    // MARK: Graphs and host staging (optional; defaults in BackendGraph.swift)
+
+    /// Records the device work `body` enqueues, without running it, as a
+    /// graph to replay; nil (and `body` not called) where the backend has no
+    /// graphs, and the caller runs its step eagerly. See `Note [Graph capture]`
+    /// in docs/design.md for what `body` may do.
+    func captureGraph(_ body: () throws -> Void) throws -> BackendGraph?
+    /// A host tensor to fill and `upload` from: page-locked on a GPU, so the
+    /// upload is a true asynchronous copy. Default: an ordinary host tensor.
+    func makeHostStagingTensor(_ shape: Shape, dtype: DType) throws -> Tensor
+    /// Returns once every upload issued so far from `host` has read it, so the
+    /// host may write `host` again. Default: returns at once (uploads that
+    /// copy, or stage, the bytes before they return).
+    func waitForUploads(from host: Tensor)
 }
 
 extension Backend {

@@ -185,6 +185,13 @@ public final class ParameterStore {
         }
     }
 
+    /// Adds `deltas[i]` to counter `i`: what the layers' forwards would have
+    /// counted in steps that ran without them (replays of a captured graph).
+    public func advanceCounters(by deltas: [Int64]) {
+        precondition(deltas.count == counters.count, "\(deltas.count) deltas for \(counters.count) counters")
+        for index in counters.indices { counters[index] += deltas[index] }
+    }
+
     func incrementCounter(_ reference: ParameterReference) {
         counters[entries[reference.index].offset] += 1
     }

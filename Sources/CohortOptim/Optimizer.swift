@@ -56,15 +56,37 @@ public final class Optimizer {
 
     /// Applies one update with `learningRate` to every parameter.
     public func step(learningRate: Float) {
-        let settings = OptimizerStepConfiguration(
+        store.backend.optimizerStep(parameters: store.parameters, gradients: store.gradients,
+                                    momentumBuffer: momentumBuffer, segments: store.segments,
+                                    configuration: settings(learningRate: learningRate))
+        store.refreshComputeParameters()
+        stepCount += 1
+    }
+
+    /// Applies one update with the learning rate held in `learningRate`, a
+    /// float32 `[1]` tensor on the model's device, read when the step runs:
+    /// the form a captured graph replays (`CapturedStep`).
+    public func step(learningRate: Tensor) {
+        store.backend.optimizerStep(parameters: store.parameters, gradients: store.gradients,
+                                    momentumBuffer: momentumBuffer, segments: store.segments,
+                                    configuration: settings(learningRate: 0), learningRate: learningRate)
+        store.refreshComputeParameters()
+        stepCount += 1
+    }
+
+    /// Counts `count` steps that ran without this object (replays of a
+    /// captured graph, which run no Swift code).
+    public func advanceStepCount(by count: Int) {
+        precondition(count >= 0 && stepCount > 0, "advanceStepCount(by: \(count)) with \(stepCount) steps taken")
+        stepCount += count
+    }
+
+    private func settings(learningRate: Float) -> OptimizerStepConfiguration {
+        OptimizerStepConfiguration(
             learningRate: learningRate, momentum: configuration.momentum, dampening: configuration.dampening,
             weightDecay: configuration.weightDecay, nesterov: configuration.nesterov,
             larsTrustCoefficient: configuration.kind == .lars ? configuration.larsTrustCoefficient : nil,
             isFirstStep: stepCount == 0)
-        store.backend.optimizerStep(parameters: store.parameters, gradients: store.gradients,
-                                    momentumBuffer: momentumBuffer, segments: store.segments, configuration: settings)
-        store.refreshComputeParameters()
-        stepCount += 1
     }
 
     /// Restores the state saved in a checkpoint.

@@ -22,6 +22,12 @@ public final class CachingAllocator: DeviceAllocator, @unchecked Sendable {
     public private(set) var peakBytesInUse = 0
     /// Calls that reached the underlying allocator.
     public private(set) var underlyingAllocations = 0
+    /// Allocations and releases so far, cache hits included: a captured graph
+    /// is stale once this moves (see `Note [Graph capture]` in docs/design.md).
+    public private(set) var events = 0
+    /// While set (during a graph capture), allocating throws and releases are recorded.
+    private var frozenFor: String?
+    private var releasesWhileFrozen: [Int] = []
 
     public init(underlying: DeviceAllocator) { self.underlying = underlying }
 
@@ -34,6 +40,13 @@ public final class CachingAllocator: DeviceAllocator, @unchecked Sendable {
     public func allocateRaw(byteCount: Int) throws -> UnsafeMutableRawPointer {
         let size = Self.roundedSize(byteCount)
         lock.lock()
+        if let frozenFor {
+            lock.unlock()
+            throw AllocationError(device: device, byteCount: byteCount, reason:
+                "allocation during \(frozenFor): a captured step must allocate nothing (run more eager warm-up "
+                + "steps, or find the buffer that is not reused; see Note [Graph capture] in docs/design.md)")
+        }
+        events += 1
         if var blocks = freeBlocks[size], let block = blocks.popLast() {
             freeBlocks[size] = blocks
             bytesCached -= size
@@ -59,9 +72,30 @@ public final class CachingAllocator: DeviceAllocator, @unchecked Sendable {
         guard let size = sizeOfBlock[address] else {
             preconditionFailure("CachingAllocator: release of a block it did not allocate")
         }
+        if frozenFor != nil { releasesWhileFrozen.append(size) }
+        events += 1
         freeBlocks[size, default: []].append(address)
         bytesInUse -= size
         bytesCached += size
+    }
+
+    /// Makes every allocation throw, naming `purpose`, and records releases,
+    /// until `thaw()`: a graph capture must neither take nor give back memory.
+    public func freeze(for purpose: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        precondition(frozenFor == nil, "CachingAllocator.freeze(for: \(purpose)) while frozen for \(frozenFor!)")
+        frozenFor = purpose
+        releasesWhileFrozen = []
+    }
+
+    /// Ends `freeze`, returning the (rounded) sizes of blocks released meanwhile.
+    public func thaw() -> [Int] {
+        lock.lock()
+        defer { lock.unlock() }
+        frozenFor = nil
+        defer { releasesWhileFrozen = [] }
+        return releasesWhileFrozen
     }
 
     /// Returns every cached block to the underlying allocator.

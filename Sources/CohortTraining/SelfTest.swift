@@ -65,6 +65,7 @@ public final class BackendSelfTest {
     var checks: [SelfTestCheck] {
         let all = memoryChecks() + convolutionChecks() + batchNormChecks() + elementwiseChecks()
             + classifierChecks() + lossChecks() + optimizerChecks() + augmentationChecks() + [modelStepCheck()]
+            + graphChecks()
         guard let filter = options.filter?.lowercased(), !filter.isEmpty else { return all }
         return all.filter { $0.name.lowercased().contains(filter) || $0.shape.lowercased().contains(filter) }
     }

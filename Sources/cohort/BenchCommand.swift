@@ -30,6 +30,10 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed steps per batch size; the median is reported.")
     var steps: Int = 5
 
+    @Flag(name: .customLong("no-graphs"),
+          help: "Run every step eagerly instead of replaying a captured CUDA graph (to compare; CPU backends are always eager).")
+    var noGraphs = false
+
     @Option(help: ArgumentHelp("Also write the results as JSON to this file.", valueName: "file"))
     var json: String?
 
@@ -45,14 +49,14 @@ struct Bench: ParsableCommand {
         let (backend, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend)
         notes.forEach { print("note: \($0)") }
         print("bench: \(model.rawValue) training steps in \(precision.rawValue) on \(backend.name) (\(backend.details))")
-        print("batch  step (s)  images/s  epoch (s)")
+        print("batch  step (s)  images/s  epoch (s)  graphs")
         var results: [ThroughputBenchmark.Result] = []
         for batchSize in batchSizes {
             let result = try ThroughputBenchmark(architecture: model, precision: precision, batchSize: batchSize, warmupSteps: warmup,
-                                                 timedSteps: steps).run(on: backend)
+                                                 timedSteps: steps, graphs: !noGraphs).run(on: backend)
             results.append(result)
-            print(String(format: "%5d  %8.3f  %8.1f  %9.1f", batchSize, result.medianStepSeconds,
-                         result.imagesPerSecond, result.epochSeconds))
+            print(String(format: "%5d  %8.4f  %8.1f  %9.1f  ", batchSize, result.medianStepSeconds,
+                         result.imagesPerSecond, result.epochSeconds) + (result.graphs ? "yes" : "no") + " (\(result.graphNote))")
         }
         if let json {
             let encoder = JSONEncoder()

@@ -26,6 +26,10 @@ typedef struct CUctx_st *CUcontext;
 typedef struct CUstream_st *CUstream;
 typedef struct CUmod_st *CUmodule;
 typedef struct CUfunc_st *CUfunction;
+typedef struct CUgraph_st *CUgraph;
+typedef struct CUgraphNode_st *CUgraphNode;
+typedef struct CUgraphExec_st *CUgraphExec;
+typedef struct CUevent_st *CUevent;
 
 typedef struct CohortCUDADriver {
     CUresult (*_Nonnull cuInit)(unsigned int flags);
@@ -67,6 +71,26 @@ typedef struct CohortCUDADriver {
                                         unsigned int blockX, unsigned int blockY, unsigned int blockZ,
                                         unsigned int sharedBytes, CUstream _Nullable stream,
                                         void *_Nullable *_Nullable parameters, void *_Nullable *_Nullable extra);
+    // Graphs, pinned host memory and events (optional: a driver without them
+    // runs every step eagerly and uploads from pageable memory; see
+    // Note [Graph capture] in docs/design.md).
+    CUresult (*_Nullable cuStreamBeginCapture_v2)(CUstream _Nonnull stream, int mode);
+    CUresult (*_Nullable cuStreamEndCapture)(CUstream _Nonnull stream, CUgraph _Nullable *_Nonnull graph);
+    CUresult (*_Nullable cuStreamIsCapturing)(CUstream _Nonnull stream, int *_Nonnull status);
+    CUresult (*_Nullable cuGraphGetNodes)(CUgraph _Nonnull graph, CUgraphNode _Nullable *_Nullable nodes,
+                                          size_t *_Nonnull count);
+    CUresult (*_Nullable cuGraphInstantiateWithFlags)(CUgraphExec _Nullable *_Nonnull exec, CUgraph _Nonnull graph,
+                                                      unsigned long long flags);
+    CUresult (*_Nullable cuGraphUpload)(CUgraphExec _Nonnull exec, CUstream _Nonnull stream);
+    CUresult (*_Nullable cuGraphLaunch)(CUgraphExec _Nonnull exec, CUstream _Nonnull stream);
+    CUresult (*_Nullable cuGraphExecDestroy)(CUgraphExec _Nonnull exec);
+    CUresult (*_Nullable cuGraphDestroy)(CUgraph _Nonnull graph);
+    CUresult (*_Nullable cuMemHostAlloc)(void *_Nullable *_Nonnull pointer, size_t bytes, unsigned int flags);
+    CUresult (*_Nullable cuMemFreeHost)(void *_Nonnull pointer);
+    CUresult (*_Nullable cuEventCreate)(CUevent _Nullable *_Nonnull event, unsigned int flags);
+    CUresult (*_Nullable cuEventRecord)(CUevent _Nonnull event, CUstream _Nullable stream);
+    CUresult (*_Nullable cuEventSynchronize)(CUevent _Nonnull event);
+    CUresult (*_Nullable cuEventDestroy_v2)(CUevent _Nonnull event);
 } CohortCUDADriver;
 
 // cuDeviceGetAttribute attributes used (CUdevice_attribute values).
@@ -77,6 +101,20 @@ enum {
 };
 // cuStreamCreate flag: no implicit synchronisation with the legacy default stream.
 enum { COHORT_CU_STREAM_NON_BLOCKING = 1 };
+// cuStreamBeginCapture_v2 modes (CUstreamCaptureMode) and cuStreamIsCapturing
+// statuses (CUstreamCaptureStatus).
+enum {
+    COHORT_CU_STREAM_CAPTURE_MODE_GLOBAL = 0,
+    COHORT_CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1,
+    COHORT_CU_STREAM_CAPTURE_MODE_RELAXED = 2,
+};
+enum {
+    COHORT_CU_STREAM_CAPTURE_STATUS_NONE = 0,
+    COHORT_CU_STREAM_CAPTURE_STATUS_ACTIVE = 1,
+    COHORT_CU_STREAM_CAPTURE_STATUS_INVALIDATED = 2,
+};
+// cuMemHostAlloc flag: pinned for every context; cuEventCreate flag: no timing.
+enum { COHORT_CU_MEMHOSTALLOC_PORTABLE = 1, COHORT_CU_EVENT_DISABLE_TIMING = 2 };
 
 // MARK: NVRTC (libnvrtc.so.13)
 

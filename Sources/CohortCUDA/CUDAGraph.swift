@@ -1,0 +1,54 @@
+import CCUDA
+import CohortKernels
+import CohortTensor
+
+/// An instantiated CUDA graph (`CUgraphExec`) of one captured step, launched
+/// on the backend's stream; see `CUDABackend.captureGraph` and
+/// `Note [Graph capture]` in docs/design.md.
+final class CUDAGraph: BackendGraph {
+    private let context: CUDAContext
+    private let stream: CUDAStream
+    private let executable: CUgraphExec
+    private let allocator: CachingAllocator
+    /// `allocator.events` when the capture ended: the graph's addresses are
+    /// known to be owned by the tensors that were captured until it moves.
+    private let allocatorEvents: Int
+    let nodeCount: Int
+
+    init(context: CUDAContext, stream: CUDAStream, executable: CUgraphExec, allocator: CachingAllocator, nodeCount: Int) {
+        self.context = context
+        self.stream = stream
+        self.executable = executable
+        self.allocator = allocator
+        self.nodeCount = nodeCount
+        allocatorEvents = allocator.events
+    }
+
+    deinit {
+        context.makeCurrent()
+        // A replay may still be running: let it finish before the executable goes.
+        _ = driver.cuStreamSynchronize(stream.stream)
+        if let destroy = driver.cuGraphExecDestroy { _ = destroy(executable) }
+    }
+
+    var isValid: Bool { allocator.events == allocatorEvents }
+
+    var summary: String { "CUDA graph, \(nodeCount) nodes" }
+
+    func launch() throws {
+        guard isValid else {
+            throw CUDAGraphError("launch of a stale graph: device memory was allocated or released since the "
+                                 + "capture (\(allocator.events - allocatorEvents) events), so its addresses may "
+                                 + "belong to other tensors; capture again")
+        }
+        guard let launch = driver.cuGraphLaunch else { throw CUDAGraphError("the driver lacks cuGraphLaunch") }
+        context.makeCurrent()
+        try checkCUDA(launch(executable, stream.stream), "cuGraphLaunch", summary)
+    }
+}
+
+/// A step that could not be captured or replayed, with what was in the way.
+public struct CUDAGraphError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ problem: String) { description = "CUDA graph: " + problem }
+}

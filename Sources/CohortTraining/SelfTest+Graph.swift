@@ -1,0 +1,116 @@
+import CohortKernels
+import CohortNN
+import CohortOptim
+import CohortTensor
+
+extension Tolerance {
+    /// A replay runs the kernels of the eager step with the same arguments
+    /// (the learning rate read from device memory holds the same float), so
+    /// the results agree bit for bit unless cuDNN picked an algorithm that
+    /// accumulates with atomics, whose rounding order varies run to run.
+    static let graphReplay = Tolerance(1e-4, maxAbsolute: 1e-3,
+                                       "same kernels and arguments; only non-deterministic cuDNN algorithms may differ")
+}
+
+/// Graph capture and pinned staging, on the backend under test only (the
+/// reference has neither): see `Note [Graph capture]` in docs/design.md.
+extension BackendSelfTest {
+    func graphChecks() -> [SelfTestCheck] {
+        let batch = options.batch
+        return [
+            SelfTestCheck(name: "upload from staging memory", shape: "[\(batch), 32, 32, 3]") { c in
+                let shape: Shape = [batch, 32, 32, 3]
+                let host = c.uniform(shape)
+                let staging: Tensor, device: Tensor
+                do {
+                    staging = try c.tested.makeHostStagingTensor(shape, dtype: .float32)
+                    device = try c.tested.makeTensor(shape, dtype: .float32)
+                } catch {
+                    fatalError("selftest staging: cannot allocate \(shape): \(error)")
+                }
+                c.tested.fill(device, value: .nan)
+                staging.rawPointer.copyMemory(from: host.rawPointer, byteCount: host.byteCount)
+                c.tested.upload(staging, to: device)
+                c.tested.waitForUploads(from: staging)
+                staging.floats.update(repeating: .nan)  // the copy must have read the bytes already
+                c.compare(nil, actual: c.tested.download(device).toArray(), expected: host.toArray(), .exact)
+            },
+            graphReplayCheck(),
+        ]
+    }
+
+    /// Two identical ResNet-18s on the backend under test: one trained by a
+    /// plain eager loop, one through `CapturedStep` (one eager warm-up step,
+    /// then a capture and two more replays), with a different learning rate
+    /// at every step (which a graph that froze it would get wrong). Compares
+    /// parameters, running statistics, `num_batches_tracked` and the
+    /// optimiser's step count. No rows on a backend without graphs.
+    private func graphReplayCheck() -> SelfTestCheck {
+        let batch = options.batch
+        let learningRates: [Float] = [0.1, 0.05, 0.08, 0.02]
+        return SelfTestCheck(name: "graph replay", shape: "resnet18 batch \(batch), 1 eager + 3 graph steps") { c in
+            guard self.backendHasGraphs(c.tested) else { return }
+            let seed = c.random.next()
+            let hostImages = c.uniform([batch, 32, 32, 3], -2...2), hostLabels = c.labels(batch, classes: 10)
+            var models: [ResNet18] = [], optimizers: [Optimizer] = [], criteria: [SoftmaxCrossEntropy] = []
+            let images: Tensor, labels: Tensor
+            do {
+                images = try c.tested.makeTensor(copying: hostImages)
+                labels = try c.tested.makeTensor(copying: hostLabels)
+                for _ in 0..<2 {
+                    let model = try ResNet18(backend: c.tested, classCount: 10, seed: seed)
+                    model.store.setWeightDecay(false) { $0.shape.rank == 1 }
+                    models.append(model)
+                    optimizers.append(try Optimizer(store: model.store, configuration: OptimizerConfiguration(
+                        momentum: 0.9, weightDecay: 5e-4, nesterov: true)))
+                    criteria.append(try SoftmaxCrossEntropy(backend: c.tested, labelSmoothing: 0.1))
+                }
+            } catch {
+                fatalError("selftest graph replay: cannot build the models: \(error)")
+            }
+            // Eager first: its first step allocates, which would make the other's graph stale.
+            for learningRate in learningRates {
+                criteria[0](logits: models[0].forward(images, mode: .training), labels: labels)
+                models[0].backward(criteria[0].backward())
+                optimizers[0].step(learningRate: learningRate)
+            }
+            let captured: CapturedStep
+            do {
+                captured = try CapturedStep(optimizer: optimizers[1], warmUpSteps: 1) {
+                    criteria[1](logits: models[1].forward(images, mode: .training), labels: labels)
+                    models[1].backward(criteria[1].backward())
+                }
+                for learningRate in learningRates { try captured.run(learningRate: learningRate, inputs: [images, labels]) }
+            } catch {
+                fatalError("selftest graph replay: \(error)")
+            }
+            c.tested.synchronize()
+            let (eager, graph) = (models[0].store, models[1].store)
+            c.compare("parameters", actual: c.tested.download(graph.parameters).toArray(),
+                      expected: c.tested.download(eager.parameters).toArray(), .graphReplay,
+                      note: captured.graphSummary)
+            c.compare("runningStatistics", actual: c.tested.download(graph.statistics).toArray(),
+                      expected: c.tested.download(eager.statistics).toArray(), .graphReplay)
+            c.compare("loss", actual: c.tested.download(criteria[1].loss).toArray(),
+                      expected: c.tested.download(criteria[0].loss).toArray(), .graphReplay)
+            c.compare("num_batches_tracked", actual: graph.counters.map(Float.init),
+                      expected: eager.counters.map(Float.init), .exact)
+            c.compare("replays and step count",
+                      actual: [Float(captured.eagerSteps), Float(captured.replays), Float(optimizers[1].stepCount)],
+                      expected: [1, Float(learningRates.count - 1), Float(optimizers[0].stepCount)], .exact,
+                      note: captured.fallbackReason.map { "eager: \($0)" })
+        }
+    }
+
+    /// Captures one fill: nil means the backend has no graphs.
+    private func backendHasGraphs(_ backend: Backend) -> Bool {
+        do {
+            let probe = try backend.makeTensor([1])
+            let graph = try backend.captureGraph { backend.fill(probe, value: 1) }
+            backend.synchronize()
+            return graph != nil
+        } catch {
+            fatalError("selftest graph replay: capturing a single fill failed: \(error)")
+        }
+    }
+}
