@@ -70,6 +70,17 @@ final class LaunchTests: XCTestCase {
         XCTAssertTrue(output.contains("done: 3 epochs, 90 steps"), output)
     }
 
+    /// torchrun-style variables set by hand, without an MPI launcher: each
+    /// process would be an MPI world of its own, so the rank refuses to start
+    /// and says which launchers work.
+    func testHandSetVariablesWithoutAnMPILauncherAreRefused() throws {
+        let job = try LaunchedJob(Array(train(steps: 1).dropFirst()), environment: ["RANK": "1", "WORLD_SIZE": "2"])
+        let (status, output) = job.finish(limit: 30)
+        XCTAssertNotEqual(status, 0, output)
+        XCTAssertTrue(output.contains("MPI says rank 0 of 1"), output)
+        XCTAssertTrue(output.contains("cohort launch --nproc-per-node N"), output)
+    }
+
     /// Node 0 of 2 waits for a node 1 that never comes: a clear error after --rdzv-timeout.
     func testARendezvousThatNeverCompletesTimesOut() throws {
         let job = try LaunchedJob(["launch", "--nnodes", "2", "--node-rank", "0", "--nproc-per-node", "1",
