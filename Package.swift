@@ -33,13 +33,13 @@ let package = Package(
         .target(name: "CohortCUDA", dependencies: ["CohortKernels", "CCUDA"]),
         .target(name: "CohortNN", dependencies: ["CohortKernels"]),
         .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
-        .target(name: "CohortDistributed", dependencies: ["CohortKernels", "CMPI"]),
+        .target(name: "CohortDistributed", dependencies: ["CohortKernels", "CohortNN", "CMPI"]),
         .executableTarget(name: "CohortMPIProbe", dependencies: ["CohortDistributed"]),
         .target(name: "CohortOptim", dependencies: ["CohortNN"]),
         .target(name: "CohortData", dependencies: ["CohortTensor"]),
         .target(name: "CohortCheckpoint", dependencies: ["CohortNN", "CohortOptim"]),
         .target(name: "CohortTraining", dependencies: [
-            "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN", "CohortCUDA",
+            "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN", "CohortCUDA", "CohortDistributed",
         ]),
         .executableTarget(name: "cohort", dependencies: [
             "CohortTraining", "CohortCUDA",
@@ -56,7 +56,9 @@ let package = Package(
         .testTarget(name: "CohortTrainingTests", dependencies: [
             "CohortTraining", "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN",
         ]),
-        .testTarget(name: "CohortDistributedTests", dependencies: ["CohortDistributed", "CohortTensor", "CohortMPIProbe"]),
+        .testTarget(name: "CohortDistributedTests", dependencies: [
+            "CohortDistributed", "CohortTensor", "CohortNN", "CohortKernels", "CohortMPIProbe",
+        ]),
         .testTarget(name: "CohortCLITests", dependencies: ["cohort"]),
     ]
 )

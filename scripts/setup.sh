@@ -2,9 +2,10 @@
 # Installs what Cohort needs on Debian 12 / Ubuntu (idempotent: installs only what is missing).
 #   oneDNN (libdnnl-dev)  the fast CPU backend; Cohort still runs without it, on the slow reference backend
 #   Open MPI (libopenmpi-dev, openmpi-bin)  the CPU communicator and mpirun; single-process runs work without it
+#   iproute2              `ip netns`, for the test that trains on two "hosts" in network namespaces (skipped without it)
 #   numpy, Pillow         the CIFAR-10 JPEG-to-binary converter used with the shared dataset copy
 set -euo pipefail
-packages=(libdnnl-dev libopenmpi-dev openmpi-bin)
+packages=(libdnnl-dev libopenmpi-dev openmpi-bin iproute2)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -3,7 +3,8 @@ import CohortTensor
 import Foundation
 
 /// Collectives over MPI_COMM_WORLD on host float32 tensors, for CPU runs
-/// started by `mpirun`. Open MPI is loaded with dlopen (see CMPI), so `init`
+/// started by `mpirun`, `srun --mpi=pmix` or `cohort launch` (which runs
+/// mpirun, `Note [Launching CPU ranks]`). Open MPI is loaded with dlopen (see CMPI), so `init`
 /// throws `MPIError.libraryMissing` where it is not installed.
 ///
 /// MPI lives once per process: the first `MPICommunicator` initialises it
@@ -27,12 +28,13 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
     /// Initialises MPI (once per process) and joins MPI_COMM_WORLD.
     /// - Parameters:
-    ///   - environment: checked to come from mpirun (`.openMPI`), so a
-    ///     missing launcher is a clear error instead of a silent 1-rank world.
+    ///   - environment: must come from a launcher (not `.single`), and must
+    ///     agree with MPI's own rank and size, so a missing MPI launcher is a
+    ///     clear error instead of a silent 1-rank world.
     ///   - watchdogTimeout: the longest one collective may take before every
     ///     rank is stopped.
     public init(environment: RankEnvironment, watchdogTimeout: Duration = .seconds(30)) throws(MPIError) {
-        guard environment.source == .openMPI else { throw .notLaunchedByMPIRun }
+        guard environment.source != .single else { throw .notLaunchedByMPIRun }
         try loadMPI()
         var finalized: Int32 = 0
         try check(mpi.MPI_Finalized(&finalized), "MPI_Finalized")
@@ -52,6 +54,9 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         var size: Int32 = 0
         try check(mpi.MPI_Comm_rank(mpi.commWorld, &rank), "MPI_Comm_rank")
         try check(mpi.MPI_Comm_size(mpi.commWorld, &size), "MPI_Comm_size")
+        guard Int(rank) == environment.rank && Int(size) == environment.worldSize else {
+            throw .worldMismatch(environment: environment, mpiRank: Int(rank), mpiWorldSize: Int(size))
+        }
         self.rank = Int(rank)
         self.worldSize = Int(size)
         var version = [CChar](repeating: 0, count: 4096)

@@ -6,10 +6,14 @@ public enum MPIError: Error, CustomStringConvertible {
     case libraryMissing(reason: String)
     /// `call` returned `code`; `message` is MPI_Error_string's text.
     case call(String, code: Int32, message: String)
-    /// The run was not started by mpirun (no OMPI_COMM_WORLD_* variables).
+    /// The run was not started by a launcher (no rank variables at all).
     case notLaunchedByMPIRun
     /// MPI was already finalized in this process; it cannot start again.
     case finalized
+    /// MPI's world is not the one the launcher's variables describe (e.g.
+    /// torchrun-style variables set by hand, no MPI launcher: every process
+    /// is an MPI world of its own).
+    case worldMismatch(environment: RankEnvironment, mpiRank: Int, mpiWorldSize: Int)
 
     public var description: String {
         switch self {
@@ -20,8 +24,12 @@ public enum MPIError: Error, CustomStringConvertible {
         case .call(let call, let code, let message):
             return "MPI \(call) failed with error \(code): \(message)"
         case .notLaunchedByMPIRun:
-            return "the MPI communicator needs ranks started by mpirun (no OMPI_COMM_WORLD_RANK in the environment); "
-                + "run `mpirun -np N cohort ...`, or use torchrun-style variables with another communicator"
+            return "the MPI communicator needs ranks started by a launcher (no RANK, OMPI_COMM_WORLD_RANK or SLURM_PROCID "
+                + "in the environment); run `cohort launch --nproc-per-node N -- cohort ...` or `mpirun -np N cohort ...`"
+        case .worldMismatch(let environment, let mpiRank, let mpiWorldSize):
+            return "the launcher's variables say \(environment), but MPI says rank \(mpiRank) of \(mpiWorldSize): "
+                + "CPU ranks talk through MPI, so start them with an MPI launcher: `cohort launch --nproc-per-node N -- cohort ...`, "
+                + "`mpirun -np N cohort ...` or `srun --mpi=pmix cohort ...`"
         case .finalized:
             return "MPI was already shut down in this process (MPI_Finalize); it cannot be started again"
         }

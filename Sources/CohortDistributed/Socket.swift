@@ -25,6 +25,17 @@ final class Socket: @unchecked Sendable {
     /// Wakes any thread blocked on this socket (its reads then see the end of stream).
     func shutdownBoth() { _ = Glibc.shutdown(descriptor, Int32(SHUT_RDWR)) }
 
+    /// This end's address (getsockname): for a connected socket, the local
+    /// interface's address that reaches the peer.
+    var localAddress: SocketAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let status = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+        }
+        return status == 0 ? SocketAddress(storage: storage, length: length) : nil
+    }
+
     /// Connects to `address`, giving up at `deadline`.
     static func connect(to address: SocketAddress, deadline: ContinuousClock.Instant) throws(SocketFailure) -> Socket {
         let descriptor = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)

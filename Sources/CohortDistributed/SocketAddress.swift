@@ -47,6 +47,13 @@ struct SocketAddress: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
+    /// The numeric address without the port: "10.0.0.2", "::1".
+    var host: String {
+        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        let status = withPointer { getnameinfo($0, $1, &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) }
+        return status == 0 ? String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+    }
+
     /// "127.0.0.1:29500", "[::1]:29500".
     var description: String {
         var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))

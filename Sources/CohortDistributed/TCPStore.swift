@@ -51,6 +51,10 @@ public final class TCPStore: @unchecked Sendable {
         }
     }
 
+    /// The numeric address of this machine's interface that reaches the
+    /// store: what other machines of the run can reach this one at.
+    public var localHost: String? { socket.localAddress?.host }
+
     /// Stores `value` under `key`, replacing any earlier value.
     public func set(_ key: String, _ value: [UInt8]) throws(TCPStoreError) {
         var payload: [UInt8] = []

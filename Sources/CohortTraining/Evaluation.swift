@@ -14,18 +14,23 @@ public struct EvaluationResult: Sendable {
 }
 
 /// Scores `model` on the first `limit` images of `dataset` (all when nil),
-/// in batches of `batchSize`.
+/// in batches of `batchSize`. With `worldSize` > 1, only this rank's share
+/// (images `rank`, `rank + worldSize`, ...; every image counted once over
+/// all ranks); the trainer combines the shares.
 public func evaluate(_ model: ImageClassifier, on dataset: ImageDataset, batchSize: Int,
-                     limit: Int? = nil, keepLogits: Bool = false) throws -> EvaluationResult {
+                     limit: Int? = nil, rank: Int = 0, worldSize: Int = 1,
+                     keepLogits: Bool = false) throws -> EvaluationResult {
     let backend = model.store.backend
     let count = min(limit ?? dataset.count, dataset.count)
     let subset = count == dataset.count ? dataset : dataset.prefix(count)
-    let sampler = DistributedSampler(datasetCount: subset.count, shuffle: false, padToEqualLength: false)
+    let sampler = DistributedSampler(datasetCount: subset.count, worldSize: worldSize, rank: rank, shuffle: false,
+                                     padToEqualLength: false)
     let loader = DataLoader(dataset: subset, sampler: sampler, batchSize: batchSize,
                             augmentation: .cifar10Evaluation, prefetchDepth: 2)
     let criterion = try SoftmaxCrossEntropy(backend: backend)
     let stager = BatchStager(backend: backend, dtype: model.store.precision.dtype)
     var lossSum = 0.0, correct = 0.0, seen = 0
+    guard loader.sampler.samplesPerRank > 0 else { return EvaluationResult(loss: 0, accuracy: 0, imageCount: 0) }
     var allLogits: [Float] = []
     for batch in loader.batches(epoch: 0) {
         let (images, labels) = try stager.stage(batch)

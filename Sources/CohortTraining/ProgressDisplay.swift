@@ -5,12 +5,15 @@ import Foundation
 public final class ProgressDisplay {
     public let isTerminal: Bool
     public let enabled: Bool
+    /// Prints nothing at all, log lines included: ranks other than 0.
+    public let muted: Bool
     private let plainInterval: Double
     private var lastPlainLine = Date.distantPast
     private var lineIsOpen = false
 
-    public init(enabled: Bool = true, plainInterval: Double = 10) {
-        self.enabled = enabled
+    public init(enabled: Bool = true, muted: Bool = false, plainInterval: Double = 10) {
+        self.enabled = enabled && !muted
+        self.muted = muted
         self.plainInterval = plainInterval
         isTerminal = isatty(STDOUT_FILENO) == 1
     }
@@ -60,6 +63,7 @@ public final class ProgressDisplay {
 
     /// Prints a line of its own, ending the status line first on a terminal.
     public func log(_ line: String) {
+        guard !muted else { return }
         if lineIsOpen {
             Self.write("\r\u{1B}[2K")
             lineIsOpen = false

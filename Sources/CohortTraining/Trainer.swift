@@ -1,5 +1,6 @@
 import CohortCheckpoint
 import CohortData
+import CohortDistributed
 import CohortKernels
 import CohortNN
 import CohortOptim
@@ -17,12 +18,33 @@ public struct TrainingSummary: Sendable {
 
 /// Trains one model on one device: the loop of data, forward, loss,
 /// backward and optimiser step, with evaluation, metrics and checkpoints at
-/// each epoch's end.
+/// each epoch's end. With a communicator of several ranks, one replica of a
+/// data-parallel run (`Note [Data-parallel training]`).
 ///
 /// Note [Training step]: a step issues its calls to the backend and reads
 /// nothing back, so a GPU backend can run ahead of the host; the loss is
 /// downloaded only on logged steps (on a host backend, where reading is
 /// free, every step, so the epoch's mean loss is exact).
+///
+/// Note [Data-parallel training]
+/// Every rank runs this loop on its own shard of each epoch
+/// (`DistributedSampler` with the rank and world size: disjoint, padded to
+/// equal length), with `configuration.batchSize` images per step, so the
+/// global batch is worldSize x batchSize. Rank 0's initial parameters and
+/// statistics are broadcast first; a `GradientReducer` averages the
+/// gradients during backward (`Note [Gradient bucketing]`); each rank then
+/// takes the same optimiser step and the replicas stay identical. Any error
+/// on any rank is fatal to the whole run: the caller aborts the
+/// communicator (`Note [Distributed failures]`).
+///
+/// Note [Batch norm across ranks]
+/// As PyTorch DDP without SyncBatchNorm: each rank normalises with its own
+/// batch's statistics (per-rank batch statistics, no communication in
+/// forward), and its running statistics drift apart from the others'. Before
+/// each evaluation and checkpoint, rank 0's running statistics are broadcast
+/// (DDP's `broadcast_buffers` does the same before every forward), so every
+/// rank evaluates the model rank 0 checkpoints. Only rank 0 writes
+/// checkpoints; every rank resumes from that file.
 public final class Trainer {
     public let configuration: TrainingConfiguration
     public let backend: Backend
@@ -37,13 +59,23 @@ public final class Trainer {
     public let checkpointURL: URL?
     public let metrics: MetricsLog?
     public let display: ProgressDisplay
+    /// The run's ranks; a single process by default.
+    public let communicator: Communicator
+    /// Averages gradients between ranks; nil in a run of one process.
+    public let reducer: GradientReducer?
     public private(set) var progress: TrainingProgress
     private let criterion: SoftmaxCrossEntropy
     private let stager: BatchStager
 
+    /// - Parameters:
+    ///   - communicator: the ranks of a data-parallel run; each builds its own Trainer.
+    ///   - overlapCommunication: all-reduce each gradient bucket as soon as
+    ///     backward produced it (false: once after backward, `--no-overlap`).
     public init(configuration: TrainingConfiguration, backend: Backend, trainingSet: ImageDataset,
-                testSet: ImageDataset?, checkpointURL: URL?, metrics: MetricsLog?, display: ProgressDisplay) throws {
+                testSet: ImageDataset?, checkpointURL: URL?, metrics: MetricsLog?, display: ProgressDisplay,
+                communicator: Communicator = SingleProcessCommunicator(), overlapCommunication: Bool = true) throws {
         self.configuration = configuration
+        self.communicator = communicator
         self.backend = backend
         self.trainingSet = trainingSet
         self.testSet = testSet
@@ -61,7 +93,8 @@ public final class Trainer {
         optimizer = try Optimizer(store: model.store, configuration: configuration.optimizer)
         criterion = try SoftmaxCrossEntropy(backend: backend, labelSmoothing: configuration.labelSmoothing)
         stager = BatchStager(backend: backend, dtype: configuration.precision.dtype)
-        let sampler = DistributedSampler(datasetCount: trainingSet.count, shuffle: true, seed: configuration.seed)
+        let sampler = DistributedSampler(datasetCount: trainingSet.count, worldSize: communicator.worldSize,
+                                         rank: communicator.rank, shuffle: true, seed: configuration.seed)
         loader = DataLoader(dataset: trainingSet, sampler: sampler, batchSize: configuration.batchSize,
                             augmentation: .cifar10Training, prefetchDepth: 3,
                             allocator: CachingAllocator(underlying: HostAllocator.shared))
@@ -70,7 +103,12 @@ public final class Trainer {
                                             epochs: configuration.epochs, stepsPerEpoch: stepsPerEpoch,
                                             warmupEpochs: configuration.warmupEpochs)
         progress = TrainingProgress(epoch: 0, globalStep: 0, seed: configuration.seed)
+        reducer = communicator.worldSize > 1
+            ? GradientReducer(store: model.store, communicator: communicator, overlap: overlapCommunication) : nil
     }
+
+    /// Images per step over all ranks.
+    public var globalBatchSize: Int { configuration.batchSize * communicator.worldSize }
 
     /// Continues from a checkpoint written by a run with the same model.
     public func resume(from url: URL) throws {
@@ -88,13 +126,14 @@ public final class Trainer {
     public func run(stoppingAfterEpoch stopEpoch: Int? = nil) throws -> TrainingSummary {
         var evaluations: [EvaluationResult] = []
         let runStart = Date()
+        try reducer?.broadcastInitialState()
         while progress.epoch < min(configuration.epochs, stopEpoch ?? Int.max) {
             try trainEpoch(progress.epoch)
             progress.epoch += 1
             var record: [String: Any] = ["epoch": progress.epoch, "global_step": progress.globalStep]
+            try reducer?.broadcastStatistics()
             if let testSet {
-                let result = try evaluate(model, on: testSet, batchSize: configuration.evaluationBatchSize,
-                                          limit: configuration.evaluationLimit)
+                let result = try evaluateOnEveryRank(testSet)
                 evaluations.append(result)
                 record["test_loss"] = result.loss
                 record["test_accuracy"] = result.accuracy
@@ -104,13 +143,28 @@ public final class Trainer {
                                    result.imageCount, testSet.isSynthetic ? " [synthetic data]" : ""))
             }
             metrics?.record("eval", record)
-            if let checkpointURL {
+            if let checkpointURL, communicator.isRoot {
                 try TrainingCheckpoint.save(model: model, optimizer: optimizer, progress: progress,
                                             configuration: configuration.summary, to: checkpointURL)
             }
         }
         return TrainingSummary(epochsCompleted: progress.epoch, globalSteps: progress.globalStep,
                                evaluations: evaluations, trainingSeconds: Date().timeIntervalSince(runStart))
+    }
+
+    /// Each rank scores its share of the test set; the sums are all-reduced.
+    private func evaluateOnEveryRank(_ testSet: ImageDataset) throws -> EvaluationResult {
+        let local = try evaluate(model, on: testSet, batchSize: configuration.evaluationBatchSize,
+                                 limit: configuration.evaluationLimit, rank: communicator.rank,
+                                 worldSize: communicator.worldSize)
+        guard communicator.worldSize > 1 else { return local }
+        let count = Float(local.imageCount)
+        let sums = Tensor([Float(local.loss) * count, Float(local.accuracy) * count, count], shape: [3])
+        try communicator.allReduce(sums, op: .sum)
+        let total = sums.toArray()
+        let images = Double(total[2])
+        return EvaluationResult(loss: Double(total[0]) / max(images, 1), accuracy: Double(total[1]) / max(images, 1),
+                                imageCount: Int(images.rounded()))
     }
 
     private func trainEpoch(_ epoch: Int) throws {
@@ -122,14 +176,25 @@ public final class Trainer {
         var lossSum = 0.0, lossReads = 0, correct = 0.0, imagesSeen = 0, imagesRead = 0
         var lastLoss: Double?
         var imagesPerSecond = 0.0
+        var timing = StepTiming()
         for step in 0..<stepsPerEpoch {
+            let waitBefore = batches.dataWaitSeconds
             guard let batch = batches.next() else { break }
+            timing.dataWait += batches.dataWaitSeconds - waitBefore
             let (images, labels) = try stager.stage(batch)
             let learningRate = schedule.learningRate(atStep: progress.globalStep)
 
+            var mark = ContinuousClock.now
             criterion(logits: model.forward(images, mode: .training), labels: labels)
+            timing.forward += Self.lap(&mark)
+            reducer?.prepareForBackward()
             model.backward(criterion.backward())
+            try reducer?.finishBackward()
+            timing.backward += Self.lap(&mark)
             optimizer.step(learningRate: learningRate)
+            timing.optimizer += Self.lap(&mark)
+            timing.steps += 1
+            if let reducer { timing.add(reducer.lastStep) }
 
             progress.globalStep += 1
             imagesSeen += batch.count
@@ -151,11 +216,14 @@ public final class Trainer {
                 imagesPerSecond = Double(windowImages) / max(now.timeIntervalSince(windowStart), 1e-9)
                 windowStart = now
                 windowImages = 0
-                metrics?.record("step", [
+                var record: [String: Any] = [
                     "epoch": epoch + 1, "step": step + 1, "global_step": progress.globalStep,
                     "loss": lastLoss ?? .nan, "lr": Double(learningRate), "images_per_second": imagesPerSecond,
                     "data_wait_seconds": batches.dataWaitSeconds,
-                ])
+                ]
+                timing.record(into: &record, distributed: reducer != nil)
+                metrics?.record("step", record)
+                timing = StepTiming()
             }
             let elapsed = Date().timeIntervalSince(epochStart)
             let stepsLeft = Double(stepsPerEpoch * (configuration.epochs - epoch) - step - 1)
@@ -176,6 +244,52 @@ public final class Trainer {
         display.log(String(format: "epoch %d/%d: train loss %.4f, train accuracy %.2f%%, %.1f s (%.1f images/s, data wait %.2f s)",
                            epoch + 1, configuration.epochs, trainLoss, 100 * trainAccuracy, seconds,
                            Double(imagesSeen) / seconds, batches.dataWaitSeconds))
+    }
+}
+
+extension Trainer {
+    /// Seconds since `mark`, moving `mark` to now.
+    fileprivate static func lap(_ mark: inout ContinuousClock.Instant) -> Double {
+        let now = ContinuousClock.now
+        let elapsed = now - mark
+        mark = now
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+    }
+}
+
+/// Where the steps since the last step record spent their time; recorded
+/// as means per step. Host-side wall clock: exact on the CPU, where every
+/// call finishes before it returns; on an asynchronous (GPU) backend, the
+/// time to issue the work. With overlapped communication on the CPU,
+/// backward's time includes the all-reduces (they run inside it).
+private struct StepTiming {
+    var steps = 0
+    var dataWait = 0.0, forward = 0.0, backward = 0.0, optimizer = 0.0, communication = 0.0
+    /// Bytes of each all-reduce in a step (the same every step).
+    var bucketBytes: [Int] = []
+    /// Seconds of each all-reduce, summed over the steps.
+    var bucketSeconds: [Double] = []
+
+    mutating func add(_ reduction: GradientReducer.StepStatistics) {
+        communication += reduction.communicationSeconds
+        bucketBytes = reduction.callBytes
+        if bucketSeconds.count < reduction.callSeconds.count {
+            bucketSeconds += Array(repeating: 0, count: reduction.callSeconds.count - bucketSeconds.count)
+        }
+        for (index, seconds) in reduction.callSeconds.enumerated() { bucketSeconds[index] += seconds }
+    }
+
+    func record(into record: inout [String: Any], distributed: Bool) {
+        let count = Double(max(steps, 1))
+        record["steps_timed"] = steps
+        record["step_data_wait_seconds"] = dataWait / count
+        record["forward_seconds"] = forward / count
+        record["backward_seconds"] = backward / count
+        record["optimizer_seconds"] = optimizer / count
+        guard distributed else { return }
+        record["communication_seconds"] = communication / count
+        record["allreduce_bytes"] = bucketBytes
+        record["allreduce_seconds"] = bucketSeconds.map { $0 / count }
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CohortDistributed
 import CohortNN
 import CohortOptim
 import CohortTraining
@@ -9,11 +10,14 @@ extension LearningRateScaling: ExpressibleByArgument {}
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a model on CIFAR-10 (or synthetic data) on one device.",
+        abstract: "Train a model on CIFAR-10 (or synthetic data) on one device, or as one rank of a data-parallel run.",
         discussion: """
             Example: cohort train --data ~/cifar --epochs 5 --batch-size 128 --lr 0.1
             Each run writes metrics.jsonl (one JSON object per step, epoch and evaluation) and \
             checkpoint.safetensors (after every epoch) into --run-dir; --resume continues from a checkpoint.
+            Data-parallel on the CPU: cohort launch --nproc-per-node 2 -- cohort train --device cpu --run-dir D ... \
+            (or under mpirun / srun --mpi=pmix). --batch-size is per rank; each rank writes metrics-rank<N>.jsonl, \
+            rank 0 prints and writes the checkpoint.
             """)
 
     @OptionGroup(title: "Data") var dataOptions: DataOptions
@@ -28,13 +32,13 @@ struct Train: ParsableCommand {
     @Option(help: "Epochs to train (a resumed run counts the epochs already done).")
     var epochs: Int = 5
 
-    @Option(name: .customLong("batch-size"), help: "Images per step.")
+    @Option(name: .customLong("batch-size"), help: "Images per step on each rank (the global batch is this times the world size).")
     var batchSize: Int = 128
 
     @Option(help: "Peak learning rate (before --lr-scaling).")
     var lr: Float = 0.1
 
-    @Option(name: .customLong("lr-scaling"), help: "Scale --lr for the batch size: none, linear or sqrt (relative to --base-batch-size).")
+    @Option(name: .customLong("lr-scaling"), help: "Scale --lr for the global batch size: none, linear or sqrt (relative to --base-batch-size).")
     var lrScaling: LearningRateScaling = .none
 
     @Option(name: .customLong("base-batch-size"), help: "The batch size --lr was tuned for (with --lr-scaling).")
@@ -97,6 +101,9 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("no-progress"), help: "No progress display, only epoch lines.")
     var noProgress = false
 
+    @Flag(name: .customLong("no-overlap"), help: "Multi-rank runs: all-reduce the gradients once after backward instead of bucket by bucket during it (to measure the overlap).")
+    var noOverlap = false
+
     func validate() throws {
         func positive(_ value: Int, _ flag: String) throws {
             guard value > 0 else { throw ValidationError("\(flag) must be a positive integer, not \(value)") }
@@ -127,10 +134,39 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        let display = ProgressDisplay(enabled: !noProgress)
+        let environment = try RankEnvironment.current()
+        let communicator = try makeCommunicator(environment)
+        do {
+            try train(communicator: communicator, environment: environment)
+            try communicator.shutdown()
+        } catch where communicator.worldSize > 1 {
+            // Note [Distributed failures]: one rank's error ends every rank.
+            communicator.abort(reason: "\(error)")
+        }
+    }
+
+    /// One process: no communication; several: MPI (CPU ranks, `Note [Launching CPU ranks]`).
+    func makeCommunicator(_ environment: RankEnvironment) throws -> Communicator {
+        guard environment.isDistributed else { return SingleProcessCommunicator() }
+        guard deviceOptions.device == .cpu else {
+            throw ValidationError("""
+                \(environment.worldSize) ranks on \(deviceOptions.device): multi-rank GPU runs need the NCCL communicator, \
+                which is not built yet; use --device cpu (MPI) or run one process
+                """)
+        }
+        guard runDirectory != nil || resume != nil else {
+            throw ValidationError("a run of \(environment.worldSize) ranks needs --run-dir: every rank writes its metrics there, rank 0 its checkpoints, and a restarted run resumes from it")
+        }
+        return try MPICommunicator(environment: environment)
+    }
+
+    func train(communicator: Communicator, environment: RankEnvironment) throws {
+        let worldSize = communicator.worldSize
+        let display = ProgressDisplay(enabled: !noProgress, muted: !communicator.isRoot)
         let (backend, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend)
         let data = try dataOptions.load(log: display.log)
-        let scaledLR = lrScaling.scaled(baseLR: lr, baseBatch: baseBatchSize, batch: batchSize)
+        let globalBatch = batchSize * worldSize
+        let scaledLR = lrScaling.scaled(baseLR: lr, baseBatch: baseBatchSize, batch: globalBatch)
         let decay: LearningRateSchedule.Decay
         switch schedule {
         case .constant: decay = .constant
@@ -150,20 +186,39 @@ struct Train: ParsableCommand {
         let directory = URL(fileURLWithPath: runDirectory
             ?? resume.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path }
             ?? "runs/" + Self.timestamp())
-        let metrics = try MetricsLog(url: directory.appendingPathComponent("metrics.jsonl"))
+        let checkpointURL = directory.appendingPathComponent("checkpoint.safetensors")
+        let metrics = try MetricsLog(url: directory.appendingPathComponent(
+            worldSize > 1 ? "metrics-rank\(communicator.rank).jsonl" : "metrics.jsonl"))
         let trainer = try Trainer(configuration: configuration, backend: backend, trainingSet: data.training,
-                                  testSet: data.test, checkpointURL: directory.appendingPathComponent("checkpoint.safetensors"),
-                                  metrics: metrics, display: display)
-        if let resume {
-            try trainer.resume(from: URL(fileURLWithPath: resume))
+                                  testSet: data.test, checkpointURL: checkpointURL,
+                                  metrics: metrics, display: display, communicator: communicator,
+                                  overlapCommunication: !noOverlap)
+        // Note [Restarts]: a job restarted by `cohort launch --max-restarts`
+        // resumes from the run folder's last checkpoint (rank 0 wrote it).
+        let restart = Int(ProcessInfo.processInfo.environment[launchRestartCountVariable] ?? "") ?? 0
+        var resumeFrom = resume
+        if resumeFrom == nil, restart > 0, FileManager.default.fileExists(atPath: checkpointURL.path) {
+            resumeFrom = checkpointURL.path
+        }
+        if let resumeFrom {
+            try trainer.resume(from: URL(fileURLWithPath: resumeFrom))
         }
 
         display.log("cohort train: \(model.rawValue) in \(precision.rawValue) (\(trainer.model.store.parameterCount.formatted()) parameters) on \(deviceOptions.device) with the \(backend.name) backend (\(backend.details))")
         notes.forEach { display.log("note: \($0)") }
         display.log("data: \(data.description)")
-        display.log("batch \(batchSize) on 1 rank (global batch \(batchSize)), \(trainer.stepsPerEpoch) steps per epoch; lr \(scaledLR) (\(lrScaling == .none ? "no scaling" : "\(lrScaling) scaling of \(lr) from batch \(baseBatchSize)")); \(trainer.schedule)")
+        let scalingText = lrScaling == .none
+            ? "no scaling" : "\(lrScaling) scaling of \(lr) from batch \(baseBatchSize) to the global batch \(globalBatch)"
+        if worldSize > 1 {
+            let sampler = trainer.loader.sampler
+            display.log("ranks: \(worldSize) (\(communicator.name)\((communicator as? MPICommunicator).map { ", \($0.libraryVersion)" } ?? ""), from \(environment.source.rawValue) variables); gradients averaged in \(trainer.reducer!.buckets.count) buckets (\(trainer.reducer!.buckets.map { Self.megabytes($0.byteCount) }.joined(separator: ", "))), \(noOverlap ? "one all-reduce after backward (--no-overlap)" : "each all-reduced as soon as backward produced it")")
+            display.log("global batch \(globalBatch) = \(worldSize) ranks x \(batchSize); sampler: each epoch's shuffled order padded to \(sampler.totalSize) and split into \(worldSize) disjoint shards of \(sampler.samplesPerRank) (rank r takes positions r, r+\(worldSize), ...); \(trainer.stepsPerEpoch) steps per epoch; lr \(scaledLR) (\(scalingText)); \(trainer.schedule)")
+            display.log("batch norm: per-rank batch statistics; rank 0's running statistics are broadcast before each evaluation and checkpoint")
+        } else {
+            display.log("batch \(batchSize) on 1 rank (global batch \(batchSize)), \(trainer.stepsPerEpoch) steps per epoch; lr \(scaledLR) (\(scalingText)); \(trainer.schedule)")
+        }
         display.log("optimizer \(optimizer.rawValue), momentum \(momentum)\(nesterov ? " (Nesterov)" : ""), weight decay \(weightDecay)\(noDecayOnNormAndBias ? " (not on norms and biases)" : ""), label smoothing \(labelSmoothing), seed \(seed)")
-        display.log("run folder: \(directory.path)\(resume.map { "; resuming from \($0) at epoch \(trainer.progress.epoch)" } ?? "")")
+        display.log("run folder: \(directory.path)\(resumeFrom.map { "; resuming from \($0) at epoch \(trainer.progress.epoch)" } ?? "")\(restart > 0 ? " (restart \(restart))" : "")")
 
         var header = configuration.summary
         header["backend"] = backend.name
@@ -171,7 +226,16 @@ struct Train: ParsableCommand {
         header["dataset"] = data.training.name
         header["synthetic"] = String(data.training.isSynthetic)
         header["lr_scaling"] = lrScaling.rawValue
-        header["world_size"] = "1"
+        header["world_size"] = String(worldSize)
+        header["rank"] = String(communicator.rank)
+        header["global_batch_size"] = String(globalBatch)
+        header["pid"] = String(ProcessInfo.processInfo.processIdentifier)
+        if let reducer = trainer.reducer {
+            header["overlap"] = String(reducer.overlap)
+            header["bucket_bytes"] = reducer.buckets.map { String($0.byteCount) }.joined(separator: ",")
+            header["sampler"] = "distributed: \(worldSize) shards of \(trainer.loader.sampler.samplesPerRank)"
+        }
+        if restart > 0 { header["restart"] = String(restart) }
         metrics.record("run", header)
 
         let summary = try trainer.run()
@@ -183,6 +247,8 @@ struct Train: ParsableCommand {
             display.log("done: \(summary.epochsCompleted) epochs, \(summary.globalSteps) steps")
         }
     }
+
+    static func megabytes(_ bytes: Int) -> String { String(format: "%.2f MB", Double(bytes) / 1_048_576) }
 
     static func timestamp() -> String {
         let formatter = DateFormatter()

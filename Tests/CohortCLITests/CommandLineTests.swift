@@ -68,12 +68,21 @@ final class CommandLineTests: XCTestCase {
         try assertRejected(["train", "--dataset", "synthetic", "--backend", "onednn", "--precision", "bf16"],
                            mentions: "float32 only")
         try assertRejected(["train", "--dataset", "synthetic", "--precision", "fp16"], mentions: "--precision")
+        try assertRejected(["launch", "--nproc-per-node", "2"], mentions: "give the command each rank runs after --")
+        try assertRejected(["launch", "--nnodes", "2", "--node-rank", "2", "--", "cohort", "train"], mentions: "--node-rank must be in 0..<2")
+        try assertRejected(["launch", "--nproc-per-node", "0", "--", "cohort", "train"], mentions: "--nproc-per-node")
     }
 
     func testHelpListsTheCommands() throws {
         let (status, output) = try cohort(["--help"])
         XCTAssertEqual(status, 0)
-        for command in ["train", "eval", "bench", "info"] { XCTAssertTrue(output.contains(command), output) }
+        for command in ["train", "launch", "eval", "bench", "info"] { XCTAssertTrue(output.contains(command), output) }
+        XCTAssertFalse(output.contains("_rank"), "the rank shim is hidden:\n\(output)")
+        let (launchStatus, launchHelp) = try cohort(["launch", "--help"])
+        XCTAssertEqual(launchStatus, 0)
+        for flag in ["--nproc-per-node", "--nnodes", "--node-rank", "--master-addr", "--master-port", "--max-restarts"] {
+            XCTAssertTrue(launchHelp.contains(flag), launchHelp)
+        }
         let (trainStatus, trainHelp) = try cohort(["train", "--help"])
         XCTAssertEqual(trainStatus, 0)
         for flag in ["--batch-size", "--lr-scaling", "--warmup-epochs", "--resume", "--label-smoothing"] {
