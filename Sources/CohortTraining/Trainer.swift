@@ -92,12 +92,13 @@ public final class Trainer {
         }
         optimizer = try Optimizer(store: model.store, configuration: configuration.optimizer)
         criterion = try SoftmaxCrossEntropy(backend: backend, labelSmoothing: configuration.labelSmoothing)
-        stager = BatchStager(backend: backend, dtype: configuration.precision.dtype)
+        stager = BatchStager(backend: backend, dtype: configuration.precision.dtype, augmentation: .cifar10Training)
         let sampler = DistributedSampler(datasetCount: trainingSet.count, worldSize: communicator.worldSize,
                                          rank: communicator.rank, shuffle: true, seed: configuration.seed)
         loader = DataLoader(dataset: trainingSet, sampler: sampler, batchSize: configuration.batchSize,
                             augmentation: .cifar10Training, prefetchDepth: 3,
-                            allocator: CachingAllocator(underlying: HostAllocator.shared))
+                            allocator: CachingAllocator(underlying: HostAllocator.shared),
+                            emitsRawImages: configuration.augmentOnBackend ?? !backend.device.isHost)
         stepsPerEpoch = min(loader.batchesPerEpoch, configuration.stepsPerEpochLimit ?? Int.max)
         schedule = try LearningRateSchedule(baseLR: configuration.learningRate, decay: configuration.decay,
                                             epochs: configuration.epochs, stepsPerEpoch: stepsPerEpoch,

@@ -27,6 +27,10 @@ public struct TrainingConfiguration: Sendable {
     public var evaluationBatchSize: Int
     /// Log a step record (and read the loss back) every this many steps.
     public var logEvery: Int
+    /// Crop, flip and normalise on the backend (`Backend.augmentImages`)
+    /// from raw uint8 batches, instead of on the loader's thread; nil: on
+    /// for device backends, off on the host. Both give the same floats.
+    public var augmentOnBackend: Bool?
 
     public init(architecture: ModelArchitecture = .resnet18, precision: Precision = .float32, epochs: Int, batchSize: Int, learningRate: Float,
                 decay: LearningRateSchedule.Decay = .constant, warmupEpochs: Int = 0,
@@ -48,6 +52,7 @@ public struct TrainingConfiguration: Sendable {
         self.evaluationLimit = evaluationLimit
         self.evaluationBatchSize = evaluationBatchSize
         self.logEvery = logEvery
+        augmentOnBackend = nil
     }
 
     /// The settings as strings, stored in checkpoints and the metrics log.

@@ -102,3 +102,21 @@ final class TrainerTests: XCTestCase {
         XCTAssertGreaterThan(accuracy, 0.40)
     }
 }
+
+extension TrainerTests {
+    /// Augmenting raw batches on the backend trains exactly as augmenting
+    /// on the loader's thread: the same floats reach the model.
+    func testAugmentingOnTheBackendGivesTheSameRun() throws {
+        let training = ImageDataset.synthetic(count: 96, seed: 1)
+        var results: [[UInt32]] = []
+        for onBackend in [false, true] {
+            var configuration = smallRun(epochs: 1)
+            configuration.augmentOnBackend = onBackend
+            let trainer = try Trainer(configuration: configuration, backend: ReferenceBackend(), trainingSet: training,
+                                      testSet: nil, checkpointURL: nil, metrics: nil, display: ProgressDisplay(enabled: false))
+            _ = try trainer.run()
+            results.append(trainer.model.store.parameters.toArray().map(\.bitPattern))
+        }
+        XCTAssertEqual(results[0], results[1])
+    }
+}
