@@ -92,11 +92,12 @@ public struct ReportWriter {
         return files
     }
 
-    /// Writes the files into `directory` (created if missing), replacing older ones; returns their URLs.
+    /// Writes the files into `directory` (created if missing), replacing older ones, except
+    /// those named in `excluding`; returns their URLs.
     @discardableResult
-    public func write(to directory: URL) throws -> [URL] {
+    public func write(to directory: URL, excluding: Set<String> = []) throws -> [URL] {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        return try files().map { file in
+        return try files().filter { !excluding.contains($0.name) }.map { file in
             let url = directory.appendingPathComponent(file.name)
             try file.contents.write(to: url, options: .atomic)
             return url
