@@ -251,8 +251,7 @@ public enum ReportSections {
                 numeric: [false, false, false, true, true, true, true, true, true, true],
                 rows: runs.map { r in
                     [r.label, r.recipe, r.lrRule.rawValue, String(r.ranks), String(r.globalBatch),
-                     Format.significant(r.peakLearningRate), Format.significant(r.warmupEpochs, digits: 3),
-                     Format.significant(r.labelSmoothing, digits: 3),
+                     Format.compact(r.peakLearningRate), Format.compact(r.warmupEpochs), Format.compact(r.labelSmoothing),
                      r.finalTestAccuracy.map { Format.percent($0, decimals: 2) } ?? Format.missing,
                      Format.significant(r.totalSeconds)]
                 })
@@ -264,19 +263,17 @@ public enum ReportSections {
             }
             let accuracy = table("Q4: test accuracy after each epoch") { Format.percent($0.testAccuracy, decimals: 2) }
             let loss = table("Q4: test loss after each epoch") { Format.significant($0.testLoss) }
-            func chart(_ title: String, _ yLabel: String, _ value: @escaping (Q4Epoch) -> Double,
-                       format: @escaping @Sendable (Double) -> String) -> LineChart {
+            func chart(_ title: String, _ yLabel: String, _ value: @escaping (Q4Epoch) -> Double) -> LineChart {
                 LineChart(title: title, xLabel: "epoch", yLabel: yLabel, xScale: .linear,
                           xTicks: epochs.map { (Double($0), String($0)) },
                           series: runs.enumerated().map { index, run in
                               ChartSeries(name: run.label, points: run.epochs.map { (Double($0.epoch), value($0)) },
                                           color: chartPalette[index % chartPalette.count], dashed: run.lrRule == .reference)
-                          }, yTickFormat: format)
+                          })
             }
             return ([recipes, accuracy, loss], [
-                chart("Test accuracy per epoch", "test accuracy (%)", { $0.testAccuracy * 100 },
-                      format: { Format.significant($0, digits: 3) }),
-                chart("Test loss per epoch", "test loss", { $0.testLoss }, format: { Format.significant($0, digits: 3) }),
+                chart("Test accuracy per epoch", "test accuracy (%)") { $0.testAccuracy * 100 },
+                chart("Test loss per epoch", "test loss") { $0.testLoss },
             ])
         }
     }

@@ -74,6 +74,9 @@ public enum Format {
         return String(format: "%.\(decimals)f", value)
     }
 
+    /// Settings as written on a command line: 0.1, 6.4, 2, 0.0005.
+    public static func compact(_ value: Double) -> String { String(format: "%.6g", value) }
+
     /// Whole numbers with thousands separators: 38,294.
     public static func count(_ value: Double) -> String {
         let digits = String(Int(value.rounded()).magnitude)

@@ -53,7 +53,7 @@ public enum ResultsFile {
         switch error {
         case .dataCorrupted(let context):
             if context.codingPath.isEmpty {
-                return "not valid JSON (\((context.underlyingError as NSError?)?.localizedDescription ?? context.debugDescription))"
+                return context.underlyingError.map { "not valid JSON (\($0))" } ?? "not valid JSON"
             }
             return "at \(path(context)): \(context.debugDescription)"
         case .keyNotFound(let key, let context):

@@ -101,6 +101,7 @@ public enum HTMLReport {
         th, td { border: 1px solid #ddd; padding: 3px 8px; }
         th { background: #f4f6f8; }
         td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+        td:first-child { white-space: nowrap; }
         table.stamp th { text-align: left; }
         table.stamp code { white-space: pre-wrap; }
         .charts { display: flex; flex-wrap: wrap; gap: 16px; }

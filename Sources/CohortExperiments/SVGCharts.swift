@@ -71,6 +71,12 @@ func niceTicks(upTo maximum: Double, count: Int = 5) -> [Double] {
     return stride(from: 0, through: top + step / 2, by: step).map { $0 }
 }
 
+/// A tick label with the decimals its step needs: steps of 0.5 print 1.5, steps of 20 print 40.
+func tickLabel(_ value: Double, step: Double) -> String {
+    let decimals = step > 0 ? max(0, min(9, Int(-floor(log10(step) + 1e-9)))) : 0
+    return String(format: "%.\(decimals)f", value)
+}
+
 /// One line of a `LineChart`.
 public struct ChartSeries: Sendable {
     public var name: String
@@ -99,12 +105,11 @@ public struct LineChart: SVGChart {
     public var series: [ChartSeries]
     /// A grey dashed reference line (e.g. ideal speedup), drawn under the series.
     public var reference: ChartSeries?
-    /// Formats y tick labels.
-    public var yTickFormat: @Sendable (Double) -> String
+    /// Formats y tick labels; nil: as many decimals as the tick step needs (0, 0.5, 1.0 → 0, 0.5, 1).
+    public var yTickFormat: (@Sendable (Double) -> String)?
 
     public init(title: String, xLabel: String, yLabel: String, xScale: XScale, xTicks: [(value: Double, label: String)],
-                series: [ChartSeries], reference: ChartSeries? = nil,
-                yTickFormat: @escaping @Sendable (Double) -> String = { Format.significant($0, digits: 3) }) {
+                series: [ChartSeries], reference: ChartSeries? = nil, yTickFormat: (@Sendable (Double) -> String)? = nil) {
         self.title = title
         self.xLabel = xLabel
         self.yLabel = yLabel
@@ -134,7 +139,8 @@ public struct LineChart: SVGChart {
         // Grid and y ticks.
         for tick in yTicks {
             out += "<line x1=\"\(n(F.left))\" y1=\"\(n(py(tick)))\" x2=\"\(n(F.plotRight))\" y2=\"\(n(py(tick)))\" stroke=\"#e3e3e3\"/>\n"
-            out += "<text x=\"\(n(F.left - 8))\" y=\"\(n(py(tick) + 4))\" text-anchor=\"end\">\(escapeXML(yTickFormat(tick)))</text>\n"
+            let label = yTickFormat?(tick) ?? tickLabel(tick, step: yTicks.count > 1 ? yTicks[1] - yTicks[0] : 1)
+            out += "<text x=\"\(n(F.left - 8))\" y=\"\(n(py(tick) + 4))\" text-anchor=\"end\">\(escapeXML(label))</text>\n"
         }
         // X ticks.
         for tick in xTicks {
@@ -198,6 +204,7 @@ public struct StackedBarChart: SVGChart {
     public var valueLabel: String
     public var categories: [String]
     public var segments: [Segment]
+    /// Formats the totals at the bars' ends and in their tooltips.
     public var valueFormat: @Sendable (Double) -> String
 
     public init(title: String, valueLabel: String, categories: [String], segments: [Segment],
@@ -226,7 +233,7 @@ public struct StackedBarChart: SVGChart {
         var out = F.open(title: title, chartID: chartID(title))
         for tick in ticks {
             out += "<line x1=\"\(n(px(tick)))\" y1=\"\(n(F.top))\" x2=\"\(n(px(tick)))\" y2=\"\(n(F.plotBottom))\" stroke=\"#e3e3e3\"/>\n"
-            out += "<text x=\"\(n(px(tick)))\" y=\"\(n(F.plotBottom + 21))\" text-anchor=\"middle\">\(escapeXML(valueFormat(tick)))</text>\n"
+            out += "<text x=\"\(n(px(tick)))\" y=\"\(n(F.plotBottom + 21))\" text-anchor=\"middle\">\(escapeXML(tickLabel(tick, step: ticks.count > 1 ? ticks[1] - ticks[0] : 1)))</text>\n"
         }
         for (index, category) in categories.enumerated() {
             let y = F.top + band * (Double(index) + 0.5)
