@@ -12,6 +12,7 @@
 //   CMPI/CohortDistributed  rank discovery, communicators (single process; Open MPI through
 //                     dlopen), the TCP rendezvous store; CohortMPIProbe checks MPI under mpirun
 //   CohortTraining    the training loop, metrics log and progress display
+//   CohortExperiments the experiment results model and its writers (JSON, CSV, Markdown, HTML, trace)
 //   cohort            the command-line tool
 import PackageDescription
 
@@ -41,8 +42,9 @@ let package = Package(
         .target(name: "CohortTraining", dependencies: [
             "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN", "CohortCUDA", "CohortDistributed",
         ]),
+        .target(name: "CohortExperiments"),
         .executableTarget(name: "cohort", dependencies: [
-            "CohortTraining", "CohortCUDA",
+            "CohortTraining", "CohortCUDA", "CohortExperiments",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "CohortTensorTests", dependencies: ["CohortTensor"]),
@@ -59,6 +61,7 @@ let package = Package(
         .testTarget(name: "CohortDistributedTests", dependencies: [
             "CohortDistributed", "CohortTensor", "CohortNN", "CohortKernels", "CohortMPIProbe",
         ]),
+        .testTarget(name: "CohortExperimentsTests", dependencies: ["CohortExperiments"]),
         .testTarget(name: "CohortCLITests", dependencies: ["cohort"]),
     ]
 )
