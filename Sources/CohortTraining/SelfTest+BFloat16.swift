@@ -21,6 +21,10 @@ extension Tolerance {
     static let bfloat16Matrix = Tolerance(
         1e-2, maxAbsolute: 3e-2,
         "bf16 operands (products exact in fp32), fp32 sums in another order, result rounded to bf16 once (2^-9)")
+    /// Float32 results that are sums of bf16 inputs (the linear bias gradient): the
+    /// inputs are exact in float32, so as in float32 (the reference sums in Double).
+    static let bfloat16InputsFloat32Sums = Tolerance(
+        1e-5, "float32 sums (double on the GPU) of bf16 inputs, exact in float32, in another order vs Double")
     /// Matrix products of bf16 operands written in float32 (the linear weight gradient).
     static let bfloat16OperandsFloat32Result = Tolerance(
         1e-3, "bf16 operands (exact in fp32), fp32 tensor-core sums in another order, float32 result: no bf16 rounding")

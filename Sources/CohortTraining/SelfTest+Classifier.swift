@@ -22,7 +22,7 @@ extension BackendSelfTest {
         let tolerance = bfloat16 ? .bfloat16Matrix : Tolerance.matrix(options.matrixPrecision)
         // dW: bf16 operands, float32 result; dBias: double sums of bf16 dy (exact in float32), as in float32.
         let weightGradientTolerance = bfloat16 ? .bfloat16OperandsFloat32Result : tolerance
-        let biasGradientTolerance = bfloat16 ? Tolerance.matrix(.float32) : tolerance
+        let biasGradientTolerance = bfloat16 ? .bfloat16InputsFloat32Sums : tolerance
         let shapes: [(batch: Int, inputs: Int, outputs: Int)] = [(options.batch, 512, 10), (3, 7, 5), (33, 100, 17)]
         return shapes.flatMap { s in
             let label = "\(s.batch)x\(s.inputs) -> \(s.outputs)"
