@@ -1,6 +1,7 @@
 import CCUDA
 import CohortKernels
 import CohortTensor
+import Foundation
 
 /// Convolutions through cuDNN's legacy API on NHWC activations.
 ///
@@ -35,7 +36,13 @@ import CohortTensor
 /// transposes and widens it into the float32 OIHW gradient the contract
 /// asks for: the gradient carries one bf16 rounding (2^-9 relative), as
 /// PyTorch's autocast conv weight gradient does before it is accumulated in
-/// float32.
+/// float32. Whether cuDNN's legacy API runs every bf16 NHWC geometry is not
+/// verified (the 3-channel stem and the self-test's odd channel counts are
+/// the doubtful ones): where a bf16 Find fails or returns no usable
+/// algorithm, that direction of that geometry says so once on stderr and
+/// runs in float32 on widened copies of its operands (same arithmetic as
+/// the reference: float32 products and sums, the output rounded once), so
+/// a run stays correct and the note shows where bf16 speed is lost.
 final class ConvolutionPlan {
     /// Plans are per geometry and activation dtype (Note [bf16 convolutions]).
     struct Key: Hashable {
@@ -57,8 +64,11 @@ final class ConvolutionPlan {
         var mathType: Int32
         var workspaceBytes: Int
         var milliseconds: Float
+        /// cuDNN ran no bf16 algorithm: the direction runs in float32 on widened copies (Note [bf16 convolutions]).
+        var widened = false
         var description: String {
-            "algorithm \(algorithm), math type \(mathType), \(workspaceBytes) bytes of workspace, \(milliseconds) ms"
+            widened ? "float32 on widened bf16 operands (cuDNN found no bf16 algorithm)"
+                : "algorithm \(algorithm), math type \(mathType), \(workspaceBytes) bytes of workspace, \(milliseconds) ms"
         }
     }
 
@@ -127,6 +137,12 @@ extension CUDABackend {
             }
         }
         let choice = plan.forward!
+        if choice.widened {
+            let yWide = widenedOutput(output)
+            conv2dForward(output: yWide, input: widened(input), weight: widened(weight), geometry: g)
+            copy(yWide, to: output)
+            return
+        }
         let workspace = devicePointer(convolutionWorkspace.pointer(byteCount: choice.workspaceBytes))
         var one: Float = 1, zero: Float = 0
         mustSucceed {
@@ -153,6 +169,12 @@ extension CUDABackend {
             }
         }
         let choice = plan.backwardData!
+        if choice.widened {
+            let dxWide = widenedOutput(dInput)
+            conv2dBackwardData(dInput: dxWide, dOutput: widened(dOutput), weight: widened(weight), geometry: g)
+            copy(dxWide, to: dInput)
+            return
+        }
         let workspace = devicePointer(convolutionWorkspace.pointer(byteCount: choice.workspaceBytes))
         var one: Float = 1, zero: Float = 0
         mustSucceed {
@@ -182,6 +204,10 @@ extension CUDABackend {
             }
         }
         let choice = plan.backwardFilter!
+        if choice.widened {
+            conv2dBackwardWeight(dWeight: dWeight, input: widened(input), dOutput: widened(dOutput), geometry: g)
+            return
+        }
         let workspace = devicePointer(convolutionWorkspace.pointer(byteCount: choice.workspaceBytes))
         var one: Float = 1, zero: Float = 0
         mustSucceed {
@@ -206,6 +232,19 @@ extension CUDABackend {
         let plan = mustSucceed { try ConvolutionPlan(g, dtype: dtype) }
         convolutions[key] = plan
         return plan
+    }
+
+    /// A float32 copy of bf16 `tensor` (Note [bf16 convolutions]); freed
+    /// blocks are safe to reuse on the one stream (Note [Stream-ordered reuse]).
+    private func widened(_ tensor: Tensor) -> Tensor {
+        let wide = widenedOutput(tensor)
+        copy(tensor, to: wide)
+        return wide
+    }
+
+    /// An uninitialised float32 tensor of `tensor`'s shape.
+    private func widenedOutput(_ tensor: Tensor) -> Tensor {
+        mustSucceed { try makeTensor(tensor.shape, dtype: .float32) }
     }
 
     /// The OIHW `weight` transposed into the KRSC scratch buffer (Note [KRSC weights]).
@@ -237,9 +276,18 @@ extension CUDABackend {
             let status = results.withUnsafeMutableBufferPointer {
                 find(scratchOutput, Int32(Self.algorithmsRequested), &returned, $0.baseAddress!, workspace, budget)
             }
-            try checkCUDNN(status, "cudnnFindConvolution*AlgorithmEx", what)
             let candidates = results.prefix(Int(returned))
-            guard let best = candidates.first(where: { $0.status == 0 && $0.memory <= budget }) else {
+            let best = candidates.first(where: { $0.status == 0 && $0.memory <= budget })
+            if plan.dtype == .bfloat16 && (status != 0 || best == nil) {
+                var reason = "no algorithm ran; tried "
+                    + candidates.map { "algorithm \($0.algorithm): status \($0.status)" }.joined(separator: "; ")
+                do { try checkCUDNN(status, "cudnnFindConvolution*AlgorithmEx", what) } catch { reason = "\(error)" }
+                FileHandle.standardError.write(Data(("cohort: cuDNN runs no bf16 NHWC algorithm for the \(what) ("
+                    + reason + "); it runs in float32 on widened copies (Note [bf16 convolutions])\n").utf8))
+                return ConvolutionPlan.Choice(algorithm: -1, mathType: 0, workspaceBytes: 0, milliseconds: 0, widened: true)
+            }
+            try checkCUDNN(status, "cudnnFindConvolution*AlgorithmEx", what)
+            guard let best else {
                 let tried = candidates.map { "algorithm \($0.algorithm): status \($0.status), \($0.memory) bytes" }
                 throw CUDNNError(call: "cudnnFindConvolution*AlgorithmEx", code: 3000, name: "CUDNN_STATUS_NOT_SUPPORTED",
                                  message: "no algorithm ran within \(budget) bytes of workspace; tried "
