@@ -5,12 +5,13 @@
 #   bash scripts/gpu-run.sh            # results under $OUT (default ./gpu-out)
 #
 # Steps: the card (nvidia-smi), CIFAR-10 converted into /tmp/cifar, `cohort
-# info`, `cohort selftest --device cuda`, `cohort bench --device cuda` (steps
-# replayed from a CUDA graph) and again with `--no-graphs` (eager), the
-# PyTorch reference in fp32 and in bf16 + channels_last, the comparison
-# tables, and last a short summary. A failing step does not stop the ones
-# after it; each runs under `timeout` and the whole stays within about 8
-# minutes. Everything is logged to $OUT/gpu-run.log; JSON results land in $OUT.
+# info`, `cohort selftest --device cuda` (float32 and bf16 rows, graph
+# replay), `cohort bench --device cuda` in fp32 and in bf16 (steps replayed
+# from a CUDA graph) and bf16 again with `--no-graphs` (eager), the PyTorch
+# reference in fp32 and in bf16 + channels_last, the comparison tables, and
+# last a short summary. A failing step does not stop the ones after it; each
+# runs under `timeout` and the whole stays within about 9 minutes.
+# Everything is logged to $OUT/gpu-run.log; JSON results land in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./gpu-out}"
@@ -18,7 +19,7 @@ mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu-run.log") 2>&1
 
 batches=(32 128 512 2048)
-deadline=$((SECONDS + 470))   # 7 min 50 s for every step together
+deadline=$((SECONDS + 520))   # 8 min 40 s for every step together
 names=() codes=() durations=()
 
 # step <name> <seconds> <command...>: runs the command under timeout (cut to
@@ -60,19 +61,25 @@ fi
 step "nvidia-smi" 15 nvidia-smi --query-gpu=index,name,driver_version,memory.total,temperature.gpu,utilization.gpu,clocks.sm,clocks.max.sm --format=csv
 step "cifar10 to /tmp/cifar" 60 python3 .gpu/jpeg_to_cifar_binary.py .gpu/cifar-10-jpeg.tar.xz /tmp/cifar
 step "cohort info" 20 "$cohort" info
-step "cohort selftest" 150 "$cohort" selftest --device cuda --json "$OUT/selftest.json"
-step "cohort bench" 120 "$cohort" bench --device cuda --batch-sizes "${batches[@]}" --json "$OUT/bench-cohort.json"
-step "cohort bench eager" 60 "$cohort" bench --device cuda --no-graphs --batch-sizes "${batches[@]}" \
-    --json "$OUT/bench-cohort-eager.json"
+# The self-test runs every op in float32 and again in bf16 (--no-bf16 skips those rows).
+step "cohort selftest" 170 "$cohort" selftest --device cuda --json "$OUT/selftest.json"
+step "cohort bench" 90 "$cohort" bench --device cuda --batch-sizes "${batches[@]}" --json "$OUT/bench-cohort.json"
+# bf16: cuDNN's Find runs again for every bf16 geometry at its first use (seconds each).
+step "cohort bench bf16" 100 "$cohort" bench --device cuda --precision bf16 --batch-sizes "${batches[@]}" \
+    --json "$OUT/bench-cohort-bf16.json"
+step "cohort bench bf16 eager" 60 "$cohort" bench --device cuda --precision bf16 --no-graphs \
+    --batch-sizes "${batches[@]}" --json "$OUT/bench-cohort-bf16-eager.json"
 step "pytorch fp32" 60 python3 .gpu/pytorch_resnet18.py --device cuda --batch-sizes "${batches[@]}" \
     --json "$OUT/bench-pytorch-fp32.json"
 step "pytorch bf16" 60 python3 .gpu/pytorch_resnet18.py --device cuda --precision bf16 --channels-last \
     --batch-sizes "${batches[@]}" --json "$OUT/bench-pytorch-bf16.json"
 step "compare" 10 bash -c 'rc=0
-    for precision in fp32 bf16; do
-        echo "cohort vs pytorch $precision:"
-        python3 benchmarks/compare.py "$1/bench-cohort.json" "$1/bench-pytorch-$precision.json" || rc=$?
-    done
+    echo "cohort fp32 vs pytorch fp32:"
+    python3 benchmarks/compare.py "$1/bench-cohort.json" "$1/bench-pytorch-fp32.json" || rc=$?
+    echo "cohort bf16 vs pytorch bf16 (channels_last):"
+    python3 benchmarks/compare.py "$1/bench-cohort-bf16.json" "$1/bench-pytorch-bf16.json" || rc=$?
+    echo "cohort fp32 vs pytorch bf16 (channels_last):"
+    python3 benchmarks/compare.py "$1/bench-cohort.json" "$1/bench-pytorch-bf16.json" || rc=$?
     exit $rc' compare "$OUT"
 
 # The summary, last: step exit codes, the self-test's verdict, images/s side by side.
@@ -93,19 +100,28 @@ selftest = load("selftest.json")
 if selftest:
     print(f"selftest: {selftest['passed']} passed, {selftest['failed']} failed "
           f"(seed {selftest['seed']}, {selftest['backend']}: {selftest['details']})")
-    for row in [r for r in selftest["rows"] if not r["passed"]][:5]:
-        print(f"  FAIL {row['check']} {row['shape']} normwise {row['normwiseRelativeError']}")
+    bf16_rows = [r for r in selftest["rows"] if " bf16" in r["check"]]
+    print(f"  of which bf16: {sum(r['passed'] for r in bf16_rows)} passed, "
+          f"{sum(not r['passed'] for r in bf16_rows)} failed")
+    for row in [r for r in selftest["rows"] if not r["passed"]][:8]:
+        print(f"  FAIL {row['check']} {row['shape']} normwise {row['normwiseRelativeError']} "
+              f"max-abs {row['maxRelativeError']} (tolerance {row['tolerance']})")
 else:
     print("selftest: no JSON (see the log)")
 ours = {r["batchSize"]: r["imagesPerSecond"] for r in load("bench-cohort.json") or []}
+ours_bf16 = {r["batchSize"]: r["imagesPerSecond"] for r in load("bench-cohort-bf16.json") or []}
+eager_bf16 = {r["batchSize"]: r["imagesPerSecond"] for r in load("bench-cohort-bf16-eager.json") or []}
 graphs = {r["batchSize"]: r.get("graphNote", "?") if r.get("graphs") else "eager: " + r.get("graphNote", "?")
-          for r in load("bench-cohort.json") or []}
-eager = {r["batchSize"]: r["imagesPerSecond"] for r in load("bench-cohort-eager.json") or []}
+          for r in load("bench-cohort-bf16.json") or []}
 fp32 = {r["batch_size"]: r["images_per_second"] for r in load("bench-pytorch-fp32.json") or []}
 bf16 = {r["batch_size"]: r["images_per_second"] for r in load("bench-pytorch-bf16.json") or []}
 cell = lambda table, batch: f"{table[batch]:.0f}" if batch in table else "-"
-print(f"{'batch':>5}  {'cohort img/s':>12}  {'eager img/s':>11}  {'torch fp32':>10}  {'torch bf16':>10}  graphs")
-for batch in sorted(set(ours) | set(eager) | set(fp32) | set(bf16)):
-    print(f"{batch:>5}  {cell(ours, batch):>12}  {cell(eager, batch):>11}  {cell(fp32, batch):>10}  "
-          f"{cell(bf16, batch):>10}  {graphs.get(batch, '-')}")
+ratio = lambda a, b, batch: f"{a[batch] / b[batch]:.2f}x" if batch in a and batch in b else "-"
+print(f"{'batch':>5}  {'cohort fp32':>11}  {'torch fp32':>10}  {'ratio':>6}  "
+      f"{'cohort bf16':>11}  {'bf16 eager':>10}  {'torch bf16':>10}  {'ratio':>6}  graphs (bf16)")
+for batch in sorted(set(ours) | set(ours_bf16) | set(fp32) | set(bf16)):
+    print(f"{batch:>5}  {cell(ours, batch):>11}  {cell(fp32, batch):>10}  {ratio(ours, fp32, batch):>6}  "
+          f"{cell(ours_bf16, batch):>11}  {cell(eager_bf16, batch):>10}  {cell(bf16, batch):>10}  "
+          f"{ratio(ours_bf16, bf16, batch):>6}  {graphs.get(batch, '-')}")
+print("bf16 targets: cohort bf16 >= 1.5x torch bf16 at batch 512, >= 3x at batch 32")
 PY

@@ -1,6 +1,7 @@
 import CCUDA
 import CohortKernels
 import CohortTensor
+import Foundation
 
 /// Convolutions through cuDNN's legacy API on NHWC activations.
 ///
@@ -24,8 +25,33 @@ import CohortTensor
 /// use TF32 on fp32, as PyTorch's `allow_tf32` default for convolutions).
 /// Searching synchronises the device: it must never happen during a graph
 /// capture, which is why a step is run once before capturing.
+///
+/// Note [bf16 convolutions]: in bf16 mode the tensors and the KRSC filter are
+/// described as CUDNN_DATA_BFLOAT16 with compute type FLOAT (bf16 products,
+/// float32 accumulation, as PyTorch's autocast) and TENSOR_OP math to start
+/// with (Find then sets what its winner reports); plans are kept per
+/// (geometry, dtype), so both precisions can run in one process. The legacy
+/// API wants dw in the filter's dtype, so the weight gradient is computed
+/// into a bf16 KRSC scratch and one kernel (`krsc_bf16_to_oihw_f32`)
+/// transposes and widens it into the float32 OIHW gradient the contract
+/// asks for: the gradient carries one bf16 rounding (2^-9 relative), as
+/// PyTorch's autocast conv weight gradient does before it is accumulated in
+/// float32. Whether cuDNN's legacy API runs every bf16 NHWC geometry is not
+/// verified (the 3-channel stem and the self-test's odd channel counts are
+/// the doubtful ones): where a bf16 Find fails or returns no usable
+/// algorithm, that direction of that geometry says so once on stderr and
+/// runs in float32 on widened copies of its operands (same arithmetic as
+/// the reference: float32 products and sums, the output rounded once), so
+/// a run stays correct and the note shows where bf16 speed is lost.
 final class ConvolutionPlan {
+    /// Plans are per geometry and activation dtype (Note [bf16 convolutions]).
+    struct Key: Hashable {
+        var geometry: Conv2dGeometry
+        var dtype: DType
+    }
+
     let geometry: Conv2dGeometry
+    let dtype: DType
     let input: cudnnTensorDescriptor_t
     let output: cudnnTensorDescriptor_t
     let filter: cudnnFilterDescriptor_t
@@ -38,27 +64,34 @@ final class ConvolutionPlan {
         var mathType: Int32
         var workspaceBytes: Int
         var milliseconds: Float
+        /// cuDNN ran no bf16 algorithm: the direction runs in float32 on widened copies (Note [bf16 convolutions]).
+        var widened = false
         var description: String {
-            "algorithm \(algorithm), math type \(mathType), \(workspaceBytes) bytes of workspace, \(milliseconds) ms"
+            widened ? "float32 on widened bf16 operands (cuDNN found no bf16 algorithm)"
+                : "algorithm \(algorithm), math type \(mathType), \(workspaceBytes) bytes of workspace, \(milliseconds) ms"
         }
     }
 
-    init(_ g: Conv2dGeometry) throws(CUDNNError) {
+    init(_ g: Conv2dGeometry, dtype: DType) throws(CUDNNError) {
         geometry = g
-        let what = "\(g)"
+        self.dtype = dtype
+        let what = "\(g) \(dtype)"
         var input: cudnnTensorDescriptor_t?, output: cudnnTensorDescriptor_t?, filter: cudnnFilterDescriptor_t?
         try checkCUDNN(cudnn.cudnnCreateTensorDescriptor(&input), "cudnnCreateTensorDescriptor")
         try checkCUDNN(cudnn.cudnnCreateTensorDescriptor(&output), "cudnnCreateTensorDescriptor")
         try checkCUDNN(cudnn.cudnnCreateFilterDescriptor(&filter), "cudnnCreateFilterDescriptor")
         (self.input, self.output, self.filter) = (input!, output!, filter!)
         let nhwc = Int32(COHORT_CUDNN_TENSOR_NHWC), float = Int32(COHORT_CUDNN_DATA_FLOAT)
-        try checkCUDNN(cudnn.cudnnSetTensor4dDescriptor(input!, nhwc, float, Int32(g.batch), Int32(g.inputChannels),
+        let data = dtype == .bfloat16 ? Int32(COHORT_CUDNN_DATA_BFLOAT16) : float
+        // Tensor-op math for bf16 (what Find will pick anyway); DEFAULT for float32 (TF32 allowed).
+        let math = Int32(dtype == .bfloat16 ? COHORT_CUDNN_TENSOR_OP_MATH : COHORT_CUDNN_DEFAULT_MATH)
+        try checkCUDNN(cudnn.cudnnSetTensor4dDescriptor(input!, nhwc, data, Int32(g.batch), Int32(g.inputChannels),
                                                         Int32(g.inputHeight), Int32(g.inputWidth)),
                        "cudnnSetTensor4dDescriptor", "input of \(what)")
-        try checkCUDNN(cudnn.cudnnSetTensor4dDescriptor(output!, nhwc, float, Int32(g.batch), Int32(g.outputChannels),
+        try checkCUDNN(cudnn.cudnnSetTensor4dDescriptor(output!, nhwc, data, Int32(g.batch), Int32(g.outputChannels),
                                                         Int32(g.outputHeight), Int32(g.outputWidth)),
                        "cudnnSetTensor4dDescriptor", "output of \(what)")
-        try checkCUDNN(cudnn.cudnnSetFilter4dDescriptor(filter!, float, nhwc, Int32(g.outputChannels),
+        try checkCUDNN(cudnn.cudnnSetFilter4dDescriptor(filter!, data, nhwc, Int32(g.outputChannels),
                                                         Int32(g.inputChannels), Int32(g.kernelSize), Int32(g.kernelSize)),
                        "cudnnSetFilter4dDescriptor", "KRSC weight of \(what)")
         var descriptors: [cudnnConvolutionDescriptor_t] = []
@@ -69,7 +102,7 @@ final class ConvolutionPlan {
                                                                  Int32(g.stride), Int32(g.stride), 1, 1,
                                                                  Int32(COHORT_CUDNN_CROSS_CORRELATION), float),
                            "cudnnSetConvolution2dDescriptor", what)
-            try checkCUDNN(cudnn.cudnnSetConvolutionMathType(descriptor!, Int32(COHORT_CUDNN_DEFAULT_MATH)),
+            try checkCUDNN(cudnn.cudnnSetConvolutionMathType(descriptor!, math),
                            "cudnnSetConvolutionMathType", what)
             descriptors.append(descriptor!)
         }
@@ -91,9 +124,10 @@ extension CUDABackend {
     private static let algorithmsRequested = 8  // cuDNN 9 has at most 8 per direction
 
     public func conv2dForward(output: Tensor, input: Tensor, weight: Tensor, geometry g: Conv2dGeometry) {
-        checkConvolution("conv2dForward", g, input: input, weight: weight, output: output)
+        let dtype = checkConvolution("conv2dForward", g, input: input, weight: weight, weightName: "weight",
+                                     output: output, outputName: "output")
         context.makeCurrent()
-        let plan = convolutionPlan(g)
+        let plan = convolutionPlan(g, dtype)
         let w = krscWeight(from: weight, g)
         let x = devicePointer(input.devicePointer), y = devicePointer(output.devicePointer)
         if plan.forward == nil {
@@ -103,6 +137,12 @@ extension CUDABackend {
             }
         }
         let choice = plan.forward!
+        if choice.widened {
+            let yWide = widenedOutput(output)
+            conv2dForward(output: yWide, input: widened(input), weight: widened(weight), geometry: g)
+            copy(yWide, to: output)
+            return
+        }
         let workspace = devicePointer(convolutionWorkspace.pointer(byteCount: choice.workspaceBytes))
         var one: Float = 1, zero: Float = 0
         mustSucceed {
@@ -114,9 +154,10 @@ extension CUDABackend {
     }
 
     public func conv2dBackwardData(dInput: Tensor, dOutput: Tensor, weight: Tensor, geometry g: Conv2dGeometry) {
-        checkConvolution("conv2dBackwardData", g, input: dInput, weight: weight, output: dOutput)
+        let dtype = checkConvolution("conv2dBackwardData", g, input: dInput, inputName: "dInput", weight: weight,
+                                     weightName: "weight", output: dOutput, outputName: "dOutput")
         context.makeCurrent()
-        let plan = convolutionPlan(g)
+        let plan = convolutionPlan(g, dtype)
         let w = krscWeight(from: weight, g)
         let dy = devicePointer(dOutput.devicePointer), dx = devicePointer(dInput.devicePointer)
         if plan.backwardData == nil {
@@ -128,6 +169,12 @@ extension CUDABackend {
             }
         }
         let choice = plan.backwardData!
+        if choice.widened {
+            let dxWide = widenedOutput(dInput)
+            conv2dBackwardData(dInput: dxWide, dOutput: widened(dOutput), weight: widened(weight), geometry: g)
+            copy(dxWide, to: dInput)
+            return
+        }
         let workspace = devicePointer(convolutionWorkspace.pointer(byteCount: choice.workspaceBytes))
         var one: Float = 1, zero: Float = 0
         mustSucceed {
@@ -139,20 +186,28 @@ extension CUDABackend {
     }
 
     public func conv2dBackwardWeight(dWeight: Tensor, input: Tensor, dOutput: Tensor, geometry g: Conv2dGeometry) {
-        checkConvolution("conv2dBackwardWeight", g, input: input, weight: dWeight, output: dOutput)
+        // dWeight is float32 in both precisions (Note [bf16 convolutions]).
+        let dtype = checkConvolution("conv2dBackwardWeight", g, input: input, weight: dWeight, weightName: "dWeight",
+                                     weightDType: .float32, output: dOutput, outputName: "dOutput")
         context.makeCurrent()
-        let plan = convolutionPlan(g)
+        let plan = convolutionPlan(g, dtype)
         let x = devicePointer(input.devicePointer), dy = devicePointer(dOutput.devicePointer)
-        let dwKRSC = devicePointer(weightScratch.pointer(byteCount: dWeight.byteCount))
+        // cuDNN writes dw in the filter's dtype: bf16 KRSC in bf16 mode.
+        let krscBytes = dWeight.elementCount * dtype.byteSize
+        let dwKRSC = devicePointer(weightScratch.pointer(byteCount: krscBytes))
         if plan.backwardFilter == nil {
             plan.backwardFilter = chooseAlgorithm("backward filter", plan, plan.backwardFilterDescriptor,
-                                                  outputBytes: dWeight.byteCount) {
+                                                  outputBytes: krscBytes) {
                 cudnn.cudnnFindConvolutionBackwardFilterAlgorithmEx(cudnnHandle, plan.input, x, plan.output, dy,
                                                                     plan.backwardFilterDescriptor, plan.filter,
                                                                     $0, $1, &$2, $3, $4, $5)
             }
         }
         let choice = plan.backwardFilter!
+        if choice.widened {
+            conv2dBackwardWeight(dWeight: dWeight, input: widened(input), dOutput: widened(dOutput), geometry: g)
+            return
+        }
         let workspace = devicePointer(convolutionWorkspace.pointer(byteCount: choice.workspaceBytes))
         var one: Float = 1, zero: Float = 0
         mustSucceed {
@@ -163,24 +218,39 @@ extension CUDABackend {
                            "cudnnConvolutionBackwardFilter", "\(g), \(choice)")
         }
         let taps = g.kernelSize * g.kernelSize
-        kernels.elementwise(.elementwise, "krsc_to_oihw", count: dWeight.elementCount,
+        kernels.elementwise(.elementwise, dtype == .bfloat16 ? "krsc_bf16_to_oihw_f32" : "krsc_to_oihw",
+                            count: dWeight.elementCount,
                             [.tensor(dWeight), .pointer(CUdeviceptr(UInt(bitPattern: dwKRSC))),
                              .int(g.outputChannels), .int(g.inputChannels), .int(taps)])
     }
 
     // MARK: Plans
 
-    private func convolutionPlan(_ g: Conv2dGeometry) -> ConvolutionPlan {
-        if let plan = convolutions[g] { return plan }
-        let plan = mustSucceed { try ConvolutionPlan(g) }
-        convolutions[g] = plan
+    private func convolutionPlan(_ g: Conv2dGeometry, _ dtype: DType) -> ConvolutionPlan {
+        let key = ConvolutionPlan.Key(geometry: g, dtype: dtype)
+        if let plan = convolutions[key] { return plan }
+        let plan = mustSucceed { try ConvolutionPlan(g, dtype: dtype) }
+        convolutions[key] = plan
         return plan
+    }
+
+    /// A float32 copy of bf16 `tensor` (Note [bf16 convolutions]); freed
+    /// blocks are safe to reuse on the one stream (Note [Stream-ordered reuse]).
+    private func widened(_ tensor: Tensor) -> Tensor {
+        let wide = widenedOutput(tensor)
+        copy(tensor, to: wide)
+        return wide
+    }
+
+    /// An uninitialised float32 tensor of `tensor`'s shape.
+    private func widenedOutput(_ tensor: Tensor) -> Tensor {
+        mustSucceed { try makeTensor(tensor.shape, dtype: .float32) }
     }
 
     /// The OIHW `weight` transposed into the KRSC scratch buffer (Note [KRSC weights]).
     private func krscWeight(from weight: Tensor, _ g: Conv2dGeometry) -> UnsafeMutableRawPointer {
         let destination = weightScratch.pointer(byteCount: weight.byteCount)
-        kernels.elementwise(.elementwise, "oihw_to_krsc", count: weight.elementCount,
+        kernels.elementwise(.elementwise, kernelName("oihw_to_krsc", weight.dtype), count: weight.elementCount,
                             [.pointer(destination), .tensor(weight), .int(g.outputChannels), .int(g.inputChannels),
                              .int(g.kernelSize * g.kernelSize)])
         return devicePointer(destination)
@@ -194,7 +264,7 @@ extension CUDABackend {
                  UnsafeMutableRawPointer, Int) -> cudnnStatus_t
     ) -> ConvolutionPlan.Choice {
         mustSucceed {
-            let what = "\(direction) of \(plan.geometry)"
+            let what = "\(direction) of \(plan.geometry) \(plan.dtype)"
             let budget = min(Self.findWorkspaceLimit, try context.memoryInfo().free / 2)
             let workspace = try rawAllocator.allocateRaw(byteCount: max(budget, 256))
             defer { rawAllocator.release(address: workspace, byteCount: max(budget, 256)) }
@@ -206,9 +276,18 @@ extension CUDABackend {
             let status = results.withUnsafeMutableBufferPointer {
                 find(scratchOutput, Int32(Self.algorithmsRequested), &returned, $0.baseAddress!, workspace, budget)
             }
-            try checkCUDNN(status, "cudnnFindConvolution*AlgorithmEx", what)
             let candidates = results.prefix(Int(returned))
-            guard let best = candidates.first(where: { $0.status == 0 && $0.memory <= budget }) else {
+            let best = candidates.first(where: { $0.status == 0 && $0.memory <= budget })
+            if plan.dtype == .bfloat16 && (status != 0 || best == nil) {
+                var reason = "no algorithm ran; tried "
+                    + candidates.map { "algorithm \($0.algorithm): status \($0.status)" }.joined(separator: "; ")
+                do { try checkCUDNN(status, "cudnnFindConvolution*AlgorithmEx", what) } catch { reason = "\(error)" }
+                FileHandle.standardError.write(Data(("cohort: cuDNN runs no bf16 NHWC algorithm for the \(what) ("
+                    + reason + "); it runs in float32 on widened copies (Note [bf16 convolutions])\n").utf8))
+                return ConvolutionPlan.Choice(algorithm: -1, mathType: 0, workspaceBytes: 0, milliseconds: 0, widened: true)
+            }
+            try checkCUDNN(status, "cudnnFindConvolution*AlgorithmEx", what)
+            guard let best else {
                 let tried = candidates.map { "algorithm \($0.algorithm): status \($0.status), \($0.memory) bytes" }
                 throw CUDNNError(call: "cudnnFindConvolution*AlgorithmEx", code: 3000, name: "CUDNN_STATUS_NOT_SUPPORTED",
                                  message: "no algorithm ran within \(budget) bytes of workspace; tried "
@@ -220,9 +299,20 @@ extension CUDABackend {
         }
     }
 
-    private func checkConvolution(_ op: String, _ g: Conv2dGeometry, input: Tensor, weight: Tensor, output: Tensor) {
-        expect("\(op) (\(g)) input", input, g.inputShape)
-        expect("\(op) (\(g)) weight", weight, g.weightShape)
-        expect("\(op) (\(g)) output", output, g.outputShape)
+    /// Checks shapes and dtypes; returns the activation dtype. Accepted: all
+    /// float32, or bf16 activations with a bf16 weight (forward, data
+    /// gradient) or a float32 dWeight (`weightDType`, weight gradient).
+    private func checkConvolution(_ op: String, _ g: Conv2dGeometry, input: Tensor, inputName: String = "input",
+                                  weight: Tensor, weightName: String, weightDType: DType? = nil,
+                                  output: Tensor, outputName: String) -> DType {
+        let dtype = activationDType("\(op) (\(g))", [(inputName, input), (outputName, output)])
+        let expectedWeight = weightDType ?? dtype
+        require(weight.dtype == expectedWeight,
+                "\(op) (\(g)): unsupported dtype combination (\(inputName) \(input.dtype), \(outputName) \(output.dtype), "
+                    + "\(weightName) \(weight.dtype)); with \(dtype) activations \(weightName) must be \(expectedWeight)")
+        expect("\(op) (\(g)) \(inputName)", input, g.inputShape, dtype)
+        expect("\(op) (\(g)) \(weightName)", weight, g.weightShape, expectedWeight)
+        expect("\(op) (\(g)) \(outputName)", output, g.outputShape, dtype)
+        return dtype
     }
 }

@@ -13,57 +13,98 @@ import CohortTensor
 /// Compute type CUBLAS_COMPUTE_32F: full fp32, as PyTorch's default for
 /// matrix products (`allow_tf32 = False` for matmul); this layer is tiny
 /// (512 x 10 for ResNet-18), so TF32 (compute type 77) would gain nothing.
+///
+/// bf16 mode: x, W, y, dy and dx are bf16, the bias and the weight and bias
+/// gradients float32. cublasGemmEx takes bf16 A and B with a bf16 or a
+/// float32 C under CUBLAS_COMPUTE_32F (float32 accumulation): dx is written
+/// in bf16, dW straight into the float32 gradient. y goes through a float32
+/// scratch (bias broadcast, GEMM with beta = 1, one conversion to bf16), so
+/// y = round(x W^T + b) is rounded once, as the reference does; the scratch
+/// is N x out floats (512 x 10 for ResNet-18).
 extension CUDABackend {
     public func linearForward(output: Tensor, input: Tensor, weight: Tensor, bias: Tensor) {
+        let dtype = activationDType("linearForward", [("output", output), ("input", input), ("weight", weight)])
         let (batch, inFeatures, outFeatures) = linearShapes("linearForward", input: input, weight: weight)
+        require(bias.dtype == .float32,
+                "linearForward: unsupported dtype combination (input \(input.dtype), weight \(weight.dtype), "
+                    + "bias \(bias.dtype), output \(output.dtype)); the bias is float32 in every precision")
         expect("linearForward", bias, [outFeatures])
-        expect("linearForward", output, [batch, outFeatures])
+        expect("linearForward", output, [batch, outFeatures], dtype)
         context.makeCurrent()
+        let count = output.elementCount
+        // The reduction scratch is free between ops (everything runs on one stream, Note [Stream-ordered reuse]).
+        let sums = dtype == .float32 ? output.devicePointer : reductionScratch.pointer(byteCount: count * 4)
         // y = bias broadcast, then the GEMM adds x W^T (beta = 1): no separate read-modify-write pass.
-        kernels.elementwise(.elementwise, "broadcast_rows", count: output.elementCount,
-                            [.tensor(output), .tensor(bias), .count(output.elementCount), .int(outFeatures)])
+        kernels.elementwise(.elementwise, "broadcast_rows", count: count,
+                            [.pointer(sums), .tensor(bias), .count(count), .int(outFeatures)])
         gemm("linearForward y", transposeA: true, transposeB: false, m: outFeatures, n: batch, k: inFeatures,
-             a: weight, lda: inFeatures, b: input, ldb: inFeatures, beta: 1, c: output, ldc: outFeatures)
+             a: weight, lda: inFeatures, b: input, ldb: inFeatures, beta: 1,
+             c: sums, cType: .float32, ldc: outFeatures)
+        if dtype == .bfloat16 {
+            kernels.elementwise(.elementwise, "convert_f32_to_bf16", count: count,
+                                [.tensor(output), .pointer(sums), .count(count)])
+        }
     }
 
     public func linearBackward(dInput: Tensor?, dWeight: Tensor, dBias: Tensor,
                                dOutput: Tensor, input: Tensor, weight: Tensor) {
+        var named: [(name: String, tensor: Tensor)] = [("dOutput", dOutput), ("input", input), ("weight", weight)]
+        if let dInput { named.append(("dInput", dInput)) }
+        let dtype = activationDType("linearBackward", named)
         let (batch, inFeatures, outFeatures) = linearShapes("linearBackward", input: input, weight: weight)
-        expect("linearBackward", dOutput, [batch, outFeatures])
+        require(dWeight.dtype == .float32 && dBias.dtype == .float32,
+                "linearBackward: unsupported dtype combination (dOutput \(dOutput.dtype), dWeight \(dWeight.dtype), "
+                    + "dBias \(dBias.dtype)); weight and bias gradients are float32 in every precision")
+        expect("linearBackward", dOutput, [batch, outFeatures], dtype)
         expect("linearBackward", dWeight, [outFeatures, inFeatures])
         expect("linearBackward", dBias, [outFeatures])
         context.makeCurrent()
         if let dInput {
-            expect("linearBackward", dInput, [batch, inFeatures])
+            expect("linearBackward", dInput, [batch, inFeatures], dtype)
             gemm("linearBackward dx", transposeA: false, transposeB: false, m: inFeatures, n: batch, k: outFeatures,
-                 a: weight, lda: inFeatures, b: dOutput, ldb: outFeatures, beta: 0, c: dInput, ldc: inFeatures)
+                 a: weight, lda: inFeatures, b: dOutput, ldb: outFeatures, beta: 0,
+                 c: dInput.devicePointer, cType: dtype, ldc: inFeatures)
         }
         gemm("linearBackward dW", transposeA: false, transposeB: true, m: inFeatures, n: outFeatures, k: batch,
-             a: input, lda: inFeatures, b: dOutput, ldb: outFeatures, beta: 0, c: dWeight, ldc: inFeatures)
+             a: input, lda: inFeatures, b: dOutput, ldb: outFeatures, beta: 0,
+             c: dWeight.devicePointer, cType: .float32, ldc: inFeatures)
         // dBias = column sums of dy: 32 x 8 blocks, one per 32 outputs (see Kernels+Elementwise.swift).
-        kernels.launch(.elementwise, "column_sums", grid: ((outFeatures + 31) / 32, 1, 1), block: (32, 8, 1),
+        kernels.launch(.elementwise, kernelName("column_sums", dtype), grid: ((outFeatures + 31) / 32, 1, 1), block: (32, 8, 1),
                        [.tensor(dBias), .tensor(dOutput), .int(batch), .int(outFeatures)])
     }
 
-    /// C = A' B' + beta C in column-major terms, fp32 in and out.
+    /// C = A' B' + beta C in column-major terms. A and B share a dtype
+    /// (float32, or bf16: cuBLAS's 16BF x 16BF -> 16BF or 32F), C has
+    /// `cType`; always float32 accumulation (CUBLAS_COMPUTE_32F, float alpha and beta).
     private func gemm(_ what: String, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
-                      a: Tensor, lda: Int, b: Tensor, ldb: Int, beta: Float, c: Tensor, ldc: Int) {
+                      a: Tensor, lda: Int, b: Tensor, ldb: Int, beta: Float, c: CUdeviceptr, cType: DType, ldc: Int) {
         var alpha: Float = 1, beta = beta
-        let float32 = Int32(COHORT_CUDA_R_32F)
+        require(a.dtype == b.dtype, "\(what): GEMM operands of different dtypes (\(a.dtype), \(b.dtype))")
+        func cudaType(_ dtype: DType) -> Int32 {
+            switch dtype {
+            case .float32: return Int32(COHORT_CUDA_R_32F)
+            case .bfloat16: return Int32(COHORT_CUDA_R_16BF)
+            default: fatalError("CUDABackend.\(what): no GEMM for \(dtype)")
+            }
+        }
+        let abType = cudaType(a.dtype)
         let status = cublas.cublasGemmEx(
             cublasHandle, Int32(transposeA ? COHORT_CUBLAS_OP_T : COHORT_CUBLAS_OP_N),
             Int32(transposeB ? COHORT_CUBLAS_OP_T : COHORT_CUBLAS_OP_N), Int32(m), Int32(n), Int32(k), &alpha,
-            devicePointer(a.devicePointer), float32, Int32(lda), devicePointer(b.devicePointer), float32, Int32(ldb),
-            &beta, devicePointer(c.devicePointer), float32, Int32(ldc),
+            devicePointer(a.devicePointer), abType, Int32(lda), devicePointer(b.devicePointer), abType, Int32(ldb),
+            &beta, devicePointer(c), cudaType(cType), Int32(ldc),
             Int32(COHORT_CUBLAS_COMPUTE_32F), Int32(COHORT_CUBLAS_GEMM_DEFAULT))
-        mustSucceed { try checkCUBLAS(status, "cublasGemmEx", "\(what): m \(m) n \(n) k \(k)") }
+        mustSucceed {
+            try checkCUBLAS(status, "cublasGemmEx",
+                            "\(what): m \(m) n \(n) k \(k), A/B \(a.dtype), C \(cType), compute 32F")
+        }
     }
 
     private func linearShapes(_ op: String, input: Tensor, weight: Tensor) -> (batch: Int, inFeatures: Int, outFeatures: Int) {
         require(input.shape.rank == 2 && weight.shape.rank == 2 && input.shape[1] == weight.shape[1],
                 "\(op): input \(input.shape) does not match weight \(weight.shape) ([out, in])")
-        expect(op, input, input.shape)
-        expect(op, weight, weight.shape)
+        expect(op, input, input.shape, input.dtype)
+        expect(op, weight, weight.shape, input.dtype)
         return (input.shape[0], input.shape[1], weight.shape[0])
     }
 }

@@ -4,8 +4,9 @@ import CohortTensor
 import Foundation
 
 /// The NVIDIA GPU backend, float32 (TF32 allowed in cuDNN's convolutions,
-/// as PyTorch's default): convolutions on cuDNN, the linear layer on cuBLAS,
-/// everything else on NVRTC-compiled kernels (see docs/cuda-backend.md).
+/// as PyTorch's default) or bfloat16 mixed precision (Note [CUDA bf16
+/// dtypes]): convolutions on cuDNN, the linear layer on cuBLAS, everything
+/// else on NVRTC-compiled kernels (see docs/cuda-backend.md).
 ///
 /// Every library is reached through dlopen (CCUDA), so `init` throws
 /// `CUDAUnavailable` on a machine without the driver, a GPU, NVRTC, cuBLAS
@@ -37,7 +38,7 @@ public final class CUDABackend: Backend {
     private let cublasWorkspace: Storage
 
     // Plans and scratch, made at the first use of a shape.
-    var convolutions: [Conv2dGeometry: ConvolutionPlan] = [:]
+    var convolutions: [ConvolutionPlan.Key: ConvolutionPlan] = [:]
     var segmentPlans: [SegmentPlanKey: SegmentPlan] = [:]
     let convolutionWorkspace: ScratchBuffer
     let weightScratch: ScratchBuffer
@@ -153,48 +154,64 @@ public final class CUDABackend: Backend {
     // MARK: Elementwise
 
     public func reluForward(output: Tensor, input: Tensor) {
-        expect("reluForward", input, input.shape)
-        expect("reluForward", output, input.shape)
+        let dtype = activationDType("reluForward", [("output", output), ("input", input)])
+        expect("reluForward", input, input.shape, dtype)
+        expect("reluForward", output, input.shape, dtype)
         context.makeCurrent()
-        kernels.elementwise(.elementwise, "relu_forward", count: input.elementCount,
-                            [.tensor(output), .tensor(input), .count(input.elementCount)])
+        let count = input.elementCount
+        elementwise(.elementwise, "relu_forward", dtype: dtype, count: count,
+                    vectorizable: vectorizable(count: count, output, input)) {
+            [.tensor(output), .tensor(input), .count($0)]
+        }
     }
 
     public func reluBackward(dInput: Tensor, dOutput: Tensor, output: Tensor) {
-        expect("reluBackward", dOutput, dOutput.shape)
-        expect("reluBackward", output, dOutput.shape)
-        expect("reluBackward", dInput, dOutput.shape)
+        let dtype = activationDType("reluBackward", [("dInput", dInput), ("dOutput", dOutput), ("output", output)])
+        expect("reluBackward", dOutput, dOutput.shape, dtype)
+        expect("reluBackward", output, dOutput.shape, dtype)
+        expect("reluBackward", dInput, dOutput.shape, dtype)
         context.makeCurrent()
-        kernels.elementwise(.elementwise, "relu_backward", count: dOutput.elementCount,
-                            [.tensor(dInput), .tensor(dOutput), .tensor(output), .count(dOutput.elementCount)])
+        let count = dOutput.elementCount
+        elementwise(.elementwise, "relu_backward", dtype: dtype, count: count,
+                    vectorizable: vectorizable(count: count, dInput, dOutput, output)) {
+            [.tensor(dInput), .tensor(dOutput), .tensor(output), .count($0)]
+        }
     }
 
     public func add(output: Tensor, _ a: Tensor, _ b: Tensor, fuseReLU: Bool) {
-        expect("add", a, a.shape)
-        expect("add", b, a.shape)
-        expect("add", output, a.shape)
+        let dtype = activationDType("add", [("output", output), ("a", a), ("b", b)])
+        expect("add", a, a.shape, dtype)
+        expect("add", b, a.shape, dtype)
+        expect("add", output, a.shape, dtype)
         context.makeCurrent()
-        kernels.elementwise(.elementwise, "residual_add", count: a.elementCount,
-                            [.tensor(output), .tensor(a), .tensor(b), .count(a.elementCount), .int32(fuseReLU ? 1 : 0)])
+        let count = a.elementCount
+        elementwise(.elementwise, "residual_add", dtype: dtype, count: count,
+                    vectorizable: vectorizable(count: count, output, a, b)) {
+            [.tensor(output), .tensor(a), .tensor(b), .count($0), .int32(fuseReLU ? 1 : 0)]
+        }
     }
 
     // MARK: Pooling
 
     public func globalAveragePoolForward(output: Tensor, input: Tensor) {
         let (batch, height, width, channels) = nhwc("globalAveragePoolForward", input)
-        expect("globalAveragePoolForward", output, [batch, channels])
+        let dtype = activationDType("globalAveragePoolForward", [("output", output), ("input", input)])
+        expect("globalAveragePoolForward", output, [batch, channels], dtype)
         context.makeCurrent()
-        // Grid (N, ceil(C/32)), 32 x 8 blocks: see Kernels+Elementwise.swift.
-        kernels.launch(.elementwise, "global_average_pool", grid: (batch, (channels + 31) / 32, 1), block: (32, 8, 1),
+        // Grid (N, ceil(C/32)), 32 x 8 blocks: see Kernels+Elementwise.swift. In bf16 a warp
+        // reads 64 bytes per row (scalar): this pool sees 4x4 pixels in ResNet-18, too little to vectorise.
+        kernels.launch(.elementwise, kernelName("global_average_pool", dtype), grid: (batch, (channels + 31) / 32, 1), block: (32, 8, 1),
                        [.tensor(output), .tensor(input), .int(height * width), .int(channels)])
     }
 
     public func globalAveragePoolBackward(dInput: Tensor, dOutput: Tensor) {
         let (batch, height, width, channels) = nhwc("globalAveragePoolBackward", dInput)
-        expect("globalAveragePoolBackward", dOutput, [batch, channels])
+        let dtype = activationDType("globalAveragePoolBackward", [("dInput", dInput), ("dOutput", dOutput)])
+        expect("globalAveragePoolBackward", dOutput, [batch, channels], dtype)
         context.makeCurrent()
         let pixels = height * width
-        kernels.elementwise(.elementwise, "global_average_pool_backward", count: dInput.elementCount,
+        // Scalar in bf16 too: 4x4x512 per image in ResNet-18, a few microseconds.
+        kernels.elementwise(.elementwise, kernelName("global_average_pool_backward", dtype), count: dInput.elementCount,
                             [.tensor(dInput), .tensor(dOutput), .count(dInput.elementCount), .int(pixels),
                              .int(channels), .float(1 / Float(pixels))])
     }
@@ -213,10 +230,13 @@ extension CUDABackend {
                 "\(op): expected a \(dtype) tensor of shape \(shape) on \(device), got \(tensor)")
     }
 
-    /// The dimensions of a float32 NHWC tensor on this device.
+    /// The dimensions of a float32 or bfloat16 NHWC tensor on this device
+    /// (the caller checks the dtypes of the op's other tensors against it).
     func nhwc(_ op: String, _ tensor: Tensor) -> (batch: Int, height: Int, width: Int, channels: Int) {
         require(tensor.shape.rank == 4, "\(op): expected an NHWC tensor, got shape \(tensor.shape)")
-        expect(op, tensor, tensor.shape)
+        require(tensor.dtype == .float32 || tensor.dtype == .bfloat16,
+                "\(op): expected a float32 or bfloat16 NHWC tensor, got \(tensor)")
+        expect(op, tensor, tensor.shape, tensor.dtype)
         return (tensor.shape[0], tensor.shape[1], tensor.shape[2], tensor.shape[3])
     }
 }

@@ -119,5 +119,28 @@ __device__ __forceinline__ bf16 float_to_bf16(float f) {
     return r;
 }
 #define GRID_STRIDE(i, n) for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)blockDim.x * gridDim.x)
+// Element access by type, so one template body serves float32 and bfloat16:
+// a bf16 load widens exactly, a bf16 store rounds once (to nearest even).
+__device__ __forceinline__ float load_element(const float* p, long long i) { return p[i]; }
+__device__ __forceinline__ float load_element(const bf16* p, long long i) { return bf16_to_float(p[i]); }
+__device__ __forceinline__ void store_element(float* p, long long i, float v) { p[i] = v; }
+__device__ __forceinline__ void store_element(bf16* p, long long i, float v) { p[i] = float_to_bf16(v); }
+// Eight bfloat16 moved as one 16-byte access (Note [Vector bf16 access]); element 2k
+// is the low half of word k (little-endian). The *_bf16x8 kernels index in these units.
+struct alignas(16) bf16x8 { unsigned int w[4]; };
+__device__ __forceinline__ void unpack_bf16x8(bf16x8 p, float* f) {
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        f[2 * k] = __uint_as_float(p.w[k] << 16);
+        f[2 * k + 1] = __uint_as_float(p.w[k] & 0xffff0000u);
+    }
+}
+__device__ __forceinline__ bf16x8 pack_bf16x8(const float* f) {
+    bf16x8 p;
+#pragma unroll
+    for (int k = 0; k < 4; k++)
+        p.w[k] = (unsigned int)float_to_bf16(f[2 * k]) | ((unsigned int)float_to_bf16(f[2 * k + 1]) << 16);
+    return p;
+}
 
 """#

@@ -16,18 +16,23 @@
 /// mean is large against the spread (one pass over x instead of two).
 extension KernelSource {
     static let batchNorm = KernelSource(name: "batch_norm", source: kernelPrelude + #"""
+// Each kernel is one template body over the activation type T (float or bf16;
+// scale, shift and statistics are always float32, sums in double as before),
+// instantiated as `<name>` and `<name>_bf16`; `_bf16x8` kernels take eight bf16
+// per thread (Note [Vector bf16 access] in Kernels+Elementwise.swift; they need C % 8 == 0).
+
 // partial[slice][0][c] = sum (x - x[0, c]), partial[slice][1][c] = sum (x - x[0, c])^2 over the slice's rows.
-extern "C" __global__ void __launch_bounds__(256) bn_statistics_partials(
-        double* partial, const float* x, long long rows, int C, long long rowsPerSlice) {
+template <typename T> __device__ __forceinline__ void bn_statistics_partials_body(
+        double* partial, const T* x, long long rows, int C, long long rowsPerSlice) {
     __shared__ double sums[2][8][32];
     int c = blockIdx.x * 32 + threadIdx.x;
     long long begin = (long long)blockIdx.y * rowsPerSlice;
     long long end = begin + rowsPerSlice < rows ? begin + rowsPerSlice : rows;
     double sum = 0.0, squares = 0.0;
     if (c < C) {
-        double pivot = (double)x[c];
+        double pivot = (double)load_element(x, c);
         for (long long r = begin + threadIdx.y; r < end; r += 8) {
-            double d = (double)x[r * C + c] - pivot;
+            double d = (double)load_element(x, r * C + c) - pivot;
             sum += d;
             squares += d * d;
         }
@@ -42,12 +47,20 @@ extern "C" __global__ void __launch_bounds__(256) bn_statistics_partials(
         partial[((long long)blockIdx.y * 2 + 1) * C + c] = q;
     }
 }
+extern "C" __global__ void __launch_bounds__(256) bn_statistics_partials(
+        double* partial, const float* x, long long rows, int C, long long rowsPerSlice) {
+    bn_statistics_partials_body(partial, x, rows, C, rowsPerSlice);
+}
+extern "C" __global__ void __launch_bounds__(256) bn_statistics_partials_bf16(
+        double* partial, const bf16* x, long long rows, int C, long long rowsPerSlice) {
+    bn_statistics_partials_body(partial, x, rows, C, rowsPerSlice);
+}
 
 // One thread per channel: mean, biased variance, saved statistics and PyTorch's running update
 // (running = (1 - momentum) * running + momentum * stat, the unbiased variance for runningVar).
-extern "C" __global__ void bn_statistics_finalize(
+template <typename T> __device__ __forceinline__ void bn_statistics_finalize_body(
         float* savedMean, float* savedInvStd, float* runningMean, float* runningVar,
-        const double* partial, const float* x, int slices, long long rows, int C, float momentum, float epsilon) {
+        const double* partial, const T* x, int slices, long long rows, int C, float momentum, float epsilon) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     double sum = 0.0, squares = 0.0;
@@ -59,44 +72,87 @@ extern "C" __global__ void bn_statistics_finalize(
     double shiftedMean = sum / n;
     double variance = squares / n - shiftedMean * shiftedMean;
     if (variance < 0.0) variance = 0.0;
-    double mean = (double)x[c] + shiftedMean;
+    double mean = (double)load_element(x, c) + shiftedMean;
     savedMean[c] = (float)mean;
     savedInvStd[c] = (float)(1.0 / sqrt(variance + (double)epsilon));
     runningMean[c] = (1.0f - momentum) * runningMean[c] + momentum * (float)mean;
     runningVar[c] = (1.0f - momentum) * runningVar[c] + momentum * (float)(variance * n / (n - 1.0));
 }
+extern "C" __global__ void bn_statistics_finalize(
+        float* savedMean, float* savedInvStd, float* runningMean, float* runningVar,
+        const double* partial, const float* x, int slices, long long rows, int C, float momentum, float epsilon) {
+    bn_statistics_finalize_body(savedMean, savedInvStd, runningMean, runningVar, partial, x, slices, rows, C, momentum, epsilon);
+}
+extern "C" __global__ void bn_statistics_finalize_bf16(
+        float* savedMean, float* savedInvStd, float* runningMean, float* runningVar,
+        const double* partial, const bf16* x, int slices, long long rows, int C, float momentum, float epsilon) {
+    bn_statistics_finalize_body(savedMean, savedInvStd, runningMean, runningVar, partial, x, slices, rows, C, momentum, epsilon);
+}
 
 // y = scale * (x - mean) * invStd + shift (then max(0, .) if relu), as the reference orders it.
+__device__ __forceinline__ float bn_affine(float x, const float* scale, const float* shift,
+                                           const float* mean, const float* invStd, int c, int relu) {
+    float v = scale[c] * (x - mean[c]) * invStd[c] + shift[c];
+    return relu ? (v > 0.0f ? v : 0.0f) : v;
+}
+template <typename T> __device__ __forceinline__ void bn_normalize_body(
+        T* y, const T* x, const float* scale, const float* shift,
+        const float* mean, const float* invStd, long long n, int C, int relu) {
+    GRID_STRIDE(i, n) store_element(y, i, bn_affine(load_element(x, i), scale, shift, mean, invStd, (int)(i % C), relu));
+}
 extern "C" __global__ void bn_normalize(
         float* y, const float* x, const float* scale, const float* shift,
         const float* mean, const float* invStd, long long n, int C, int relu) {
-    GRID_STRIDE(i, n) {
-        int c = (int)(i % C);
-        float v = scale[c] * (x[i] - mean[c]) * invStd[c] + shift[c];
-        y[i] = relu ? (v > 0.0f ? v : 0.0f) : v;
+    bn_normalize_body(y, x, scale, shift, mean, invStd, n, C, relu);
+}
+extern "C" __global__ void bn_normalize_bf16(
+        bf16* y, const bf16* x, const float* scale, const float* shift,
+        const float* mean, const float* invStd, long long n, int C, int relu) {
+    bn_normalize_body(y, x, scale, shift, mean, invStd, n, C, relu);
+}
+extern "C" __global__ void bn_normalize_bf16x8(
+        bf16x8* y, const bf16x8* x, const float* scale, const float* shift,
+        const float* mean, const float* invStd, long long n8, int C, int relu) {
+    GRID_STRIDE(i, n8) {
+        int c0 = (int)((i * 8) % C);
+        float v[8];
+        unpack_bf16x8(x[i], v);
+#pragma unroll
+        for (int k = 0; k < 8; k++) v[k] = bn_affine(v[k], scale, shift, mean, invStd, c0 + k, relu);
+        y[i] = pack_bf16x8(v);
     }
 }
 
 // Evaluation mode: invStd = 1 / sqrt(runningVar + epsilon) (IEEE sqrt and division: no fast math).
-extern "C" __global__ void bn_inference(
-        float* y, const float* x, const float* scale, const float* shift,
+template <typename T> __device__ __forceinline__ void bn_inference_body(
+        T* y, const T* x, const float* scale, const float* shift,
         const float* runningMean, const float* runningVar, float epsilon, long long n, int C, int relu) {
     GRID_STRIDE(i, n) {
         int c = (int)(i % C);
         float invStd = 1.0f / sqrtf(runningVar[c] + epsilon);
-        float v = scale[c] * (x[i] - runningMean[c]) * invStd + shift[c];
-        y[i] = relu ? (v > 0.0f ? v : 0.0f) : v;
+        float v = scale[c] * (load_element(x, i) - runningMean[c]) * invStd + shift[c];
+        store_element(y, i, relu ? (v > 0.0f ? v : 0.0f) : v);
     }
+}
+extern "C" __global__ void bn_inference(
+        float* y, const float* x, const float* scale, const float* shift,
+        const float* runningMean, const float* runningVar, float epsilon, long long n, int C, int relu) {
+    bn_inference_body(y, x, scale, shift, runningMean, runningVar, epsilon, n, C, relu);
+}
+extern "C" __global__ void bn_inference_bf16(
+        bf16* y, const bf16* x, const float* scale, const float* shift,
+        const float* runningMean, const float* runningVar, float epsilon, long long n, int C, int relu) {
+    bn_inference_body(y, x, scale, shift, runningMean, runningVar, epsilon, n, C, relu);
 }
 
 // g = dy, masked to 0 where the fused ReLU's output y <= 0.
-__device__ __forceinline__ float bn_gradient(const float* dy, const float* y, long long i, int relu) {
-    return (relu && y[i] <= 0.0f) ? 0.0f : dy[i];
+template <typename T> __device__ __forceinline__ float bn_gradient(const T* dy, const T* y, long long i, int relu) {
+    return (relu && load_element(y, i) <= 0.0f) ? 0.0f : load_element(dy, i);
 }
 
 // partial[slice][0][c] = sum g, partial[slice][1][c] = sum g * xhat, xhat = (x - mean) * invStd.
-extern "C" __global__ void __launch_bounds__(256) bn_backward_partials(
-        double* partial, const float* dy, const float* x, const float* y,
+template <typename T> __device__ __forceinline__ void bn_backward_partials_body(
+        double* partial, const T* dy, const T* x, const T* y,
         const float* mean, const float* invStd, long long rows, int C, long long rowsPerSlice, int relu) {
     __shared__ double sums[2][8][32];
     int c = blockIdx.x * 32 + threadIdx.x;
@@ -109,7 +165,7 @@ extern "C" __global__ void __launch_bounds__(256) bn_backward_partials(
             long long i = r * C + c;
             double g = (double)bn_gradient(dy, y, i, relu);
             sumG += g;
-            sumGX += g * (double)((x[i] - m) * s);
+            sumGX += g * (double)((load_element(x, i) - m) * s);
         }
     }
     sums[0][threadIdx.y][threadIdx.x] = sumG;
@@ -122,8 +178,18 @@ extern "C" __global__ void __launch_bounds__(256) bn_backward_partials(
         partial[((long long)blockIdx.y * 2 + 1) * C + c] = b;
     }
 }
+extern "C" __global__ void __launch_bounds__(256) bn_backward_partials(
+        double* partial, const float* dy, const float* x, const float* y,
+        const float* mean, const float* invStd, long long rows, int C, long long rowsPerSlice, int relu) {
+    bn_backward_partials_body(partial, dy, x, y, mean, invStd, rows, C, rowsPerSlice, relu);
+}
+extern "C" __global__ void __launch_bounds__(256) bn_backward_partials_bf16(
+        double* partial, const bf16* dy, const bf16* x, const bf16* y,
+        const float* mean, const float* invStd, long long rows, int C, long long rowsPerSlice, int relu) {
+    bn_backward_partials_body(partial, dy, x, y, mean, invStd, rows, C, rowsPerSlice, relu);
+}
 
-// dShift = sum g, dScale = sum g * xhat; one thread per channel.
+// dShift = sum g, dScale = sum g * xhat; one thread per channel (float32 for either activation type).
 extern "C" __global__ void bn_backward_finalize(float* dScale, float* dShift, const double* partial, int slices, int C) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
@@ -137,17 +203,57 @@ extern "C" __global__ void bn_backward_finalize(float* dScale, float* dShift, co
 }
 
 // dx = scale * invStd * (g - dShift / rows - xhat * dScale / rows).
-extern "C" __global__ void bn_backward_data(
-        float* dx, const float* dy, const float* x, const float* y, const float* scale,
+__device__ __forceinline__ float bn_input_gradient(float g, float x, int c, const float* scale, const float* mean,
+                                                   const float* invStd, const float* dScale, const float* dShift,
+                                                   float inverseRows) {
+    float s = invStd[c];
+    float xhat = (x - mean[c]) * s;
+    return scale[c] * s * (g - dShift[c] * inverseRows - xhat * dScale[c] * inverseRows);
+}
+template <typename T> __device__ __forceinline__ void bn_backward_data_body(
+        T* dx, const T* dy, const T* x, const T* y, const float* scale,
         const float* mean, const float* invStd, const float* dScale, const float* dShift,
         long long n, int C, long long rows, int relu) {
     float inverseRows = 1.0f / (float)rows;
     GRID_STRIDE(i, n) {
-        int c = (int)(i % C);
-        float s = invStd[c];
-        float xhat = (x[i] - mean[c]) * s;
         float g = bn_gradient(dy, y, i, relu);
-        dx[i] = scale[c] * s * (g - dShift[c] * inverseRows - xhat * dScale[c] * inverseRows);
+        store_element(dx, i, bn_input_gradient(g, load_element(x, i), (int)(i % C), scale, mean, invStd, dScale, dShift,
+                                               inverseRows));
+    }
+}
+extern "C" __global__ void bn_backward_data(
+        float* dx, const float* dy, const float* x, const float* y, const float* scale,
+        const float* mean, const float* invStd, const float* dScale, const float* dShift,
+        long long n, int C, long long rows, int relu) {
+    bn_backward_data_body(dx, dy, x, y, scale, mean, invStd, dScale, dShift, n, C, rows, relu);
+}
+extern "C" __global__ void bn_backward_data_bf16(
+        bf16* dx, const bf16* dy, const bf16* x, const bf16* y, const float* scale,
+        const float* mean, const float* invStd, const float* dScale, const float* dShift,
+        long long n, int C, long long rows, int relu) {
+    bn_backward_data_body(dx, dy, x, y, scale, mean, invStd, dScale, dShift, n, C, rows, relu);
+}
+// y is read only with the fused ReLU (without it the host passes dy, as for the scalar kernels).
+extern "C" __global__ void bn_backward_data_bf16x8(
+        bf16x8* dx, const bf16x8* dy, const bf16x8* x, const bf16x8* y, const float* scale,
+        const float* mean, const float* invStd, const float* dScale, const float* dShift,
+        long long n8, int C, long long rows, int relu) {
+    float inverseRows = 1.0f / (float)rows;
+    GRID_STRIDE(i, n8) {
+        int c0 = (int)((i * 8) % C);
+        float g[8], v[8], out[8];
+        unpack_bf16x8(dy[i], g);
+        unpack_bf16x8(x[i], v);
+        if (relu) {
+            float o[8];
+            unpack_bf16x8(y[i], o);
+#pragma unroll
+            for (int k = 0; k < 8; k++) g[k] = o[k] <= 0.0f ? 0.0f : g[k];
+        }
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            out[k] = bn_input_gradient(g[k], v[k], c0 + k, scale, mean, invStd, dScale, dShift, inverseRows);
+        dx[i] = pack_bf16x8(out);
     }
 }
 """#)

@@ -12,19 +12,20 @@
 /// a kernel cannot report it, so the loss shows it).
 extension KernelSource {
     static let loss = KernelSource(name: "loss", source: kernelPrelude + #"""
-extern "C" __global__ void __launch_bounds__(256) softmax_xent_rows(
-        float* prob, float* rowLoss, float* rowCorrect, const float* z, const int* labels,
+// T is the logits' type (float or bf16); probabilities and losses are float32 for either.
+template <typename T> __device__ __forceinline__ void softmax_xent_rows_body(
+        float* prob, float* rowLoss, float* rowCorrect, const T* z, const int* labels,
         int N, int K, float smoothing) {
     int lane = threadIdx.x & 31;
     int row = blockIdx.x * 8 + (threadIdx.x >> 5);
     if (row >= N) return;  // whole warps leave together: row depends only on the warp
-    const float* zr = z + (long long)row * K;
+    const T* zr = z + (long long)row * K;
     float* pr = prob + (long long)row * K;
     // Arg-max with ties to the lowest index.
     float best = -__int_as_float(0x7f800000);  // -inf (NVRTC defines no INFINITY without <cmath>)
     int bestIndex = 0x7fffffff;
     for (int k = lane; k < K; k += 32) {
-        float v = zr[k];
+        float v = load_element(zr, k);
         if (bestIndex == 0x7fffffff || v > best) { best = v; bestIndex = k; }
     }
     for (int offset = 16; offset > 0; offset >>= 1) {
@@ -34,12 +35,12 @@ extern "C" __global__ void __launch_bounds__(256) softmax_xent_rows(
     }
     float maximum = best;
     float expSum = 0.0f;
-    for (int k = lane; k < K; k += 32) expSum += expf(zr[k] - maximum);
+    for (int k = lane; k < K; k += 32) expSum += expf(load_element(zr, k) - maximum);
     for (int offset = 16; offset > 0; offset >>= 1) expSum += __shfl_xor_sync(0xffffffffu, expSum, offset);
     float logNormaliser = maximum + logf(expSum);
     float logProbabilitySum = 0.0f;
     for (int k = lane; k < K; k += 32) {
-        float logProbability = zr[k] - logNormaliser;
+        float logProbability = load_element(zr, k) - logNormaliser;
         logProbabilitySum += logProbability;
         pr[k] = expf(logProbability);
     }
@@ -51,11 +52,22 @@ extern "C" __global__ void __launch_bounds__(256) softmax_xent_rows(
             rowLoss[row] = __int_as_float(0x7fc00000);  // NaN: the label is out of range
             rowCorrect[row] = 0.0f;
         } else {
-            float targetLogProbability = zr[target] - logNormaliser;
+            float targetLogProbability = load_element(zr, target) - logNormaliser;
             rowLoss[row] = -((1.0f - smoothing) * targetLogProbability + smoothing / (float)K * logProbabilitySum);
             rowCorrect[row] = bestIndex == target ? 1.0f : 0.0f;
         }
     }
+}
+
+extern "C" __global__ void __launch_bounds__(256) softmax_xent_rows(
+        float* prob, float* rowLoss, float* rowCorrect, const float* z, const int* labels,
+        int N, int K, float smoothing) {
+    softmax_xent_rows_body(prob, rowLoss, rowCorrect, z, labels, N, K, smoothing);
+}
+extern "C" __global__ void __launch_bounds__(256) softmax_xent_rows_bf16(
+        float* prob, float* rowLoss, float* rowCorrect, const bf16* z, const int* labels,
+        int N, int K, float smoothing) {
+    softmax_xent_rows_body(prob, rowLoss, rowCorrect, z, labels, N, K, smoothing);
 }
 
 // One block of 1024 threads: loss[0] = mean of rowLoss, correct[0] = sum of rowCorrect.
@@ -82,14 +94,25 @@ extern "C" __global__ void __launch_bounds__(1024) softmax_xent_reduce(
 }
 
 // dz = (p - target) * inverseBatch, target = onTarget at the label, offTarget elsewhere.
-extern "C" __global__ void softmax_xent_backward(
-        float* dz, const float* prob, const int* labels, long long n, int K,
+// T is dz's type (float, or bf16 in mixed precision: rounded once); prob is float32 for either.
+template <typename T> __device__ __forceinline__ void softmax_xent_backward_body(
+        T* dz, const float* prob, const int* labels, long long n, int K,
         float onTarget, float offTarget, float inverseBatch) {
     GRID_STRIDE(i, n) {
         long long row = i / K;
         int k = (int)(i % K);
-        dz[i] = (prob[i] - (k == labels[row] ? onTarget : offTarget)) * inverseBatch;
+        store_element(dz, i, (prob[i] - (k == labels[row] ? onTarget : offTarget)) * inverseBatch);
     }
+}
+extern "C" __global__ void softmax_xent_backward(
+        float* dz, const float* prob, const int* labels, long long n, int K,
+        float onTarget, float offTarget, float inverseBatch) {
+    softmax_xent_backward_body(dz, prob, labels, n, K, onTarget, offTarget, inverseBatch);
+}
+extern "C" __global__ void softmax_xent_backward_bf16(
+        bf16* dz, const float* prob, const int* labels, long long n, int K,
+        float onTarget, float offTarget, float inverseBatch) {
+    softmax_xent_backward_body(dz, prob, labels, n, K, onTarget, offTarget, inverseBatch);
 }
 """#)
 }

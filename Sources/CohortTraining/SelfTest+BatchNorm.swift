@@ -14,8 +14,15 @@ extension Tolerance {
 /// running statistics), inference-mode forward and the backward (dInput,
 /// dScale, dShift), each with and without the fused ReLU, on ResNet-18's
 /// batch-norm shapes and an odd one.
+///
+/// In bf16 (`dtype`), x, y, dy and dx are bf16 and everything per channel
+/// float32: the statistics and dScale/dShift are sums of the same bf16
+/// values (exact in float32), so they keep the float32 tolerances; the
+/// bf16 outputs get `.bfloat16Output`.
 extension BackendSelfTest {
-    func batchNormChecks() -> [SelfTestCheck] {
+    func batchNormChecks(_ dtype: DType) -> [SelfTestCheck] {
+        let outputTolerance = elementwiseTolerance(.batchNorm, dtype)
+        let dInputTolerance = elementwiseTolerance(.batchNormBackward, dtype)
         let n = options.batch
         let shapes: [Shape] = [[n, 32, 32, 64], [n, 8, 8, 256], [n, 4, 4, 512], [3, 7, 9, 5]]
         let momentum: Float = 0.1, epsilon: Float = 1e-5
@@ -23,9 +30,9 @@ extension BackendSelfTest {
         for shape in shapes {
             for fuseReLU in [false, true] {
                 let label = "\(shape)" + (fuseReLU ? " +relu" : "")
-                checks.append(SelfTestCheck(name: "batchNormForwardTraining", shape: label) { c in
-                    let inputs = BatchNormInputs(c, shape)
-                    let y = c.output(shape), mean = c.output(inputs.channels), invStd = c.output(inputs.channels)
+                checks.append(SelfTestCheck(name: checkName("batchNormForwardTraining", dtype), shape: label) { c in
+                    let inputs = BatchNormInputs(c, shape, dtype)
+                    let y = c.output(shape, dtype: dtype), mean = c.output(inputs.channels), invStd = c.output(inputs.channels)
                     c.run { backend, side in
                         backend.batchNormForwardTraining(
                             output: side(y), input: side(inputs.x), scale: side(inputs.scale), shift: side(inputs.shift),
@@ -33,37 +40,37 @@ extension BackendSelfTest {
                             savedMean: side(mean), savedInvStd: side(invStd),
                             momentum: momentum, epsilon: epsilon, fuseReLU: fuseReLU)
                     }
-                    c.compare("output", y, .batchNorm)
+                    c.compare("output", y, outputTolerance)
                     c.compare("savedMean", mean, .batchNorm)
                     c.compare("savedInvStd", invStd, .batchNorm)
                     c.compare("runningMean", inputs.runningMean, .batchNorm)
                     c.compare("runningVar", inputs.runningVar, .batchNorm)
                 })
-                checks.append(SelfTestCheck(name: "batchNormForwardInference", shape: label) { c in
-                    let inputs = BatchNormInputs(c, shape)
-                    let y = c.output(shape)
+                checks.append(SelfTestCheck(name: checkName("batchNormForwardInference", dtype), shape: label) { c in
+                    let inputs = BatchNormInputs(c, shape, dtype)
+                    let y = c.output(shape, dtype: dtype)
                     c.run { backend, side in
                         backend.batchNormForwardInference(
                             output: side(y), input: side(inputs.x), scale: side(inputs.scale), shift: side(inputs.shift),
                             runningMean: side(inputs.runningMean), runningVar: side(inputs.runningVar),
                             epsilon: epsilon, fuseReLU: fuseReLU)
                     }
-                    c.compare("output", y, .batchNorm)
+                    c.compare("output", y, outputTolerance)
                 })
-                checks.append(SelfTestCheck(name: "batchNormBackward", shape: label) { c in
-                    let inputs = BatchNormInputs(c, shape)
+                checks.append(SelfTestCheck(name: checkName("batchNormBackward", dtype), shape: label) { c in
+                    let inputs = BatchNormInputs(c, shape, dtype)
                     // The forward's saved statistics and output, from the reference, are inputs to both backwards.
                     let forward = inputs.referenceForward(momentum: momentum, epsilon: epsilon, fuseReLU: fuseReLU)
                     let y = c.pair(forward.output), mean = c.pair(forward.savedMean)
-                    let invStd = c.pair(forward.savedInvStd), dy = c.pair(c.uniform(shape))
-                    let dx = c.output(shape), dScale = c.output(inputs.channels), dShift = c.output(inputs.channels)
+                    let invStd = c.pair(forward.savedInvStd), dy = c.pair(c.uniform(shape), dtype)
+                    let dx = c.output(shape, dtype: dtype), dScale = c.output(inputs.channels), dShift = c.output(inputs.channels)
                     c.run { backend, side in
                         backend.batchNormBackward(
                             dInput: side(dx), dScale: side(dScale), dShift: side(dShift), dOutput: side(dy),
                             input: side(inputs.x), output: side(y), scale: side(inputs.scale),
                             savedMean: side(mean), savedInvStd: side(invStd), fuseReLU: fuseReLU)
                     }
-                    c.compare("dInput", dx, .batchNormBackward)
+                    c.compare("dInput", dx, dInputTolerance)
                     c.compare("dScale", dScale, .batchNormBackward)
                     c.compare("dShift", dShift, .batchNormBackward)
                 })
@@ -81,10 +88,11 @@ private struct BatchNormInputs {
     let x, scale, shift, runningMean, runningVar: TensorPair
     let context: SelfTestContext
 
-    init(_ c: SelfTestContext, _ shape: Shape) {
+    /// x in `dtype` (the activations'), the rest float32.
+    init(_ c: SelfTestContext, _ shape: Shape, _ dtype: DType) {
         context = c
         channels = [shape[3]]
-        host = (c.uniform(shape, -1...2), c.uniform(channels, 0.5...1.5), c.uniform(channels, -0.5...0.5))
+        host = (c.rounded(c.uniform(shape, -1...2), dtype), c.uniform(channels, 0.5...1.5), c.uniform(channels, -0.5...0.5))
         x = c.pair(host.x)
         scale = c.pair(host.scale)
         shift = c.pair(host.shift)
@@ -92,10 +100,10 @@ private struct BatchNormInputs {
         runningVar = c.pair(c.uniform(channels, 0.5...1.5))
     }
 
-    /// The reference's training forward on host copies: output, saved mean and inverse std.
+    /// The reference's training forward on host copies: output (in x's dtype), saved mean and inverse std.
     func referenceForward(momentum: Float, epsilon: Float, fuseReLU: Bool)
         -> (output: Tensor, savedMean: Tensor, savedInvStd: Tensor) {
-        let output = Tensor.zeros(host.x.shape), mean = Tensor.zeros(channels), invStd = Tensor.zeros(channels)
+        let output = Tensor.zeros(host.x.shape, dtype: host.x.dtype), mean = Tensor.zeros(channels), invStd = Tensor.zeros(channels)
         context.reference.batchNormForwardTraining(
             output: output, input: host.x, scale: host.scale, shift: host.shift,
             runningMean: Tensor.zeros(channels), runningVar: Tensor(Array(repeating: 1, count: channels[0]), shape: channels),

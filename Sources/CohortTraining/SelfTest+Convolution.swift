@@ -47,26 +47,27 @@ extension BackendSelfTest {
         ]
     }
 
-    func convolutionChecks() -> [SelfTestCheck] {
-        let tolerance = Tolerance.matrix(options.matrixPrecision)
+    /// `dtype` is the activations' and weights' (bf16: Note [bf16 self-test]); dWeight is float32 in both.
+    func convolutionChecks(_ dtype: DType) -> [SelfTestCheck] {
+        let tolerance = dtype == .bfloat16 ? .bfloat16Matrix : Tolerance.matrix(options.matrixPrecision)
         return convolutionGeometries.flatMap { g in
             [
-                SelfTestCheck(name: "conv2dForward", shape: g.shortDescription) { c in
-                    let x = c.pair(c.uniform(g.inputShape)), w = c.pair(c.uniform(g.weightShape))
-                    let y = c.output(g.outputShape)
+                SelfTestCheck(name: checkName("conv2dForward", dtype), shape: g.shortDescription) { c in
+                    let x = c.pair(c.uniform(g.inputShape), dtype), w = c.pair(c.uniform(g.weightShape), dtype)
+                    let y = c.output(g.outputShape, dtype: dtype)
                     c.run { backend, side in backend.conv2dForward(output: side(y), input: side(x), weight: side(w), geometry: g) }
                     c.compare(nil, y, tolerance)
                 },
-                SelfTestCheck(name: "conv2dBackwardData", shape: g.shortDescription) { c in
-                    let dy = c.pair(c.uniform(g.outputShape)), w = c.pair(c.uniform(g.weightShape))
-                    let dx = c.output(g.inputShape)
+                SelfTestCheck(name: checkName("conv2dBackwardData", dtype), shape: g.shortDescription) { c in
+                    let dy = c.pair(c.uniform(g.outputShape), dtype), w = c.pair(c.uniform(g.weightShape), dtype)
+                    let dx = c.output(g.inputShape, dtype: dtype)
                     c.run { backend, side in
                         backend.conv2dBackwardData(dInput: side(dx), dOutput: side(dy), weight: side(w), geometry: g)
                     }
                     c.compare(nil, dx, tolerance)
                 },
-                SelfTestCheck(name: "conv2dBackwardWeight", shape: g.shortDescription) { c in
-                    let x = c.pair(c.uniform(g.inputShape)), dy = c.pair(c.uniform(g.outputShape))
+                SelfTestCheck(name: checkName("conv2dBackwardWeight", dtype), shape: g.shortDescription) { c in
+                    let x = c.pair(c.uniform(g.inputShape), dtype), dy = c.pair(c.uniform(g.outputShape), dtype)
                     let dw = c.output(g.weightShape)
                     c.run { backend, side in
                         backend.conv2dBackwardWeight(dWeight: side(dw), input: side(x), dOutput: side(dy), geometry: g)

@@ -24,6 +24,18 @@ import Foundation
 ///   either side is NaN or infinite. (Where `ref` is all zeros, the errors
 ///   are absolute.)
 /// - Each tolerance is written beside its check with the reason for its size.
+///
+/// Note [bf16 self-test]: on a backend that `supportsBFloat16`, every op
+/// check runs a second time (`<name> bf16`) with the dtypes the layers pass
+/// in bf16 mode (`Note [Mixed precision]`): activations, their gradients and
+/// conv/linear weights bfloat16; batch-norm scale, shift and statistics,
+/// probabilities, the loss and weight gradients float32. The same bf16 host
+/// values go to both sides, and the reference computes in float32 and rounds
+/// each bf16 output once, so the rows measure the backend's bf16 kernels,
+/// not the rounding of the inputs. A bf16 ResNet-18 step (`.bfloat16`
+/// model on both backends) follows the float32 one. Tolerances sit beside
+/// each check (SelfTest+BFloat16.swift). A backend without bf16 compute
+/// runs only the bf16 memory checks and says so in `notes`.
 public final class BackendSelfTest {
     public let backend: Backend
     public let options: Options
@@ -35,15 +47,16 @@ public final class BackendSelfTest {
         /// Batch 2 instead of 8 in every check and the model step: the same
         /// ops and geometries, a quarter of the work.
         public var quick: Bool
-        /// Adds the bfloat16 `fill`/`copy`/`upload` checks (a backend without
-        /// bfloat16 traps on them, and a trap cannot be caught).
+        /// Runs the bfloat16 rows (Note [bf16 self-test]): `fill`/`copy`/
+        /// `upload` in bf16 on every backend, and, where the backend
+        /// `supportsBFloat16`, every op check in bf16 and a bf16 model step.
         public var bfloat16: Bool
         /// How the backend multiplies in convolutions and linear layers; sets their tolerances.
         public var matrixPrecision: MatrixPrecision
         /// Runs only the checks whose name or shape contains this text (case-insensitive).
         public var filter: String?
 
-        public init(seed: UInt64 = UInt64.random(in: 0...UInt64.max), quick: Bool = false, bfloat16: Bool = false,
+        public init(seed: UInt64 = UInt64.random(in: 0...UInt64.max), quick: Bool = false, bfloat16: Bool = true,
                     matrixPrecision: MatrixPrecision = .float32, filter: String? = nil) {
             self.seed = seed
             self.quick = quick
@@ -61,11 +74,26 @@ public final class BackendSelfTest {
         self.options = options
     }
 
+    /// Whether the bf16 op checks and model step run (Note [bf16 self-test]).
+    public var runsBFloat16Ops: Bool { options.bfloat16 && backend.supportsBFloat16 }
+
+    /// What the run leaves out and why, for the caller to print.
+    public var notes: [String] {
+        guard options.bfloat16 && !backend.supportsBFloat16 else { return [] }
+        return ["the \(backend.name) backend has no bfloat16 compute (supportsBFloat16 is false): "
+                + "bf16 op checks and the bf16 ResNet-18 step skipped; bf16 memory checks run"]
+    }
+
     /// Every check in the order it runs, after `options.filter`.
     var checks: [SelfTestCheck] {
-        let all = memoryChecks() + convolutionChecks() + batchNormChecks() + elementwiseChecks()
-            + classifierChecks() + lossChecks() + optimizerChecks() + augmentationChecks() + [modelStepCheck()]
-            + graphChecks()
+        var all = memoryChecks() + convolutionChecks(.float32) + batchNormChecks(.float32) + elementwiseChecks(.float32)
+            + classifierChecks(.float32) + lossChecks(.float32) + optimizerChecks() + augmentationChecks()
+            + [modelStepCheck(.float32)]
+        if runsBFloat16Ops {
+            all += convolutionChecks(.bfloat16) + batchNormChecks(.bfloat16) + elementwiseChecks(.bfloat16)
+                + classifierChecks(.bfloat16) + lossChecks(.bfloat16) + [modelStepCheck(.bfloat16)]
+        }
+        all += graphChecks()
         guard let filter = options.filter?.lowercased(), !filter.isEmpty else { return all }
         return all.filter { $0.name.lowercased().contains(filter) || $0.shape.lowercased().contains(filter) }
     }

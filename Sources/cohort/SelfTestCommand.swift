@@ -33,10 +33,11 @@ struct SelfTest: ParsableCommand {
                                valueName: "file"))
     var json: String?
 
-    @Flag(name: .customLong("bf16"), help: """
-        Also check bfloat16 fill, copy and upload (a backend without bfloat16 traps on them, so they are opt-in).
+    @Flag(name: .customLong("bf16"), inversion: .prefixedNo, help: """
+        Also run the bfloat16 rows (default): bf16 fill, copy and upload, and, on a backend with bf16 compute \
+        (cuda, reference), every op check again with bf16 activations and weights and a bf16 ResNet-18 step.
         """)
-    var bfloat16 = false
+    var bfloat16 = true
 
     @Flag(help: "Batch 2 instead of 8: the same ops and shapes, a quarter of the work.")
     var quick = false
@@ -63,7 +64,7 @@ struct SelfTest: ParsableCommand {
             seed: seed ?? UInt64.random(in: 0...UInt64.max), quick: quick, bfloat16: bfloat16,
             matrixPrecision: matrixPrecision ?? (deviceOptions.device.isHost ? .float32 : .tf32), filter: filter)
         let selfTest = BackendSelfTest(backend: backend, options: options)
-        notes.forEach { say("note: \($0)") }
+        (notes + selfTest.notes).forEach { say("note: \($0)") }
         say("cohort selftest: backend \(backend.name) on \(backend.device) (\(backend.details))")
         say("seed \(options.seed) (rerun with --seed \(options.seed)); matrix precision \(options.matrixPrecision.rawValue)"
             + "\(quick ? ", quick" : "")\(bfloat16 ? ", bfloat16" : "")\(filter.map { ", filter \($0)" } ?? ""); "

@@ -34,6 +34,43 @@ final class KernelSyntaxTests: XCTestCase {
         __device__ int isnan(double); __device__ int isinf(double); __device__ int isfinite(double);
         """
 
+    /// Every kernel the backend launches by name exists as an `extern "C"`
+    /// kernel of its module (a misspelt name would fail only at its first
+    /// launch on the GPU). The bf16 names follow `CUDABackend.kernelName`
+    /// (`_bf16`) and `elementwise(_:_:dtype:...)` (`_bf16x8`).
+    func testEveryLaunchedKernelIsDefined() {
+        let launched: [String: [String]] = [
+            "elementwise": ["convert_f32_to_bf16", "convert_bf16_to_f32", "broadcast_rows", "krsc_to_oihw",
+                            "krsc_bf16_to_oihw_f32"]
+                + ["relu_forward", "relu_backward", "residual_add"].flatMap { [$0, $0 + "_bf16", $0 + "_bf16x8"] }
+                + ["global_average_pool", "global_average_pool_backward", "column_sums", "oihw_to_krsc"]
+                    .flatMap { [$0, $0 + "_bf16"] },
+            "batch_norm": ["bn_backward_finalize"]
+                + ["bn_statistics_partials", "bn_statistics_finalize", "bn_inference", "bn_backward_partials"]
+                    .flatMap { [$0, $0 + "_bf16"] }
+                + ["bn_normalize", "bn_backward_data"].flatMap { [$0, $0 + "_bf16", $0 + "_bf16x8"] },
+            "loss": ["softmax_xent_reduce"] + ["softmax_xent_rows", "softmax_xent_backward"].flatMap { [$0, $0 + "_bf16"] },
+        ]
+        let sources = Dictionary(uniqueKeysWithValues: CUDAKernelSources.modules.map { ($0.name, $0.source) })
+        for (module, names) in launched {
+            guard let source = sources[module] else { return XCTFail("no module \(module)") }
+            // A kernel's name is followed by its parameter list on the line that declares it.
+            let declared = Set(source.split(separator: "\n").filter { $0.contains("extern \"C\" __global__") }
+                .compactMap { line -> String? in
+                    guard let open = line.firstIndex(of: "(") else { return nil }
+                    let head = line[..<open].split(separator: " ").last.map(String.init)
+                    return head == "__launch_bounds__" ? nil : head
+                })
+            let declaredWithBounds = Set(source.split(separator: "\n").compactMap { line -> String? in
+                guard line.contains("__launch_bounds__"), let close = line.range(of: ") ") else { return nil }
+                return line[close.upperBound...].split(separator: "(").first.map(String.init)
+            })
+            for name in names {
+                XCTAssertTrue(declared.contains(name) || declaredWithBounds.contains(name), "\(module) has no kernel \(name)")
+            }
+        }
+    }
+
     func testEveryModuleParses() throws {
         let clang = ["/opt/swift/usr/bin/clang", "/usr/bin/clang"].first { FileManager.default.isExecutableFile(atPath: $0) }
         guard let clang else { throw XCTSkip("no clang to syntax-check CUDA with") }
