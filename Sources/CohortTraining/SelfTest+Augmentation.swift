@@ -9,7 +9,7 @@ extension BackendSelfTest {
     func augmentationChecks() -> [SelfTestCheck] {
         let shape: Shape = [options.batch * 4, 32, 32, 3]
         let padding = 4
-        return [DType.float32, .bfloat16].filter { $0 == .float32 || backend.supportsBFloat16 }.map { dtype in
+        return [DType.float32, .bfloat16].filter { $0 == .float32 || runsBFloat16Ops }.map { dtype in
             SelfTestCheck(name: "augmentImages \(dtype == .float32 ? "fp32" : "bf16")", shape: "\(shape) padding \(padding)") { c in
                 let count = shape[0]
                 let images = Tensor.zeros(shape, dtype: .uint8)
