@@ -72,7 +72,8 @@ final class ConvolutionPlan {
         }
     }
 
-    init(_ g: Conv2dGeometry, dtype: DType) throws(CUDNNError) {
+    /// `allowsTF32`: float32 convolutions may run on TF32 tensor cores (off: FMA math only, true fp32).
+    init(_ g: Conv2dGeometry, dtype: DType, allowsTF32: Bool) throws(CUDNNError) {
         geometry = g
         self.dtype = dtype
         let what = "\(g) \(dtype)"
@@ -83,8 +84,10 @@ final class ConvolutionPlan {
         (self.input, self.output, self.filter) = (input!, output!, filter!)
         let nhwc = Int32(COHORT_CUDNN_TENSOR_NHWC), float = Int32(COHORT_CUDNN_DATA_FLOAT)
         let data = dtype == .bfloat16 ? Int32(COHORT_CUDNN_DATA_BFLOAT16) : float
-        // Tensor-op math for bf16 (what Find will pick anyway); DEFAULT for float32 (TF32 allowed).
-        let math = Int32(dtype == .bfloat16 ? COHORT_CUDNN_TENSOR_OP_MATH : COHORT_CUDNN_DEFAULT_MATH)
+        // Tensor-op math for bf16 (what Find will pick anyway); DEFAULT for float32 (TF32 allowed),
+        // FMA when it is not (PyTorch's `torch.backends.cudnn.allow_tf32 = False`).
+        let math = Int32(dtype == .bfloat16 ? COHORT_CUDNN_TENSOR_OP_MATH
+                         : allowsTF32 ? COHORT_CUDNN_DEFAULT_MATH : COHORT_CUDNN_FMA_MATH)
         try checkCUDNN(cudnn.cudnnSetTensor4dDescriptor(input!, nhwc, data, Int32(g.batch), Int32(g.inputChannels),
                                                         Int32(g.inputHeight), Int32(g.inputWidth)),
                        "cudnnSetTensor4dDescriptor", "input of \(what)")
@@ -229,7 +232,7 @@ extension CUDABackend {
     private func convolutionPlan(_ g: Conv2dGeometry, _ dtype: DType) -> ConvolutionPlan {
         let key = ConvolutionPlan.Key(geometry: g, dtype: dtype)
         if let plan = convolutions[key] { return plan }
-        let plan = mustSucceed { try ConvolutionPlan(g, dtype: dtype) }
+        let plan = mustSucceed { try ConvolutionPlan(g, dtype: dtype, allowsTF32: allowsTF32) }
         convolutions[key] = plan
         return plan
     }
@@ -277,7 +280,11 @@ extension CUDABackend {
                 find(scratchOutput, Int32(Self.algorithmsRequested), &returned, $0.baseAddress!, workspace, budget)
             }
             let candidates = results.prefix(Int(returned))
-            let best = candidates.first(where: { $0.status == 0 && $0.memory <= budget })
+            // Without TF32, only FMA-math results qualify for float32 (Find may report tensor-op variants too).
+            let best = candidates.first(where: {
+                $0.status == 0 && $0.memory <= budget
+                    && (plan.dtype != .float32 || allowsTF32 || $0.mathType == Int32(COHORT_CUDNN_FMA_MATH))
+            })
             if plan.dtype == .bfloat16 && (status != 0 || best == nil) {
                 var reason = "no algorithm ran; tried "
                     + candidates.map { "algorithm \($0.algorithm): status \($0.status)" }.joined(separator: "; ")

@@ -50,7 +50,12 @@ public final class CUDABackend: Backend {
     static let cublasWorkspaceBytes = 32 << 20
 
     /// Opens GPU `deviceIndex` (CUDA's ordinal, after CUDA_VISIBLE_DEVICES).
-    public init(deviceIndex: Int = 0) throws {
+    /// Whether float32 convolutions may use TF32 tensor cores (PyTorch's
+    /// default for convolutions); false gives true float32 throughout.
+    public let allowsTF32: Bool
+
+    public init(deviceIndex: Int = 0, allowsTF32: Bool = true) throws {
+        self.allowsTF32 = allowsTF32
         context = try CUDAContext(deviceIndex: deviceIndex)
         device = .cuda(deviceIndex)
         rawAllocator = CUDADeviceAllocator(context: context)

@@ -18,12 +18,15 @@ public struct BackendUnavailable: Error, CustomStringConvertible {
 
 /// Creates the backend for `device`, saying in `notes` what was found and why
 /// a fallback was taken, so a run's header can print it.
-public func makeBackend(device: Device, choice: BackendChoice) throws -> (backend: Backend, notes: [String]) {
+/// `allowsTF32` (GPU): float32 convolutions may use TF32 tensor cores, as PyTorch allows by default.
+public func makeBackend(device: Device, choice: BackendChoice,
+                        allowsTF32: Bool = true) throws -> (backend: Backend, notes: [String]) {
     guard device.isHost else {
         guard choice == .auto else {
             throw BackendUnavailable(description: "--backend \(choice.rawValue) runs on the CPU; leave --backend out with --device \(device), or use --device cpu")
         }
-        return (try CUDABackend(deviceIndex: device.index), [])
+        return (try CUDABackend(deviceIndex: device.index, allowsTF32: allowsTF32),
+                allowsTF32 ? [] : ["TF32 off: float32 convolutions run in true float32"])
     }
     switch choice {
     case .reference:

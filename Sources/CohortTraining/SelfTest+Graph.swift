@@ -57,7 +57,7 @@ extension BackendSelfTest {
             do {
                 images = try c.tested.makeTensor(copying: hostImages)
                 labels = try c.tested.makeTensor(copying: hostLabels)
-                for _ in 0..<2 {
+                for _ in 0..<3 {
                     let model = try ResNet18(backend: c.tested, classCount: 10, seed: seed)
                     model.store.setWeightDecay(false) { $0.shape.rank == 1 }
                     models.append(model)
@@ -68,11 +68,15 @@ extension BackendSelfTest {
             } catch {
                 fatalError("selftest graph replay: cannot build the models: \(error)")
             }
-            // Eager first: its first step allocates, which would make the other's graph stale.
-            for learningRate in learningRates {
-                criteria[0](logits: models[0].forward(images, mode: .training), labels: labels)
-                models[0].backward(criteria[0].backward())
-                optimizers[0].step(learningRate: learningRate)
+            // Eager first (twice: the second run measures the backend's own
+            // run-to-run variation, e.g. cuDNN algorithms that accumulate with
+            // atomics): its first step allocates, which would make the graph stale.
+            for model in [0, 2] {
+                for learningRate in learningRates {
+                    criteria[model](logits: models[model].forward(images, mode: .training), labels: labels)
+                    models[model].backward(criteria[model].backward())
+                    optimizers[model].step(learningRate: learningRate)
+                }
             }
             let captured: CapturedStep
             do {
@@ -85,14 +89,29 @@ extension BackendSelfTest {
                 fatalError("selftest graph replay: \(error)")
             }
             c.tested.synchronize()
-            let (eager, graph) = (models[0].store, models[1].store)
+            let (eager, graph, repeated) = (models[0].store, models[1].store, models[2].store)
+            let eagerParameters = c.tested.download(eager.parameters).toArray()
+            // The same eager steps twice give the backend's own run-to-run
+            // variation: cuDNN's fastest algorithms may accumulate with atomics,
+            // and four SGD steps at batch 8 amplify those roundings (measured on
+            // an H200: 2e-2 normwise between two eager runs). A replay must stay
+            // within 3 times that (and the fixed bound when it is smaller): a
+            // frozen learning rate or a stale buffer is off by far more.
+            let variation = RelativeError(c.tested.download(repeated.parameters).toArray(), eagerParameters)
+            let replay = variation.normwise <= Tolerance.graphReplay.bound ? Tolerance.graphReplay : Tolerance(
+                max(Tolerance.graphReplay.bound, 3 * variation.normwise),
+                maxAbsolute: max(Tolerance.graphReplay.maxAbsolute ?? 0, 3 * variation.maxAbsolute),
+                "3x the backend's run-to-run variation (two eager runs: \(String(format: "%.1e", variation.normwise)) normwise)")
+            c.compare("eager repeat parameters", actual: c.tested.download(repeated.parameters).toArray(),
+                      expected: eagerParameters, replay,
+                      note: "the same eager steps twice: the backend's run-to-run variation")
             c.compare("parameters", actual: c.tested.download(graph.parameters).toArray(),
-                      expected: c.tested.download(eager.parameters).toArray(), .graphReplay,
+                      expected: c.tested.download(eager.parameters).toArray(), replay,
                       note: captured.graphSummary)
             c.compare("runningStatistics", actual: c.tested.download(graph.statistics).toArray(),
-                      expected: c.tested.download(eager.statistics).toArray(), .graphReplay)
+                      expected: c.tested.download(eager.statistics).toArray(), replay)
             c.compare("loss", actual: c.tested.download(criteria[1].loss).toArray(),
-                      expected: c.tested.download(criteria[0].loss).toArray(), .graphReplay)
+                      expected: c.tested.download(criteria[0].loss).toArray(), replay)
             c.compare("num_batches_tracked", actual: graph.counters.map(Float.init),
                       expected: eager.counters.map(Float.init), .exact)
             c.compare("replays and step count",

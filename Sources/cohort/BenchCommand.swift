@@ -46,7 +46,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        let (backend, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend)
+        let (backend, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend, allowsTF32: !deviceOptions.noTF32)
         notes.forEach { print("note: \($0)") }
         print("bench: \(model.rawValue) training steps in \(precision.rawValue) on \(backend.name) (\(backend.details))")
         print("batch  step (s)  images/s  epoch (s)  graphs")

@@ -38,7 +38,7 @@ struct Evaluate: ParsableCommand {
         guard let architecture = ModelArchitecture(rawValue: contents.architecture) else {
             throw CheckpointError(file: checkpoint, problem: "holds an unknown model \(contents.architecture)")
         }
-        let (backend, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend)
+        let (backend, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend, allowsTF32: !deviceOptions.noTF32)
         notes.forEach { print("note: \($0)") }
         let data = try dataOptions.load { print($0) }
         let model = try architecture.build(backend: backend, classCount: data.test.classCount, seed: 0)

@@ -30,6 +30,9 @@ struct DeviceOptions: ParsableArguments {
 
     @Option(help: "Which implementation runs the ops on the CPU: \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", ")). auto takes oneDNN when it loads.")
     var backend: BackendChoice = .auto
+
+    @Flag(name: .customLong("no-tf32"), help: "On a GPU, keep float32 convolutions off TF32 tensor cores (true float32, slower).")
+    var noTF32 = false
 }
 
 struct DataOptions: ParsableArguments {

@@ -59,10 +59,10 @@ struct SelfTest: ParsableCommand {
     }
 
     func run() throws {
-        let (backend, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend)
+        let (backend, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend, allowsTF32: !deviceOptions.noTF32)
         let options = BackendSelfTest.Options(
             seed: seed ?? UInt64.random(in: 0...UInt64.max), quick: quick, bfloat16: bfloat16,
-            matrixPrecision: matrixPrecision ?? (deviceOptions.device.isHost ? .float32 : .tf32), filter: filter)
+            matrixPrecision: matrixPrecision ?? (deviceOptions.device.isHost || deviceOptions.noTF32 ? .float32 : .tf32), filter: filter)
         let selfTest = BackendSelfTest(backend: backend, options: options)
         (notes + selfTest.notes).forEach { say("note: \($0)") }
         say("cohort selftest: backend \(backend.name) on \(backend.device) (\(backend.details))")

@@ -163,7 +163,7 @@ struct Train: ParsableCommand {
     func train(communicator: Communicator, environment: RankEnvironment) throws {
         let worldSize = communicator.worldSize
         let display = ProgressDisplay(enabled: !noProgress, muted: !communicator.isRoot)
-        let (backend, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend)
+        let (backend, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend, allowsTF32: !deviceOptions.noTF32)
         let data = try dataOptions.load(log: display.log)
         let globalBatch = batchSize * worldSize
         let scaledLR = lrScaling.scaled(baseLR: lr, baseBatch: baseBatchSize, batch: globalBatch)
