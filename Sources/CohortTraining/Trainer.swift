@@ -66,6 +66,11 @@ public final class Trainer {
     public private(set) var progress: TrainingProgress
     private let criterion: SoftmaxCrossEntropy
     private let stager: BatchStager
+    /// The step as a replayable graph (device backends, one rank); nil: eager steps.
+    private var capturedStep: CapturedStep?
+    /// What the captured step reads: the staged batch of the step being run.
+    private var stepImages: Tensor?
+    private var stepLabels: Tensor?
 
     /// - Parameters:
     ///   - communicator: the ranks of a data-parallel run; each builds its own Trainer.
@@ -106,6 +111,13 @@ public final class Trainer {
         progress = TrainingProgress(epoch: 0, globalStep: 0, seed: configuration.seed)
         reducer = communicator.worldSize > 1
             ? GradientReducer(store: model.store, communicator: communicator, overlap: overlapCommunication) : nil
+        if configuration.graphs && !backend.device.isHost && reducer == nil {
+            let (model, criterion) = (model, criterion)
+            capturedStep = try CapturedStep(optimizer: optimizer) { [unowned self] in
+                criterion(logits: model.forward(stepImages!, mode: .training), labels: stepLabels!)
+                model.backward(criterion.backward())
+            }
+        }
     }
 
     /// Images per step over all ranks.
@@ -186,16 +198,25 @@ public final class Trainer {
             let learningRate = schedule.learningRate(atStep: progress.globalStep)
 
             var mark = ContinuousClock.now
-            criterion(logits: model.forward(images, mode: .training), labels: labels)
-            timing.forward += Self.lap(&mark)
-            reducer?.prepareForBackward()
-            model.backward(criterion.backward())
-            try reducer?.finishBackward()
-            timing.backward += Self.lap(&mark)
-            optimizer.step(learningRate: learningRate)
-            timing.optimizer += Self.lap(&mark)
-            timing.steps += 1
-            if let reducer { timing.add(reducer.lastStep) }
+            if let capturedStep {
+                // The whole step is one replay (after warm-up): no per-phase split on the host.
+                (stepImages, stepLabels) = (images, labels)
+                try capturedStep.run(learningRate: learningRate, inputs: [images, labels])
+                timing.graphSteps += capturedStep.lastStepReplayed ? 1 : 0
+                timing.optimizer += Self.lap(&mark)
+                timing.steps += 1
+            } else {
+                criterion(logits: model.forward(images, mode: .training), labels: labels)
+                timing.forward += Self.lap(&mark)
+                reducer?.prepareForBackward()
+                model.backward(criterion.backward())
+                try reducer?.finishBackward()
+                timing.backward += Self.lap(&mark)
+                optimizer.step(learningRate: learningRate)
+                timing.optimizer += Self.lap(&mark)
+                timing.steps += 1
+                if let reducer { timing.add(reducer.lastStep) }
+            }
 
             progress.globalStep += 1
             imagesSeen += batch.count
@@ -265,6 +286,8 @@ extension Trainer {
 /// backward's time includes the all-reduces (they run inside it).
 private struct StepTiming {
     var steps = 0
+    /// Steps replayed from a captured graph.
+    var graphSteps = 0
     var dataWait = 0.0, forward = 0.0, backward = 0.0, optimizer = 0.0, communication = 0.0
     /// Bytes of each all-reduce in a step (the same every step).
     var bucketBytes: [Int] = []
@@ -287,6 +310,8 @@ private struct StepTiming {
         record["forward_seconds"] = forward / count
         record["backward_seconds"] = backward / count
         record["optimizer_seconds"] = optimizer / count
+        // Steps replayed from a graph time as one whole under optimizer_seconds (host enqueue time).
+        if graphSteps > 0 { record["graph_replayed_steps"] = graphSteps }
         guard distributed else { return }
         record["communication_seconds"] = communication / count
         record["allreduce_bytes"] = bucketBytes

@@ -31,6 +31,9 @@ public struct TrainingConfiguration: Sendable {
     /// from raw uint8 batches, instead of on the loader's thread; nil: on
     /// for device backends, off on the host. Both give the same floats.
     public var augmentOnBackend: Bool?
+    /// Replay each step from a captured graph where the backend can
+    /// (`CapturedStep`; single-rank runs, where no host code runs inside a step).
+    public var graphs: Bool
 
     public init(architecture: ModelArchitecture = .resnet18, precision: Precision = .float32, epochs: Int, batchSize: Int, learningRate: Float,
                 decay: LearningRateSchedule.Decay = .constant, warmupEpochs: Int = 0,
@@ -53,6 +56,7 @@ public struct TrainingConfiguration: Sendable {
         self.evaluationBatchSize = evaluationBatchSize
         self.logEvery = logEvery
         augmentOnBackend = nil
+        graphs = true
     }
 
     /// The settings as strings, stored in checkpoints and the metrics log.

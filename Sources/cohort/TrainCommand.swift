@@ -98,6 +98,9 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Continue from this checkpoint.", valueName: "checkpoint"))
     var resume: String?
 
+    @Flag(name: .customLong("no-graphs"), help: "On a GPU, issue every step's kernels one by one instead of replaying a captured CUDA graph.")
+    var noGraphs = false
+
     @Flag(name: .customLong("no-progress"), help: "No progress display, only epoch lines.")
     var noProgress = false
 
@@ -174,7 +177,7 @@ struct Train: ParsableCommand {
         case .cosine: decay = .cosine(finalFactor: 0)
         case .linear: decay = .linear(finalFactor: 0)
         }
-        let configuration = TrainingConfiguration(
+        var configuration = TrainingConfiguration(
             architecture: model, precision: precision, epochs: epochs, batchSize: batchSize, learningRate: scaledLR, decay: decay,
             warmupEpochs: warmupEpochs,
             optimizer: OptimizerConfiguration(kind: optimizer, momentum: momentum, weightDecay: weightDecay,
@@ -182,6 +185,7 @@ struct Train: ParsableCommand {
             noDecayOnNormAndBias: noDecayOnNormAndBias, labelSmoothing: labelSmoothing, seed: seed,
             stepsPerEpochLimit: stepsPerEpoch, evaluationLimit: evalLimit, evaluationBatchSize: evalBatchSize,
             logEvery: logEvery)
+        configuration.graphs = !noGraphs
 
         let directory = URL(fileURLWithPath: runDirectory
             ?? resume.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path }
