@@ -43,6 +43,7 @@ let package = Package(
             "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN", "CohortCUDA", "CohortDistributed",
         ]),
         .target(name: "CohortExperiments"),
+        .target(name: "CohortTestSupport", path: "Sources/CohortTestSupport"),
         .executableTarget(name: "cohort", dependencies: [
             "CohortTraining", "CohortCUDA", "CohortExperiments",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -55,13 +56,13 @@ let package = Package(
         .testTarget(name: "CohortOptimTests", dependencies: ["CohortOptim"]),
         .testTarget(name: "CohortDataTests", dependencies: ["CohortData"]),
         .testTarget(name: "CohortCheckpointTests", dependencies: ["CohortCheckpoint", "CohortNN", "CohortOptim"]),
-        .testTarget(name: "CohortTrainingTests", dependencies: [
+        .testTarget(name: "CohortTrainingTests", dependencies: ["CohortTestSupport", 
             "CohortTraining", "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN",
         ]),
-        .testTarget(name: "CohortDistributedTests", dependencies: [
+        .testTarget(name: "CohortDistributedTests", dependencies: ["CohortTestSupport", 
             "CohortDistributed", "CohortTensor", "CohortNN", "CohortKernels", "CohortMPIProbe",
         ]),
         .testTarget(name: "CohortExperimentsTests", dependencies: ["CohortExperiments"]),
-        .testTarget(name: "CohortCLITests", dependencies: ["cohort"]),
+        .testTarget(name: "CohortCLITests", dependencies: ["CohortTestSupport", "cohort"]),
     ]
 )

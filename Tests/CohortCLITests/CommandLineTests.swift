@@ -1,32 +1,11 @@
+import CohortTestSupport
 import Foundation
 import XCTest
 
 /// The `cohort` executable as a user meets it: bad input gives a clear
 /// message and a non-zero exit; help reads; a short synthetic run works.
 final class CommandLineTests: XCTestCase {
-    struct MissingExecutable: Error, CustomStringConvertible {
-        var searched: [String]
-        var description: String { "no cohort executable in \(searched); build it first (swift build -c release --build-tests)" }
-    }
-
-    /// The built `cohort`: beside the test runner's bundle (SwiftPM puts both
-    /// in one build folder), or in the package's .build/release.
-    var executable: URL {
-        get throws {
-            let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-                .deletingLastPathComponent().deletingLastPathComponent()
-            let folders = [
-                URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-                Bundle.main.bundleURL,
-                packageRoot.appendingPathComponent(".build/release"),
-            ]
-            for folder in folders {
-                let url = folder.appendingPathComponent("cohort")
-                if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-            }
-            throw MissingExecutable(searched: folders.map(\.path))
-        }
-    }
+    var executable: URL { get throws { try BuiltExecutables.url(of: "cohort") } }
 
     /// Runs cohort with `arguments`; returns the exit status and what it printed (stdout and stderr).
     func cohort(_ arguments: [String]) throws -> (status: Int32, output: String) {

@@ -1,3 +1,4 @@
+import CohortTestSupport
 import Foundation
 import XCTest
 
@@ -156,17 +157,7 @@ final class LaunchedJob: @unchecked Sendable {
         throw XCTSkip("rank \(rank) never logged \(stepRecords) steps:\n\(output)")
     }
 
-    static func cohort() throws -> URL {
-        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent()
-        let folders = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(), Bundle.main.bundleURL,
-                       packageRoot.appendingPathComponent(".build/release")]
-        for folder in folders {
-            let url = folder.appendingPathComponent("cohort")
-            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-        }
-        throw XCTSkip("no cohort executable in \(folders.map(\.path)); build it first (swift build -c release --build-tests)")
-    }
+    static func cohort() throws -> URL { try BuiltExecutables.url(of: "cohort") }
 
     /// A port that was free a moment ago (and the next one, for the ranks).
     static func freePort() -> Int { Int.random(in: 20_000..<40_000) & ~1 }

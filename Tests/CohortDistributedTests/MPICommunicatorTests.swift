@@ -1,3 +1,4 @@
+import CohortTestSupport
 import CohortDistributed
 import Foundation
 import XCTest
@@ -5,33 +6,8 @@ import XCTest
 /// MPICommunicator across two real processes: `mpirun -np 2 CohortMPIProbe
 /// <mode>`. Skipped where Open MPI's mpirun is not installed.
 final class MPICommunicatorTests: XCTestCase {
-    /// The built probe, beside the test runner's bundle (SwiftPM puts both in one folder).
-    var probe: URL {
-        get throws {
-            let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-                .deletingLastPathComponent().deletingLastPathComponent()
-            let folders = [
-                URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-                Bundle.main.bundleURL,
-                packageRoot.appendingPathComponent(".build/release"),
-            ]
-            for folder in folders {
-                let url = folder.appendingPathComponent("CohortMPIProbe")
-                if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-            }
-            throw XCTSkip("no CohortMPIProbe in \(folders.map(\.path)); build it first (swift build -c release --build-tests)")
-        }
-    }
-
-    var mpirun: URL {
-        get throws {
-            let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
-                .map { URL(fileURLWithPath: String($0)).appendingPathComponent("mpirun") }
-                .first { FileManager.default.isExecutableFile(atPath: $0.path) }
-            guard let path else { throw XCTSkip("mpirun not installed (apt-get install openmpi-bin libopenmpi-dev)") }
-            return path
-        }
-    }
+    var probe: URL { get throws { try BuiltExecutables.url(of: "CohortMPIProbe") } }
+    var mpirun: URL { get throws { try BuiltExecutables.mpirun() } }
 
     /// Runs the probe on 2 ranks; returns the exit status, the output and the seconds taken.
     func runProbe(_ mode: String, limit: TimeInterval = 60) throws -> (status: Int32, output: String, seconds: Double) {

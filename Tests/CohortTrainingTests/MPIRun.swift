@@ -1,35 +1,11 @@
+import CohortTestSupport
 import Foundation
 import XCTest
 
-/// Finds the built `cohort` and Open MPI's `mpirun` for tests that start
-/// ranks; skips (XCTSkip) where either is missing.
+/// The executables these tests start (CohortTestSupport finds them, or skips).
 enum Executables {
-    static var cohort: URL {
-        get throws {
-            let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-                .deletingLastPathComponent().deletingLastPathComponent()
-            let folders = [
-                URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-                Bundle.main.bundleURL,
-                packageRoot.appendingPathComponent(".build/release"),
-            ]
-            for folder in folders {
-                let url = folder.appendingPathComponent("cohort")
-                if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-            }
-            throw XCTSkip("no cohort executable in \(folders.map(\.path)); build it first (swift build -c release --build-tests)")
-        }
-    }
-
-    static var mpirun: URL {
-        get throws {
-            let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
-                .map { URL(fileURLWithPath: String($0)).appendingPathComponent("mpirun") }
-                .first { FileManager.default.isExecutableFile(atPath: $0.path) }
-            guard let path else { throw XCTSkip("mpirun not installed (apt-get install openmpi-bin libopenmpi-dev)") }
-            return path
-        }
-    }
+    static var cohort: URL { get throws { try BuiltExecutables.url(of: "cohort") } }
+    static var mpirun: URL { get throws { try BuiltExecutables.mpirun() } }
 }
 
 /// Runs `cohort arguments` on `ranks` MPI ranks; returns the exit status and the output.

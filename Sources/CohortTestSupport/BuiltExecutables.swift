@@ -1,0 +1,36 @@
+import Foundation
+import XCTest
+
+/// Where tests find the executables the package builds (`cohort`,
+/// `CohortMPIProbe`) and Open MPI's `mpirun`, for tests that run them as a
+/// user would. Only test targets depend on this module.
+public enum BuiltExecutables {
+    /// The folders searched, in order: beside the test runner (SwiftPM puts
+    /// every product of a configuration in one folder), then the package's
+    /// `.build/release`.
+    public static var folders: [URL] {
+        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent()
+        return [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(), Bundle.main.bundleURL,
+                packageRoot.appendingPathComponent(".build/release")]
+    }
+
+    /// The built executable called `name`; skips the test when it was not built.
+    public static func url(of name: String) throws -> URL {
+        for folder in folders {
+            let url = folder.appendingPathComponent(name)
+            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+        }
+        throw XCTSkip("no \(name) executable in \(folders.map(\.path)); build it first (swift build -c release --build-tests)")
+    }
+
+    /// `mpirun` on the PATH; skips the test where Open MPI is not installed.
+    public static func mpirun() throws -> URL {
+        let candidates = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
+            .map { URL(fileURLWithPath: String($0)).appendingPathComponent("mpirun") }
+        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+            throw XCTSkip("mpirun not installed (apt-get install openmpi-bin libopenmpi-dev)")
+        }
+        return found
+    }
+}
