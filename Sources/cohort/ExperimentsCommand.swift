@@ -18,9 +18,11 @@ struct Experiments: ParsableCommand {
         abstract: "Run the scaling study (Q1–Q4) and write its results folder.",
         discussion: """
             Writes results.json, one CSV per section, report.md, report.html and trace.json into --out \
-            (re-render later with `cohort report results.json`). This version runs the CPU profile's Q1: \
+            (re-render later with `cohort report results.json`). This version runs the CPU profile: Q1, \
             training throughput of ResNet-18 at batch 32 and 128 on random images (--quick: SmallCNN at \
-            batch 8 and 16, one timed step, for CI). Sections not measured yet say why in the report.
+            batch 8 and 16, one timed step, for CI); Q2/Q3, `cohort train` on synthetic data with 1 and 2 \
+            MPI ranks (per-rank batch fixed), each run's metrics kept in --out. Sections not measured yet \
+            say why in the report.
             """)
 
     @Option(help: ArgumentHelp("Folder for the results (created if missing); default runs/experiments-<time>.",
@@ -54,13 +56,15 @@ struct Experiments: ParsableCommand {
         notes.forEach { progress("note: \($0)") }
         let plan = ExperimentsPlan.cpu(quick: quick)
         progress("experiments: cpu profile\(quick ? " (--quick)" : "") on \(backend.name) (\(backend.details)); results into \(directory.path)")
-        let runner = ExperimentsRunner(plan: plan, backend: backend, quick: quick, log: progress)
+        let runner = ExperimentsRunner(plan: plan, backend: backend, quick: quick, backendChoice: deviceOptions.backend,
+                                       log: progress)
         let q1 = try runner.runQ1()
+        let (q2, q3) = try runner.runQ2Q3(into: directory)
         let results = ExperimentResults(
             metadata: runner.metadata(command: CommandLine.arguments.joined(separator: " ")),
             q1: q1,
-            q2: .notRun("multi-rank CPU runs are not part of this version of `cohort experiments` yet"),
-            q3: .notRun("multi-rank CPU runs are not part of this version of `cohort experiments` yet"),
+            q2: q2,
+            q3: q3,
             allReduceSweep: .notRun("the all-reduce sweep is not part of the CPU profile yet"),
             q4: .notRun("needs real CIFAR-10 training runs of many epochs; not part of the CPU profile"),
             timeToAccuracy: .notRun("needs real CIFAR-10 training runs of many epochs; not part of the CPU profile"),
@@ -68,8 +72,9 @@ struct Experiments: ParsableCommand {
         let written = try ReportWriter(results: results).write(to: directory)
         progress("experiments: wrote \(written.count) files to \(directory.path)")
         for url in written { progress("  \(url.lastPathComponent)") }
-        if let section = ReportSections.all(results).first(where: { $0.id == "q1" }) {
+        for section in ReportSections.all(results) where ["q1", "q2", "q3"].contains(section.id) {
             print("\n## \(section.title)\n")
+            if let empty = section.emptyMessage { print(empty) }
             for table in section.tables { print(table.markdown) }
         }
     }

@@ -53,8 +53,37 @@ final class ExperimentsCommandTests: XCTestCase {
             XCTAssertNotNil(reason)
         }
 
+        // Q2/Q3: 1 and 2 MPI ranks of `cohort train`, weak scaling at a fixed per-rank batch.
+        if (try? BuiltExecutables.mpirun()) != nil {
+            XCTAssertTrue(output.contains("[Q2 2/2] 2 ranks"), output)
+            XCTAssertEqual(results.q2.records.map(\.gpus), [1, 2])
+            for record in results.q2.records {
+                XCTAssertEqual(record.strategy, .ddp)
+                XCTAssertEqual(record.perDeviceBatch, 8)
+                XCTAssertGreaterThan(record.epochSeconds, 0)
+                XCTAssertGreaterThan(record.speedup ?? 0, 0, "speedup derived for \(record.gpus) ranks")
+                XCTAssertGreaterThan(record.efficiency ?? 0, 0)
+            }
+            XCTAssertEqual(results.q2.records.first?.speedup ?? 0, 1, accuracy: 1e-9)
+            XCTAssertEqual(results.q3.records.count, 1)
+            if let q3 = results.q3.records.first {
+                XCTAssertEqual(q3.gpus, 2)
+                XCTAssertGreaterThan(q3.stepSeconds, 0)
+                XCTAssertGreaterThan(q3.bytesPerStep, 0, "gradients were all-reduced")
+                XCTAssertGreaterThan(q3.communicationBusySeconds, 0)
+                XCTAssertGreaterThan(q3.algbwGBps, 0)
+                XCTAssertEqual(q3.busbwGBps, q3.algbwGBps, accuracy: 1e-12, "2 ranks: busbw = algbw × 2·1/2")
+            }
+            for file in ["q2-1-rank/metrics.jsonl", "q2-2-ranks/metrics-rank0.jsonl", "q2-2-ranks/metrics-rank1.jsonl"] {
+                XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appendingPathComponent(file).path), "missing \(file)")
+            }
+        } else {
+            XCTAssertTrue(results.q2.notRunReason?.contains("mpirun") ?? false)
+        }
+
         let markdown = try String(contentsOf: folder.appendingPathComponent("report.md"), encoding: .utf8)
         XCTAssertTrue(markdown.contains("Q1"), markdown)
+        if !results.q2.records.isEmpty { XCTAssertTrue(markdown.contains("DDP 2 GPUs × 8"), markdown) }
         for record in results.q1.records {
             XCTAssertTrue(markdown.contains(Format.significant(record.epochSeconds))
                           && markdown.contains(Format.count(record.imagesPerSecond)),
