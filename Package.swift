@@ -63,6 +63,6 @@ let package = Package(
             "CohortDistributed", "CohortTensor", "CohortNN", "CohortKernels", "CohortMPIProbe",
         ]),
         .testTarget(name: "CohortExperimentsTests", dependencies: ["CohortExperiments"]),
-        .testTarget(name: "CohortCLITests", dependencies: ["CohortTestSupport", "cohort"]),
+        .testTarget(name: "CohortCLITests", dependencies: ["CohortTestSupport", "cohort", "CohortExperiments"]),
     ]
 )

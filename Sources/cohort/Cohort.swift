@@ -10,6 +10,6 @@ struct Cohort: ParsableCommand {
             `cohort train --data <folder with cifar-10-batches-bin>` for the real data set.
             `cohort info` shows which backends this machine can run.
             """,
-        subcommands: [Train.self, Launch.self, Evaluate.self, Bench.self, SelfTest.self, Download.self, Report.self, Info.self, RankExec.self]
+        subcommands: [Train.self, Launch.self, Evaluate.self, Bench.self, SelfTest.self, Download.self, Report.self, Experiments.self, Info.self, RankExec.self]
     )
 }

@@ -1,0 +1,100 @@
+import CohortExperiments
+import CohortTestSupport
+import Foundation
+import XCTest
+
+/// `cohort experiments --quick` end to end: every report file written, the
+/// results file reads back, and the report shows what was measured.
+final class ExperimentsCommandTests: XCTestCase {
+    func cohort(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = try BuiltExecutables.url(of: "cohort")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    func testQuickRunWritesEveryReportFile() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cohort-experiments-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (status, output) = try cohort(["experiments", "--quick", "--out", folder.path])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("[Q1 1/2]") && output.contains("[Q1 2/2]"), "progress lines:\n\(output)")
+
+        let results = try ResultsFile.load(from: folder.appendingPathComponent(ReportWriter.resultsFileName))
+        // Every file the writer produces for these results is on disk.
+        for file in try ReportWriter(results: results).files() {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appendingPathComponent(file.name).path),
+                          "missing \(file.name)")
+        }
+        for name in ["results.json", "q1.csv", "report.md", "report.html", "trace.json"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path), "missing \(name)")
+        }
+
+        XCTAssertEqual(results.metadata.profile, .cpuScaledDown)
+        XCTAssertTrue(results.metadata.syntheticData)
+        XCTAssertTrue(results.metadata.command.contains("experiments --quick"), results.metadata.command)
+        XCTAssertFalse(results.metadata.machine.isEmpty)
+        XCTAssertFalse(results.metadata.commit.isEmpty)
+        XCTAssertEqual(results.q1.records.map(\.batchSize), [8, 16])
+        for record in results.q1.records {
+            XCTAssertEqual(record.framework, .cohort)
+            XCTAssertEqual(record.device, "cpu")
+            XCTAssertEqual(record.precision, .fp32)
+            XCTAssertGreaterThan(record.epochSeconds, 0)
+            XCTAssertGreaterThan(record.imagesPerSecond, 0)
+        }
+        for reason in [results.q4.notRunReason, results.timeToAccuracy.notRunReason, results.allReduceSweep.notRunReason] {
+            XCTAssertNotNil(reason)
+        }
+
+        // Q2/Q3: 1 and 2 MPI ranks of `cohort train`, weak scaling at a fixed per-rank batch.
+        if (try? BuiltExecutables.mpirun()) != nil {
+            XCTAssertTrue(output.contains("[Q2 2/2] 2 ranks"), output)
+            XCTAssertEqual(results.q2.records.map(\.gpus), [1, 2])
+            for record in results.q2.records {
+                XCTAssertEqual(record.strategy, .ddp)
+                XCTAssertEqual(record.perDeviceBatch, 8)
+                XCTAssertGreaterThan(record.epochSeconds, 0)
+                XCTAssertGreaterThan(record.speedup ?? 0, 0, "speedup derived for \(record.gpus) ranks")
+                XCTAssertGreaterThan(record.efficiency ?? 0, 0)
+            }
+            XCTAssertEqual(results.q2.records.first?.speedup ?? 0, 1, accuracy: 1e-9)
+            XCTAssertEqual(results.q3.records.count, 1)
+            if let q3 = results.q3.records.first {
+                XCTAssertEqual(q3.gpus, 2)
+                XCTAssertGreaterThan(q3.stepSeconds, 0)
+                XCTAssertGreaterThan(q3.bytesPerStep, 0, "gradients were all-reduced")
+                XCTAssertGreaterThan(q3.communicationBusySeconds, 0)
+                XCTAssertGreaterThan(q3.algbwGBps, 0)
+                XCTAssertEqual(q3.busbwGBps, q3.algbwGBps, accuracy: 1e-12, "2 ranks: busbw = algbw × 2·1/2")
+            }
+            for file in ["q2-1-rank/metrics.jsonl", "q2-2-ranks/metrics-rank0.jsonl", "q2-2-ranks/metrics-rank1.jsonl"] {
+                XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appendingPathComponent(file).path), "missing \(file)")
+            }
+        } else {
+            XCTAssertTrue(results.q2.notRunReason?.contains("mpirun") ?? false)
+        }
+
+        let markdown = try String(contentsOf: folder.appendingPathComponent("report.md"), encoding: .utf8)
+        XCTAssertTrue(markdown.contains("Q1"), markdown)
+        if !results.q2.records.isEmpty { XCTAssertTrue(markdown.contains("DDP 2 GPUs × 8"), markdown) }
+        for record in results.q1.records {
+            XCTAssertTrue(markdown.contains(Format.significant(record.epochSeconds))
+                          && markdown.contains(Format.count(record.imagesPerSecond)),
+                          "batch \(record.batchSize)'s figures in report.md:\n\(markdown)")
+        }
+        XCTAssertTrue(output.contains("Q1"), "the Q1 table is printed:\n\(output)")
+    }
+
+    func testGPUProfileIsRejectedWithAReason() throws {
+        let (status, output) = try cohort(["experiments", "--profile", "gpu"])
+        XCTAssertNotEqual(status, 0, output)
+        XCTAssertTrue(output.contains("gpu profile"), output)
+    }
+}
