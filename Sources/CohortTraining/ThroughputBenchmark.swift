@@ -70,6 +70,8 @@ public struct ThroughputBenchmark {
         // The warm-up, then (with graphs) the step that captures, untimed.
         for _ in 0..<(captured.warmUpSteps + (captured.usesGraphs ? 1 : 0)) { try step() }
         backend.synchronize()
+        (backend as? OpProfiler)?.isRecording = true
+        defer { (backend as? OpProfiler)?.isRecording = false }
         var durations: [Double] = []
         for _ in 0..<timedSteps {
             let start = DispatchTime.now().uptimeNanoseconds

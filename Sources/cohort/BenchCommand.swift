@@ -1,4 +1,5 @@
 import ArgumentParser
+import CohortKernels
 import CohortNN
 import CohortTraining
 import Foundation
@@ -37,6 +38,11 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("Also write the results as JSON to this file.", valueName: "file"))
     var json: String?
 
+    @Flag(name: .customLong("profile-ops"), help: """
+        Time every op of the timed steps on its own (the device is synchronised around each, so steps run         eagerly and slower) and print where a step's time goes, by op and shape.
+        """)
+    var profileOps = false
+
     func validate() throws {
         guard !batchSizes.isEmpty, batchSizes.allSatisfy({ $0 > 0 }) else {
             throw ValidationError("--batch-sizes takes positive integers, e.g. --batch-sizes 32 128")
@@ -46,7 +52,9 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        let (backend, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend, allowsTF32: !deviceOptions.noTF32)
+        let (device, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend, allowsTF32: !deviceOptions.noTF32)
+        let profiler = profileOps ? OpProfiler(device) : nil
+        let backend: Backend = profiler ?? device
         notes.forEach { print("note: \($0)") }
         print("bench: \(model.rawValue) training steps in \(precision.rawValue) on \(backend.name) (\(backend.details))")
         print("batch  step (s)  images/s  epoch (s)  graphs")
@@ -57,11 +65,34 @@ struct Bench: ParsableCommand {
             results.append(result)
             print(String(format: "%5d  %8.4f  %8.1f  %9.1f  ", batchSize, result.medianStepSeconds,
                          result.imagesPerSecond, result.epochSeconds) + (result.graphs ? "yes" : "no") + " (\(result.graphNote))")
+            if let profiler {
+                printProfile(profiler.report, steps: steps, batchSize: batchSize)
+                profiler.reset()
+            }
         }
         if let json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(results).write(to: URL(fileURLWithPath: json))
+        }
+    }
+
+    /// Where a step's time goes: op totals, then the costliest (op, shape) rows.
+    private func printProfile(_ entries: [OpProfiler.Entry], steps: Int, batchSize: Int) {
+        let total = entries.map(\.seconds).reduce(0, +)
+        guard total > 0 else { return }
+        let perStep = { (seconds: Double) in seconds / Double(steps) * 1000 }
+        let pad = { (text: String) in text.padding(toLength: max(32, text.count), withPad: " ", startingAt: 0) }
+        print("  profile of batch \(batchSize): \(String(format: "%.2f", perStep(total))) ms of op time per step (device synchronised around each op)")
+        var byOp: [String: Double] = [:]
+        for entry in entries { byOp[entry.op, default: 0] += entry.seconds }
+        for (op, seconds) in byOp.sorted(by: { $0.value > $1.value }) {
+            print("  " + pad(op) + String(format: " %8.3f ms  %5.1f%%", perStep(seconds), 100 * seconds / total))
+        }
+        print("  costliest shapes:")
+        for entry in entries.prefix(12) {
+            print("  " + pad(entry.op) + String(format: " %8.3f ms  %5.1f%%  x%d  ", perStep(entry.seconds),
+                                                   100 * entry.seconds / total, entry.calls / max(steps, 1)) + entry.shape)
         }
     }
 }

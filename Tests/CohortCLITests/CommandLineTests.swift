@@ -52,6 +52,16 @@ final class CommandLineTests: XCTestCase {
         try assertRejected(["launch", "--nproc-per-node", "0", "--", "cohort", "train"], mentions: "--nproc-per-node")
     }
 
+    /// `bench --profile-ops` says where a step's time goes, op by op.
+    func testBenchProfilesOps() throws {
+        let (status, output) = try cohort(["bench", "--model", "smallcnn", "--batch-sizes", "4", "--steps", "1",
+                                           "--warmup", "1", "--profile-ops"])
+        XCTAssertEqual(status, 0, output)
+        for text in ["profile of batch 4", "conv2dForward", "conv2dBackwardWeight", "batchNormBackward", "optimizerStep"] {
+            XCTAssertTrue(output.contains(text), "missing \(text) in:\n\(output)")
+        }
+    }
+
     func testHelpListsTheCommands() throws {
         let (status, output) = try cohort(["--help"])
         XCTAssertEqual(status, 0)
