@@ -4,7 +4,8 @@
 //   CohortTensor      tensors, dtypes, devices, storage and the caching allocator
 //   CohortKernels     the Backend protocol and the plain-Swift reference backend (the test oracle)
 //   CDNNL/CohortOneDNN  oneDNN reached through dlopen, and the CPU backend built on it
-//   CCUDA/CohortCUDA  CUDA, NVRTC, cuBLAS and cuDNN reached through dlopen, and the GPU backend
+//   CCUDA/CohortCUDA  CUDA, NVRTC, cuBLAS, cuDNN and NCCL reached through dlopen, the GPU backend
+//                     and the NCCL communicator (so it depends on CohortDistributed for the protocol)
 //   CohortNN          layers (forward/backward pairs), the parameter store, ResNet-18 and a small CNN
 //   CohortOptim       SGD/LARS, learning-rate schedules and scaling rules
 //   CohortData        CIFAR-10 reader, augmentation, sampler, prefetching loader
@@ -31,7 +32,7 @@ let package = Package(
         .target(name: "CDNNL", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "CohortOneDNN", dependencies: ["CohortKernels", "CDNNL"]),
         .target(name: "CCUDA", linkerSettings: [.linkedLibrary("dl")]),
-        .target(name: "CohortCUDA", dependencies: ["CohortKernels", "CCUDA"]),
+        .target(name: "CohortCUDA", dependencies: ["CohortKernels", "CCUDA", "CohortDistributed"]),
         .target(name: "CohortNN", dependencies: ["CohortKernels"]),
         .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "CohortDistributed", dependencies: ["CohortKernels", "CohortNN", "CMPI"]),

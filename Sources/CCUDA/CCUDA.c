@@ -168,3 +168,26 @@ LOADER(cohort_cuda_load_cudnn, CohortCUDNN, cohort_cudnn, {
     LOOKUP(cudnnConvolutionBackwardData);
     LOOKUP(cudnnConvolutionBackwardFilter);
 })
+
+LOADER(cohort_nccl_load, CohortNCCL, cohort_nccl, {
+    // NVIDIA's libnccl2 package (or pip's nvidia-nccl-cu13) installs libnccl.so.2.
+    OPEN("libnccl.so.2", "libnccl.so")
+    const char *tooOld = "NCCL older than 2.10?";
+    LOOKUP(ncclGetVersion);
+    LOOKUP(ncclGetUniqueId);
+    LOOKUP(ncclCommInitRank);
+    LOOKUP(ncclAllReduce);
+    LOOKUP(ncclBroadcast);
+    LOOKUP(ncclAllGather);
+    LOOKUP(ncclCommGetAsyncError);
+    LOOKUP(ncclCommAbort);
+    LOOKUP(ncclCommDestroy);
+    LOOKUP(ncclGetErrorString);
+    LOOKUP(ncclGroupStart);
+    LOOKUP(ncclGroupEnd);
+    LOOKUP_OPTIONAL(ncclGetLastError);
+})
+
+ncclResult_t cohort_nccl_comm_init_rank(ncclComm_t *comm, int nranks, const CohortNCCLUniqueId *uniqueId, int rank) {
+    return cohort_nccl_load_table.ncclCommInitRank(comm, nranks, *uniqueId, rank);
+}

@@ -17,10 +17,11 @@ public enum ReduceOperation: String, Sendable {
 ///   waiting until the watchdog stops the run (see `Note [Distributed
 ///   failures]`).
 /// - Tensors: float32, contiguous. `MPICommunicator` works on host tensors
-///   (`Device.cpu`); the NCCL communicator (later) implements the same
-///   protocol on tensors of its CUDA device, enqueued on the backend's stream
-///   so the call returns before the data has moved (as `Backend` calls do).
-///   Callers therefore read results only after the backend's `synchronize()`.
+///   (`Device.cpu`); `NCCLCommunicator` (CohortCUDA) implements the same
+///   protocol on tensors of its CUDA device (float32 or bfloat16), enqueued
+///   on the backend's stream so the call returns before the data has moved
+///   (as `Backend` calls do; `runsOnDeviceStream`). Callers therefore read
+///   results only after the backend's `synchronize()`.
 /// - In place: `allReduce` and `broadcast` overwrite their argument.
 /// - Errors: a throwing call leaves the collective state unknown; the caller
 ///   reports the error and calls `abort(reason:)`, which stops every rank.
@@ -32,6 +33,12 @@ public protocol Communicator: AnyObject {
     var worldSize: Int { get }
     /// "single", "mpi", "nccl": printed when a run starts.
     var name: String { get }
+    /// True when collectives are enqueued on the backend's own stream (NCCL):
+    /// they are then ordered after the kernels that wrote their input, so a
+    /// caller must not wait for the device before one. False (the default)
+    /// for host communicators (MPI), which read memory the moment they are
+    /// called and so need the backend synchronised first.
+    var runsOnDeviceStream: Bool { get }
 
     /// `tensor` becomes the element-wise sum (or average) of every rank's `tensor`.
     func allReduce(_ tensor: Tensor, op: ReduceOperation) throws
@@ -52,6 +59,7 @@ public protocol Communicator: AnyObject {
 
 extension Communicator {
     public var isRoot: Bool { rank == 0 }
+    public var runsOnDeviceStream: Bool { false }
 }
 
 /// The communicator of a run with one process: collectives are identities.

@@ -30,8 +30,10 @@ public struct GradientBucket: Sendable, Equatable {
 /// - Overlap: `gradientReadyHandler` counts each bucket's parameters down;
 ///   when a bucket's last gradient is written, its all-reduce starts at once,
 ///   while backward goes on to earlier layers. On the CPU with MPI the call
-///   is synchronous (backward waits for it); a GPU communicator enqueues it
-///   on a communication stream and the same structure overlaps for real.
+///   is synchronous (backward waits for it). NCCL enqueues it on the
+///   backend's stream: no host wait, but for now no overlap with backward's
+///   kernels either; a communication stream is the next step (Note [NCCL on
+///   the compute stream] in NCCLCommunicator.swift).
 /// - A parameter larger than the cap gets a bucket of its own; a bucket is
 ///   never split.
 /// - Every rank builds the same buckets from the same model and fills them
@@ -64,6 +66,9 @@ public final class GradientReducer {
         public var callSeconds: [Double] = []
         /// Bytes of each all-reduce call, in the order they ran.
         public var callBytes: [Int] = []
+        /// Host waits for the backend before all-reduce calls: one per call
+        /// for a host communicator (MPI), none for one on the device stream (NCCL).
+        public var hostSynchronizations = 0
     }
     public private(set) var lastStep = StepStatistics()
 
@@ -172,8 +177,13 @@ public final class GradientReducer {
     private func reduce(_ gradients: Tensor) {
         guard failure == nil else { return }
         // The backend may still be writing these gradients (an in-order
-        // stream); the host-side communicator reads them now.
-        store.backend.synchronize()
+        // stream); a host-side communicator reads them now. One enqueued on
+        // that same stream (NCCL) is ordered after those writes already:
+        // waiting here would only stall the host (Note [NCCL on the compute stream]).
+        if !communicator.runsOnDeviceStream {
+            store.backend.synchronize()
+            lastStep.hostSynchronizations += 1
+        }
         let started = ContinuousClock.now
         do {
             try communicator.allReduce(gradients, op: .average)

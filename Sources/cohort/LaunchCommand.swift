@@ -18,7 +18,7 @@ let launchRestartCountVariable = "COHORT_RESTART_COUNT"
 ///   RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE and execs the command;
 ///   MASTER_ADDR and MASTER_PORT (--master-port + 1: the launchers' own
 ///   store holds --master-port on node 0, the ranks get the next port for a
-///   store of their own, as the NCCL id exchange will need) and
+///   store of their own, for an id exchange without MPI) and
 ///   COHORT_RESTART_COUNT are exported to every node.
 /// - Several machines: each runs `cohort launch --nnodes N --node-rank R
 ///   --master-addr A`; the launchers meet at a TCP store on node 0
@@ -32,6 +32,11 @@ let launchRestartCountVariable = "COHORT_RESTART_COUNT"
 ///   failures]`), so no rank outlives a failed one by more than the watchdog
 ///   limit. The launcher reads mpirun's output as it passes through and
 ///   names the first rank that failed, and its error, in its last line.
+/// - GPU ranks start the same way: `cohort train --device cuda` then takes
+///   cuda:LOCAL_RANK and builds an NCCL communicator, its unique id carried
+///   by an MPI broadcast (`Note [GPU ranks]` in TrainCommand.swift). The CPU
+///   settings (OMP_NUM_THREADS split between a node's ranks, --bind-to none)
+///   only size the host threads of a GPU rank (data loading).
 /// - --max-restarts N runs the job again after a failure, up to N times;
 ///   `cohort train` resumes from its run folder's last checkpoint then
 ///   (`Note [Restarts]`).
@@ -165,7 +170,7 @@ struct Launch: ParsableCommand {
 
     func mpirunArguments(worldSize: Int, hosts: [(host: String, ranks: Int)]) throws -> [String] {
         guard let mpirun = findInPath("mpirun") else {
-            throw LaunchError(message: "mpirun not found: CPU ranks need Open MPI (apt-get install openmpi-bin libopenmpi-dev)")
+            throw LaunchError(message: "mpirun not found: ranks (CPU and GPU) are started by Open MPI (apt-get install openmpi-bin libopenmpi-dev)")
         }
         let me = try ownExecutable()
         var arguments = [mpirun, "-np", String(worldSize), "--oversubscribe", "--bind-to", "none"]

@@ -1,7 +1,10 @@
 import ArgumentParser
+import CohortCUDA
 import CohortDistributed
+import CohortKernels
 import CohortNN
 import CohortOptim
+import CohortTensor
 import CohortTraining
 import Foundation
 
@@ -16,7 +19,8 @@ struct Train: ParsableCommand {
             Each run writes metrics.jsonl (one JSON object per step, epoch and evaluation) and \
             checkpoint.safetensors (after every epoch) into --run-dir; --resume continues from a checkpoint.
             Data-parallel on the CPU: cohort launch --nproc-per-node 2 -- cohort train --device cpu --run-dir D ... \
-            (or under mpirun / srun --mpi=pmix). --batch-size is per rank; each rank writes metrics-rank<N>.jsonl, \
+            (or under mpirun / srun --mpi=pmix). On GPUs, one rank per GPU through NCCL: cohort launch \
+            --nproc-per-node 2 -- cohort train --device cuda --run-dir D ... (rank r takes cuda:LOCAL_RANK). --batch-size is per rank; each rank writes metrics-rank<N>.jsonl, \
             rank 0 prints and writes the checkpoint.
             """)
 
@@ -138,35 +142,105 @@ struct Train: ParsableCommand {
 
     func run() throws {
         let environment = try RankEnvironment.current()
-        let communicator = try makeCommunicator(environment)
+        let communicator: Communicator
+        var prepared: (backend: Backend, notes: [String])?
+        var rendezvous: Rendezvous?
+        if environment.isDistributed && !deviceOptions.device.isHost {
+            // Note [GPU ranks]: the backend first (NCCL works on its device and stream).
+            try requireRunDirectory(environment)
+            let device = Self.rankDevice(deviceOptions.device, environment: environment,
+                                         visibleDevices: ProcessInfo.processInfo.environment["CUDA_VISIBLE_DEVICES"])
+            let made = try makeBackend(device: device, choice: deviceOptions.backend, allowsTF32: !deviceOptions.noTF32)
+            guard let cuda = made.backend as? CUDABackend else {
+                throw ValidationError("multi-rank GPU runs need the CUDA backend, got \(made.backend.name)")
+            }
+            (communicator, rendezvous) = try Self.makeNCCLCommunicator(backend: cuda, environment: environment)
+            var notes = made.notes
+            if device != deviceOptions.device {
+                notes.append("rank \(environment.rank) on \(device) (local rank \(environment.localRank) of \(environment.localWorldSize))")
+            }
+            prepared = (made.backend, notes)
+        } else {
+            communicator = try makeCommunicator(environment)
+        }
         do {
-            try train(communicator: communicator, environment: environment)
+            try train(communicator: communicator, environment: environment, prepared: prepared)
             try communicator.shutdown()
+            rendezvous?.close()
         } catch where communicator.worldSize > 1 {
             // Note [Distributed failures]: one rank's error ends every rank.
             communicator.abort(reason: "\(error)")
         }
     }
 
-    /// One process: no communication; several: MPI (CPU ranks, `Note [Launching CPU ranks]`).
+    /// One process: no communication; several on the CPU: MPI (`Note [Launching CPU ranks]`);
+    /// several on GPUs: `run` builds an NCCL communicator instead (`Note [GPU ranks]`).
     func makeCommunicator(_ environment: RankEnvironment) throws -> Communicator {
         guard environment.isDistributed else { return SingleProcessCommunicator() }
-        guard deviceOptions.device == .cpu else {
-            throw ValidationError("""
-                \(environment.worldSize) ranks on \(deviceOptions.device): multi-rank GPU runs need the NCCL communicator, \
-                which is not built yet; use --device cpu (MPI) or run one process
-                """)
-        }
-        guard runDirectory != nil || resume != nil else {
-            throw ValidationError("a run of \(environment.worldSize) ranks needs --run-dir: every rank writes its metrics there, rank 0 its checkpoints, and a restarted run resumes from it")
-        }
+        try requireRunDirectory(environment)
         return try MPICommunicator(environment: environment)
     }
 
-    func train(communicator: Communicator, environment: RankEnvironment) throws {
+    func requireRunDirectory(_ environment: RankEnvironment) throws {
+        guard runDirectory != nil || resume != nil else {
+            throw ValidationError("a run of \(environment.worldSize) ranks needs --run-dir: every rank writes its metrics there, rank 0 its checkpoints, and a restarted run resumes from it")
+        }
+    }
+
+    /// Note [GPU ranks]
+    /// - One process per GPU. `--device cuda` (or `cuda:0`) under several
+    ///   ranks means `cuda:LOCAL_RANK`, as torchrun scripts do, unless
+    ///   CUDA_VISIBLE_DEVICES already gives each rank a single GPU; any
+    ///   other index is taken as given.
+    /// - Rank 0 makes the NCCL unique id; under mpirun (and `cohort launch`,
+    ///   which runs mpirun; OMPI_COMM_WORLD_RANK is set) it reaches the other
+    ///   ranks as an MPI broadcast of its 128 bytes, and the MPI communicator
+    ///   stays alive as the NCCL communicator's bootstrap (its abort stops every rank, its shutdown
+    ///   finalises MPI). Otherwise (torchrun or Slurm variables) it goes
+    ///   through the TCP store at MASTER_ADDR:MASTER_PORT (`Note [Rendezvous]`).
+    /// - Several ranks mean no CUDA graphs (the reducer's hooks run on the
+    ///   host, see CapturedStep) and gradients all-reduced on the compute
+    ///   stream (`Note [NCCL on the compute stream]`).
+    static func rankDevice(_ device: Device, environment: RankEnvironment, visibleDevices: String?) -> Device {
+        guard !device.isHost, device.index == 0, environment.isDistributed else { return device }
+        if let visibleDevices, visibleDevices.split(separator: ",").count == 1 { return device }
+        return .cuda(environment.localRank)
+    }
+
+    static func makeNCCLCommunicator(backend: CUDABackend, environment: RankEnvironment) throws
+        -> (communicator: NCCLCommunicator, rendezvous: Rendezvous?) {
+        // Under mpirun (directly, or through `cohort launch`, whose ranks see
+        // torchrun's variables too): Open MPI's variables are set.
+        if environment.source == .openMPI || ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"] != nil {
+            let mpi = try MPICommunicator(environment: environment)
+            var id = [UInt8](repeating: 0, count: NCCLCommunicator.uniqueIdByteCount)
+            if mpi.isRoot {
+                do { id = try NCCLCommunicator.makeUniqueId() } catch { mpi.abort(reason: "\(error)") }
+            }
+            try mpi.broadcast(bytes: &id, root: 0)
+            do {
+                let nccl = try NCCLCommunicator(backend: backend, rank: mpi.rank, worldSize: mpi.worldSize, uniqueId: id,
+                                                bootstrap: mpi)
+                return (nccl, nil)
+            } catch {
+                mpi.abort(reason: "\(error)")
+            }
+        }
+        let rendezvous = try Rendezvous(environment: environment, share: { try NCCLCommunicator.makeUniqueId() })
+        guard let id = rendezvous.sharedBlob else {
+            throw ValidationError("the rendezvous at \(environment.masterAddress ?? "?"):\(environment.masterPort.map(String.init) ?? "?") carried no NCCL id from rank 0")
+        }
+        let nccl = try NCCLCommunicator(backend: backend, rank: environment.rank, worldSize: environment.worldSize,
+                                        uniqueId: id)
+        return (nccl, rendezvous)
+    }
+
+    func train(communicator: Communicator, environment: RankEnvironment,
+               prepared: (backend: Backend, notes: [String])? = nil) throws {
         let worldSize = communicator.worldSize
         let display = ProgressDisplay(enabled: !noProgress, muted: !communicator.isRoot)
-        let (backend, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend, allowsTF32: !deviceOptions.noTF32)
+        let (backend, notes) = try prepared
+            ?? makeBackend(device: deviceOptions.device, choice: deviceOptions.backend, allowsTF32: !deviceOptions.noTF32)
         let data = try dataOptions.load(log: display.log)
         let globalBatch = batchSize * worldSize
         let scaledLR = lrScaling.scaled(baseLR: lr, baseBatch: baseBatchSize, batch: globalBatch)
@@ -208,14 +282,14 @@ struct Train: ParsableCommand {
             try trainer.resume(from: URL(fileURLWithPath: resumeFrom))
         }
 
-        display.log("cohort train: \(model.rawValue) in \(precision.rawValue) (\(trainer.model.store.parameterCount.formatted()) parameters) on \(deviceOptions.device) with the \(backend.name) backend (\(backend.details))")
+        display.log("cohort train: \(model.rawValue) in \(precision.rawValue) (\(trainer.model.store.parameterCount.formatted()) parameters) on \(backend.device) with the \(backend.name) backend (\(backend.details))")
         notes.forEach { display.log("note: \($0)") }
         display.log("data: \(data.description)")
         let scalingText = lrScaling == .none
             ? "no scaling" : "\(lrScaling) scaling of \(lr) from batch \(baseBatchSize) to the global batch \(globalBatch)"
         if worldSize > 1 {
             let sampler = trainer.loader.sampler
-            display.log("ranks: \(worldSize) (\(communicator.name)\((communicator as? MPICommunicator).map { ", \($0.libraryVersion)" } ?? ""), from \(environment.source.rawValue) variables); gradients averaged in \(trainer.reducer!.buckets.count) buckets (\(trainer.reducer!.buckets.map { Self.megabytes($0.byteCount) }.joined(separator: ", "))), \(noOverlap ? "one all-reduce after backward (--no-overlap)" : "each all-reduced as soon as backward produced it")")
+            display.log("ranks: \(worldSize) (\(communicator.name)\((communicator as? MPICommunicator).map { ", \($0.libraryVersion)" } ?? (communicator as? NCCLCommunicator).map { " \($0.versionText) on the compute stream" } ?? ""), from \(environment.source.rawValue) variables); gradients averaged in \(trainer.reducer!.buckets.count) buckets (\(trainer.reducer!.buckets.map { Self.megabytes($0.byteCount) }.joined(separator: ", "))), \(noOverlap ? "one all-reduce after backward (--no-overlap)" : "each all-reduced as soon as backward produced it")")
             display.log("global batch \(globalBatch) = \(worldSize) ranks x \(batchSize); sampler: each epoch's shuffled order padded to \(sampler.totalSize) and split into \(worldSize) disjoint shards of \(sampler.samplesPerRank) (rank r takes positions r, r+\(worldSize), ...); \(trainer.stepsPerEpoch) steps per epoch; lr \(scaledLR) (\(scalingText)); \(trainer.schedule)")
             display.log("batch norm: per-rank batch statistics; rank 0's running statistics are broadcast before each evaluation and checkpoint")
         } else {
@@ -226,7 +300,7 @@ struct Train: ParsableCommand {
 
         var header = configuration.summary
         header["backend"] = backend.name
-        header["device"] = deviceOptions.device.description
+        header["device"] = backend.device.description
         header["dataset"] = data.training.name
         header["synthetic"] = String(data.training.isSynthetic)
         header["lr_scaling"] = lrScaling.rawValue

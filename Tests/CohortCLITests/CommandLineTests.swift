@@ -52,6 +52,39 @@ final class CommandLineTests: XCTestCase {
         try assertRejected(["launch", "--nproc-per-node", "0", "--", "cohort", "train"], mentions: "--nproc-per-node")
     }
 
+    /// Several ranks on `--device cuda` take the NCCL path (no "not built"
+    /// refusal): here, without a GPU, the CUDA backend says what is missing;
+    /// on a GPU machine the hand-set rank lacks MASTER_ADDR for the id exchange.
+    func testGPURanksTakeTheNCCLPath() throws {
+        let process = Process()
+        process.executableURL = try executable
+        process.arguments = ["train", "--device", "cuda", "--dataset", "synthetic", "--run-dir",
+                             FileManager.default.temporaryDirectory.appendingPathComponent("cohort-nccl-\(getpid())").path]
+        var environment = ProcessInfo.processInfo.environment
+        for name in ["MASTER_ADDR", "MASTER_PORT", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"] { environment[name] = nil }
+        environment["RANK"] = "1"
+        environment["WORLD_SIZE"] = "2"
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertNotEqual(process.terminationStatus, 0, output)
+        XCTAssertFalse(output.contains("not built yet"), output)
+        XCTAssertFalse(output.contains("Fatal error"), output)
+        if cudaMissingHere {
+            XCTAssertTrue(output.contains("CUDA backend unavailable"), output)
+        }
+    }
+
+    /// No NVIDIA driver on this machine.
+    var cudaMissingHere: Bool {
+        !["/usr/lib/x86_64-linux-gnu/libcuda.so.1", "/usr/lib64/libcuda.so.1", "/usr/lib/libcuda.so.1"]
+            .contains { FileManager.default.fileExists(atPath: $0) }
+    }
+
     /// `bench --profile-ops` says where a step's time goes, op by op.
     func testBenchProfilesOps() throws {
         let (status, output) = try cohort(["bench", "--model", "smallcnn", "--batch-sizes", "4", "--steps", "1",

@@ -10,6 +10,8 @@ final class RecordingCommunicator: Communicator {
     let rank = 0
     let worldSize = 2
     let name = "recording"
+    /// As NCCL's: collectives ordered on the device stream, no host wait needed.
+    var runsOnDeviceStream = false
     var reduced: [(offset: Int, count: Int)] = []
     let base: UnsafeMutableRawPointer
 
@@ -85,6 +87,32 @@ final class GradientReducerTests: XCTestCase {
             }
             XCTAssertEqual(reducer.lastStep.callBytes.reduce(0, +), store.parameterCount * 4)
             XCTAssertEqual(store.gradients.toArray(), halved, "overlap \(overlap): every gradient reduced exactly once")
+        }
+    }
+
+    /// A host communicator (MPI) needs the backend synchronised before each
+    /// bucket; one on the device stream (NCCL) must not wait for it.
+    func testOnlyHostCommunicatorsWaitForTheDeviceBeforeEachBucket() throws {
+        let backend = ReferenceBackend()
+        let images = Tensor((0..<(2 * 32 * 32 * 3)).map { Float($0 % 13) / 13 }, shape: [2, 32, 32, 3])
+        let labels = Tensor.int32([3, 7])
+        let criterion = try SoftmaxCrossEntropy(backend: backend)
+        for onDeviceStream in [false, true] {
+            for overlap in [true, false] {
+                let model = try SmallCNN(backend: backend, classCount: 10, seed: 2)
+                let communicator = RecordingCommunicator(base: model.store.gradients.rawPointer)
+                communicator.runsOnDeviceStream = onDeviceStream
+                let reducer = GradientReducer(store: model.store, communicator: communicator, overlap: overlap,
+                                              bucketCap: 40_000, firstBucketCap: 4_000)
+                criterion(logits: model.forward(images, mode: .training), labels: labels)
+                reducer.prepareForBackward()
+                model.backward(criterion.backward())
+                try reducer.finishBackward()
+                let calls = overlap ? reducer.buckets.count : 1
+                XCTAssertEqual(communicator.reduced.count, calls)
+                XCTAssertEqual(reducer.lastStep.hostSynchronizations, onDeviceStream ? 0 : calls,
+                               "device stream \(onDeviceStream), overlap \(overlap)")
+            }
         }
     }
 }

@@ -1,4 +1,4 @@
-// CCUDA: the NVIDIA driver, NVRTC, cuBLAS and cuDNN reached through dlopen,
+// CCUDA: the NVIDIA driver, NVRTC, cuBLAS, cuDNN and NCCL reached through dlopen,
 // so the binary builds without the CUDA toolkit and starts on machines
 // without a GPU (where CUDABackend.init then throws CUDAUnavailable).
 //
@@ -9,8 +9,9 @@
 // filled by its loader; members are _Nonnull where the loader requires the
 // symbol, _Nullable where it is optional (checked before use).
 //
-// To add a library (NCCL comes next): declare its table and loader below and
-// reuse cohort_cuda_open()/LOOKUP in CCUDA.c.
+// To add a library: declare its table and loader below and reuse
+// cohort_cuda_open()/LOOKUP in CCUDA.c. NCCL (multi-GPU collectives) is the
+// last one; it is loaded only by multi-rank GPU runs.
 #ifndef COHORT_CCUDA_H
 #define COHORT_CCUDA_H
 
@@ -265,6 +266,57 @@ enum {
     COHORT_CUDNN_FMA_MATH = 3,
 };
 
+// MARK: NCCL (libnccl.so.2)
+
+typedef int ncclResult_t;
+typedef struct ncclComm *ncclComm_t;
+
+/// ncclUniqueId: 128 opaque bytes made by rank 0 and handed to every rank.
+/// ncclCommInitRank takes it BY VALUE, which a Swift `@convention(c)` call
+/// cannot pass: call `cohort_nccl_comm_init_rank` (a pointer) instead.
+typedef struct CohortNCCLUniqueId {
+    char internal[128];
+} CohortNCCLUniqueId;
+_Static_assert(sizeof(CohortNCCLUniqueId) == 128, "ncclUniqueId is 128 bytes (NCCL_UNIQUE_ID_BYTES)");
+
+typedef struct CohortNCCL {
+    ncclResult_t (*_Nonnull ncclGetVersion)(int *_Nonnull version);
+    ncclResult_t (*_Nonnull ncclGetUniqueId)(CohortNCCLUniqueId *_Nonnull uniqueId);
+    // By value: use cohort_nccl_comm_init_rank from Swift.
+    ncclResult_t (*_Nonnull ncclCommInitRank)(ncclComm_t _Nullable *_Nonnull comm, int nranks,
+                                              CohortNCCLUniqueId uniqueId, int rank);
+    ncclResult_t (*_Nonnull ncclAllReduce)(const void *_Nonnull sendBuffer, void *_Nonnull receiveBuffer, size_t count,
+                                           int dataType, int op, ncclComm_t _Nonnull comm, CUstream _Nullable stream);
+    ncclResult_t (*_Nonnull ncclBroadcast)(const void *_Nonnull sendBuffer, void *_Nonnull receiveBuffer, size_t count,
+                                           int dataType, int root, ncclComm_t _Nonnull comm, CUstream _Nullable stream);
+    ncclResult_t (*_Nonnull ncclAllGather)(const void *_Nonnull sendBuffer, void *_Nonnull receiveBuffer,
+                                           size_t sendCount, int dataType, ncclComm_t _Nonnull comm,
+                                           CUstream _Nullable stream);
+    ncclResult_t (*_Nonnull ncclCommGetAsyncError)(ncclComm_t _Nonnull comm, ncclResult_t *_Nonnull asyncError);
+    ncclResult_t (*_Nonnull ncclCommAbort)(ncclComm_t _Nonnull comm);
+    ncclResult_t (*_Nonnull ncclCommDestroy)(ncclComm_t _Nonnull comm);
+    const char *_Nonnull (*_Nonnull ncclGetErrorString)(ncclResult_t result);
+    ncclResult_t (*_Nonnull ncclGroupStart)(void);
+    ncclResult_t (*_Nonnull ncclGroupEnd)(void);
+    // Since NCCL 2.13: the last error's detail; optional.
+    const char *_Nullable (*_Nullable ncclGetLastError)(ncclComm_t _Nullable comm);
+} CohortNCCL;
+
+enum {
+    COHORT_NCCL_SUCCESS = 0,
+    COHORT_NCCL_IN_PROGRESS = 7,
+    COHORT_NCCL_FLOAT16 = 6,
+    COHORT_NCCL_FLOAT32 = 7,
+    COHORT_NCCL_BFLOAT16 = 9,
+    COHORT_NCCL_SUM = 0,
+    COHORT_NCCL_AVG = 4,
+};
+
+/// ncclCommInitRank with the id passed through a pointer (see CohortNCCLUniqueId).
+/// Valid only after cohort_nccl_load returned 0.
+ncclResult_t cohort_nccl_comm_init_rank(ncclComm_t _Nullable *_Nonnull comm, int nranks,
+                                        const CohortNCCLUniqueId *_Nonnull uniqueId, int rank);
+
 // MARK: Loaders
 
 /// Each loads its library (trying the names listed in CCUDA.c in order) and
@@ -275,11 +327,13 @@ int cohort_cuda_load_driver(char *_Nullable error, size_t errorLength);
 int cohort_cuda_load_nvrtc(char *_Nullable error, size_t errorLength);
 int cohort_cuda_load_cublas(char *_Nullable error, size_t errorLength);
 int cohort_cuda_load_cudnn(char *_Nullable error, size_t errorLength);
+int cohort_nccl_load(char *_Nullable error, size_t errorLength);
 
 /// The tables; valid only after the matching loader returned 0.
 const CohortCUDADriver *_Nonnull cohort_cuda_driver(void);
 const CohortNVRTC *_Nonnull cohort_nvrtc(void);
 const CohortCUBLAS *_Nonnull cohort_cublas(void);
 const CohortCUDNN *_Nonnull cohort_cudnn(void);
+const CohortNCCL *_Nonnull cohort_nccl(void);
 
 #endif

@@ -1,0 +1,304 @@
+import CCUDA
+import CohortDistributed
+import CohortKernels
+import CohortTensor
+import Foundation
+
+/// Why NCCL cannot be used, or what an NCCL call reported.
+public enum NCCLError: Error, CustomStringConvertible, Equatable {
+    /// libnccl.so.2 (or one of its symbols) could not be loaded: the loader's words.
+    case unavailable(reason: String)
+    /// A programmer or configuration error caught before NCCL is called.
+    case invalidArgument(String)
+    /// An NCCL call returned something other than ncclSuccess.
+    case call(String, code: Int32, message: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case .unavailable(let reason):
+            return "NCCL unavailable: \(reason). To fix: install NVIDIA's libnccl2 package (`apt-get install libnccl2` "
+                + "from the CUDA repository, or pip's nvidia-nccl-cu13 with its lib folder on LD_LIBRARY_PATH); "
+                + "multi-rank GPU runs need it, one-GPU runs and CPU ranks (--device cpu, MPI) do not"
+        case .invalidArgument(let message):
+            return "NCCL: \(message)"
+        case .call(let call, let code, let message, let detail):
+            return "NCCL \(call) failed with \(code) (\(message))" + (detail.isEmpty ? "" : ": \(detail)")
+        }
+    }
+}
+
+/// The NCCL function table, valid once `loadNCCL()` succeeded.
+var nccl: CohortNCCL { cohort_nccl().pointee }
+
+/// Loads libnccl.so.2 (once per process; the same error on every later call).
+func loadNCCL() throws(NCCLError) {
+    var message = [CChar](repeating: 0, count: 1024)
+    guard cohort_nccl_load(&message, message.count) == 0 else {
+        throw .unavailable(reason: loaderMessage(message))
+    }
+}
+
+/// Throws `NCCLError.call` unless `result` is ncclSuccess (0).
+func checkNCCL(_ result: ncclResult_t, _ call: String, comm: ncclComm_t? = nil) throws(NCCLError) {
+    guard result != Int32(COHORT_NCCL_SUCCESS) else { return }
+    let detail = nccl.ncclGetLastError.flatMap { $0(comm) }.map { String(cString: $0) } ?? ""
+    throw .call(call, code: result, message: String(cString: nccl.ncclGetErrorString(result)), detail: detail)
+}
+
+/// Collectives across GPUs through NCCL, one process (and one GPU) per rank,
+/// on the tensors of one `CUDABackend`.
+///
+/// Note [NCCL on the compute stream]
+/// - Every collective is enqueued on the backend's own stream and returns at
+///   once, as a `Backend` op does (`Note [Communicator contract]`). Because
+///   that is the stream backward's kernels run on, an all-reduce starts after
+///   the gradients it reads are written and the optimizer step enqueued after
+///   it sees the reduced values: the ordering is automatic, so the reducer
+///   does not wait on the host before a bucket (`runsOnDeviceStream`), and
+///   the caching allocator's stream-ordered reuse stays valid (Note
+///   [Stream-ordered reuse]).
+/// - The price: communication does not overlap with backward's kernels (a
+///   stream runs one thing after another). The next step is a second,
+///   communication stream: record an event on the compute stream when a
+///   bucket is ready, make the communication stream wait on it, all-reduce
+///   there, and make the compute stream wait on an event after the last
+///   bucket before the optimizer step; gradient buffers are then shared by
+///   two streams and must not be released to the cache while a collective
+///   may still read them.
+/// - The reducer's `communicationSeconds` therefore measures enqueueing, not
+///   the transfer; the step time (which synchronises) includes it.
+/// - Host tensors (the evaluation's three sums) are staged through a device
+///   buffer and the call waits for the result, so callers keep working with
+///   `Tensor`s on the host as they do with MPI.
+/// - Failures: NCCL calls are blocking-mode (ncclCommInitRank), so a call
+///   returns an error code or enqueues; a peer that died shows up as an
+///   asynchronous error (`ncclCommGetAsyncError`, checked after every call) or,
+///   worse, as a stream that never finishes. `abort` calls ncclCommAbort,
+///   which unblocks the stream, then ends the process (through the bootstrap
+///   communicator's abort under MPI, which stops every rank). A watchdog that
+///   polls the async error with a time-out, as PyTorch's does, is future work.
+public final class NCCLCommunicator: Communicator, @unchecked Sendable {
+    public let rank: Int
+    public let worldSize: Int
+    public let name = "nccl"
+    /// ncclGetVersion's number (22809 = 2.28.9).
+    public let version: Int
+    /// The backend whose device and stream the collectives use.
+    public let backend: CUDABackend
+    /// The communicator that carried the unique id (MPI under mpirun): kept
+    /// for `abort` (MPI_Abort stops every rank) and shut down after NCCL.
+    public let bootstrap: Communicator?
+
+    private var comm: ncclComm_t?
+    private let lock = NSLock()
+    /// One float on the device: `barrier`'s all-reduce.
+    private let barrierScalar: Tensor
+
+    public static let uniqueIdByteCount = 128
+
+    /// "2.28.9".
+    public var versionText: String { Self.versionText(version) }
+
+    public var runsOnDeviceStream: Bool { true }
+
+    /// NCCL's version code as text: 22809 is 2.28.9 (codes from 2.9 on are
+    /// major*10000 + minor*100 + patch; older ones major*1000 + minor*100 + patch).
+    public static func versionText(_ code: Int) -> String {
+        code >= 10000 ? "\(code / 10000).\(code % 10000 / 100).\(code % 100)"
+            : "\(code / 1000).\(code % 1000 / 100).\(code % 100)"
+    }
+
+    /// A fresh unique id (on rank 0), to hand to every rank before `init`.
+    public static func makeUniqueId() throws(NCCLError) -> [UInt8] {
+        try loadNCCL()
+        var id = CohortNCCLUniqueId()
+        try checkNCCL(nccl.ncclGetUniqueId(&id), "ncclGetUniqueId")
+        return withUnsafeBytes(of: &id) { Array($0) }
+    }
+
+    /// Checks what `init` is given before any library is touched.
+    public static func validate(rank: Int, worldSize: Int, uniqueId: [UInt8]) throws(NCCLError) {
+        guard worldSize >= 1, worldSize <= Int(Int32.max) else {
+            throw .invalidArgument("world size \(worldSize) must be at least 1")
+        }
+        guard (0..<worldSize).contains(rank) else {
+            throw .invalidArgument("rank \(rank) is not in 0..<\(worldSize)")
+        }
+        guard uniqueId.count == uniqueIdByteCount else {
+            throw .invalidArgument("the unique id has \(uniqueId.count) bytes, ncclUniqueId has \(uniqueIdByteCount)")
+        }
+        guard uniqueId.contains(where: { $0 != 0 }) else {
+            throw .invalidArgument("the unique id is all zeros (rank 0's ncclGetUniqueId never reached this rank?)")
+        }
+    }
+
+    /// NCCL's data type for a tensor dtype the collectives take (float32 7, bfloat16 9).
+    public static func dataType(_ dtype: DType) throws(NCCLError) -> Int32 {
+        switch dtype {
+        case .float32: return Int32(COHORT_NCCL_FLOAT32)
+        case .bfloat16: return Int32(COHORT_NCCL_BFLOAT16)
+        default: throw .invalidArgument("collectives take float32 or bfloat16 tensors, not \(dtype)")
+        }
+    }
+
+    /// NCCL's reduction for `op` (sum 0, average 4).
+    public static func reduction(_ op: ReduceOperation) -> Int32 {
+        switch op {
+        case .sum: return Int32(COHORT_NCCL_SUM)
+        case .average: return Int32(COHORT_NCCL_AVG)
+        }
+    }
+
+    /// Joins the communicator of `worldSize` ranks that share `uniqueId`
+    /// (made by rank 0's `makeUniqueId()`); returns once every rank has joined.
+    public init(backend: CUDABackend, rank: Int, worldSize: Int, uniqueId: [UInt8],
+                bootstrap: Communicator? = nil) throws {
+        try Self.validate(rank: rank, worldSize: worldSize, uniqueId: uniqueId)
+        try loadNCCL()
+        var versionCode: Int32 = 0
+        try checkNCCL(nccl.ncclGetVersion(&versionCode), "ncclGetVersion")
+        self.rank = rank
+        self.worldSize = worldSize
+        self.version = Int(versionCode)
+        self.backend = backend
+        self.bootstrap = bootstrap
+        backend.context.makeCurrent()
+        var id = CohortNCCLUniqueId()
+        withUnsafeMutableBytes(of: &id) { $0.copyBytes(from: uniqueId) }
+        var comm: ncclComm_t?
+        try checkNCCL(cohort_nccl_comm_init_rank(&comm, Int32(worldSize), &id, Int32(rank)), "ncclCommInitRank")
+        guard let comm else { throw NCCLError.call("ncclCommInitRank", code: 0, message: "returned no communicator", detail: "") }
+        self.comm = comm
+        barrierScalar = try backend.makeTensor([1], dtype: .float32)
+        backend.fill(barrierScalar, value: 1)
+    }
+
+    deinit {
+        if let comm {
+            backend.context.makeCurrent()
+            _ = nccl.ncclCommAbort(comm)
+        }
+    }
+
+    public func allReduce(_ tensor: Tensor, op: ReduceOperation) throws {
+        try onDevice(tensor, "ncclAllReduce") { device in
+            let count = device.elementCount
+            try self.enqueue("ncclAllReduce") { comm, stream in
+                nccl.ncclAllReduce(devicePointer(device.devicePointer), devicePointer(device.devicePointer), count,
+                                   try Self.dataType(device.dtype), Self.reduction(op), comm, stream)
+            }
+        }
+    }
+
+    public func broadcast(_ tensor: Tensor, root: Int) throws {
+        guard (0..<worldSize).contains(root) else { throw NCCLError.invalidArgument("broadcast: root \(root) is not a rank of \(worldSize)") }
+        try onDevice(tensor, "ncclBroadcast") { device in
+            let count = device.elementCount
+            try self.enqueue("ncclBroadcast") { comm, stream in
+                nccl.ncclBroadcast(devicePointer(device.devicePointer), devicePointer(device.devicePointer), count,
+                                   try Self.dataType(device.dtype), Int32(root), comm, stream)
+            }
+        }
+    }
+
+    public func allGather(_ input: Tensor, into output: Tensor) throws {
+        guard output.elementCount == input.elementCount * worldSize, output.dtype == input.dtype else {
+            throw NCCLError.invalidArgument("allGather: output \(output) must hold \(worldSize) x \(input.elementCount) "
+                                            + "\(input.dtype) elements")
+        }
+        guard input.device.isHost == output.device.isHost else {
+            throw NCCLError.invalidArgument("allGather: input \(input) and output \(output) must both be on the host or both on \(backend.device)")
+        }
+        try onDevice(input, "ncclAllGather", copyBack: false) { deviceInput in
+            try self.onDevice(output, "ncclAllGather", upload: false) { deviceOutput in
+                let count = deviceInput.elementCount
+                try self.enqueue("ncclAllGather") { comm, stream in
+                    nccl.ncclAllGather(devicePointer(deviceInput.devicePointer), devicePointer(deviceOutput.devicePointer),
+                                       count, try Self.dataType(deviceInput.dtype), comm, stream)
+                }
+            }
+        }
+    }
+
+    /// An all-reduce of one float, then a wait for the stream; then checks
+    /// NCCL's asynchronous error (a peer that failed).
+    public func barrier() throws {
+        try allReduce(barrierScalar, op: .sum)
+        backend.synchronize()
+        try checkAsyncError()
+    }
+
+    /// Throws the error NCCL recorded in the background, if any.
+    public func checkAsyncError() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let comm else { return }
+        var result: ncclResult_t = 0
+        try checkNCCL(nccl.ncclCommGetAsyncError(comm, &result), "ncclCommGetAsyncError", comm: comm)
+        try checkNCCL(result, "a collective (asynchronous error)", comm: comm)
+    }
+
+    public func abort(reason: String) -> Never {
+        FileHandle.standardError.write(Data("cohort rank \(rank): \(reason)\n".utf8))
+        if let comm {
+            backend.context.makeCurrent()
+            _ = nccl.ncclCommAbort(comm)
+            self.comm = nil
+        }
+        if let bootstrap { bootstrap.abort(reason: "NCCL communicator aborted") }
+        _exit(1)
+    }
+
+    /// Waits for the stream, destroys the communicator, then shuts the bootstrap down.
+    public func shutdown() throws {
+        lock.lock()
+        let comm = self.comm
+        self.comm = nil
+        lock.unlock()
+        guard let comm else { return }
+        backend.synchronize()
+        try checkNCCL(nccl.ncclCommDestroy(comm), "ncclCommDestroy")
+        try bootstrap?.shutdown()
+    }
+
+    // MARK: Helpers
+
+    /// Runs `body` with a device tensor: `tensor` itself when it lives on
+    /// this backend's device; for a host tensor, a device copy (uploaded
+    /// first unless `upload` is false), whose result is waited for and
+    /// copied back (unless `copyBack` is false).
+    private func onDevice(_ tensor: Tensor, _ call: String, upload: Bool = true, copyBack: Bool = true,
+                          _ body: (Tensor) throws -> Void) throws {
+        _ = try Self.dataType(tensor.dtype)
+        if !tensor.device.isHost {
+            guard tensor.device == backend.device else {
+                throw NCCLError.invalidArgument("\(call): \(tensor) is not on this communicator's device \(backend.device)")
+            }
+            try body(tensor)
+            return
+        }
+        let staged = try backend.makeTensor(tensor.shape, dtype: tensor.dtype)
+        if upload { backend.upload(tensor, to: staged) }
+        try body(staged)
+        if copyBack {
+            let result = backend.download(staged)  // waits for the stream
+            tensor.rawPointer.copyMemory(from: result.rawPointer, byteCount: tensor.byteCount)
+        } else {
+            backend.synchronize()
+        }
+    }
+
+    /// Enqueues one collective on the backend's stream.
+    private func enqueue(_ call: String, _ body: (ncclComm_t, CUstream) throws -> ncclResult_t) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let comm else { throw NCCLError.invalidArgument("\(call) after shutdown() or abort") }
+        backend.context.makeCurrent()
+        backend.stream.forbidDuringCapture("an NCCL \(call)")
+        try checkNCCL(try body(comm, backend.stream.stream), call, comm: comm)
+        // A peer's failure recorded in the background (an atomic read in NCCL).
+        var asyncResult: ncclResult_t = 0
+        try checkNCCL(nccl.ncclCommGetAsyncError(comm, &asyncResult), "ncclCommGetAsyncError", comm: comm)
+        try checkNCCL(asyncResult, "\(call) (an earlier collective's asynchronous error)", comm: comm)
+    }
+}
