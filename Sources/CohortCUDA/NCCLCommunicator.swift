@@ -108,6 +108,12 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
             : "\(code / 1000).\(code % 1000 / 100).\(code % 100)"
     }
 
+    /// Why libnccl.so.2 cannot be used here (nil when it loads): for tests and messages.
+    public static func loadFailure() -> NCCLError? {
+        do { try loadNCCL() } catch { return error }
+        return nil
+    }
+
     /// A fresh unique id (on rank 0), to hand to every rank before `init`.
     public static func makeUniqueId() throws(NCCLError) -> [UInt8] {
         try loadNCCL()

@@ -59,4 +59,47 @@ final class NCCLCommunicatorTests: XCTestCase {
     func testOnlyDeviceStreamCommunicatorsSkipTheHostWait() {
         XCTAssertFalse(SingleProcessCommunicator().runsOnDeviceStream)
     }
+
+    /// On a GPU with NCCL (skipped elsewhere): a world of one rank runs every
+    /// collective on device and host tensors, float32 and bf16; each is an
+    /// identity (average of one), so the results are the inputs.
+    func testOneRankCollectivesOnAGPU() throws {
+        let backend: CUDABackend
+        do {
+            backend = try CUDABackend()
+        } catch let error as CUDAUnavailable {
+            throw XCTSkip("\(error)")
+        }
+        guard let id = try? NCCLCommunicator.makeUniqueId() else {
+            throw XCTSkip(NCCLCommunicator.loadFailure()?.description ?? "ncclGetUniqueId failed")
+        }
+        let nccl = try NCCLCommunicator(backend: backend, rank: 0, worldSize: 1, uniqueId: id)
+        XCTAssertTrue(nccl.runsOnDeviceStream)
+        XCTAssertGreaterThan(nccl.version, 21000, nccl.versionText)
+        let values: [Float] = (0..<1000).map { Float($0 % 37) - 18 }
+        let host = Tensor(values, shape: [1000])
+        let device = try backend.makeTensor(copying: host)
+        try nccl.allReduce(device, op: .average)
+        try nccl.allReduce(device.view(elementOffset: 10, shape: [100]), op: .sum)
+        try nccl.broadcast(device, root: 0)
+        XCTAssertEqual(backend.download(device).toArray(), values)
+        let gathered = try backend.makeTensor([1000], dtype: .float32)
+        try nccl.allGather(device, into: gathered)
+        XCTAssertEqual(backend.download(gathered).toArray(), values)
+        let bf16 = try backend.makeTensor([1000], dtype: .bfloat16)
+        backend.copy(device, to: bf16)
+        try nccl.allReduce(bf16, op: .average)
+        let back = try backend.makeTensor([1000], dtype: .float32)
+        backend.copy(bf16, to: back)
+        XCTAssertEqual(backend.download(back).toArray(), values)  // small integers are exact in bf16
+        // Host tensors (the evaluation's sums) are staged through the device.
+        let sums = Tensor([Float]([1, 2, 3]), shape: [3])
+        try nccl.allReduce(sums, op: .sum)
+        XCTAssertEqual(sums.toArray(), [1, 2, 3])
+        try nccl.barrier()
+        XCTAssertThrowsError(try nccl.broadcast(device, root: 1))
+        try nccl.shutdown()
+        try nccl.shutdown()  // twice is fine
+        XCTAssertThrowsError(try nccl.allReduce(device, op: .sum))
+    }
 }
