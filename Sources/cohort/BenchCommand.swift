@@ -4,9 +4,18 @@ import CohortNN
 import CohortTraining
 import Foundation
 
+/// `cohort bench` (training throughput, the default) and `cohort bench allreduce`.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure training throughput (images/s) on random data already on the device.",
+        abstract: "Measure training throughput, or all-reduce bandwidth across ranks.",
+        subcommands: [BenchTraining.self, BenchAllReduce.self],
+        defaultSubcommand: BenchTraining.self)
+}
+
+struct BenchTraining: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "training",
+        abstract: "Measure training throughput (images/s) on random data already on the device (the default).",
         discussion: """
             Each batch size runs full training steps (forward, loss, backward, SGD) after warm-up \
             steps, and reports the median step time, images per second and the time an epoch of \

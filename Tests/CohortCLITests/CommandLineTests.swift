@@ -44,6 +44,8 @@ final class CommandLineTests: XCTestCase {
         try assertRejected(["eval", "/nonexistent.safetensors", "--dataset", "synthetic"], mentions: "no checkpoint")
         try assertRejected(["bench", "--batch-sizes", "0"], mentions: "--batch-sizes")
         try assertRejected(["frobnicate"], mentions: "Unexpected argument")
+        try assertRejected(["bench", "allreduce"], mentions: "an all-reduce needs several ranks")
+        try assertRejected(["bench", "allreduce", "--factor", "1"], mentions: "--factor")
         try assertRejected(["train", "--dataset", "synthetic", "--backend", "onednn", "--precision", "bf16"],
                            mentions: "float32 only")
         try assertRejected(["train", "--dataset", "synthetic", "--precision", "fp16"], mentions: "--precision")

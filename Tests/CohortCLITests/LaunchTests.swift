@@ -38,6 +38,27 @@ final class LaunchTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appendingPathComponent("checkpoint.safetensors").path))
     }
 
+    /// `cohort bench allreduce` on 2 CPU ranks: rank 0 prints one row per
+    /// size with nccl-tests' busbw (= algbw for 2 ranks), and writes them as JSON.
+    func testAllReduceSweepOnTwoRanks() throws {
+        let json = folder.appendingPathComponent("sweep.json")
+        let job = try LaunchedJob(["launch", "--nproc-per-node", "2", "--master-port", String(LaunchedJob.freePort()), "--",
+                                   "cohort", "bench", "allreduce", "--device", "cpu", "--max-bytes", "65536",
+                                   "--iterations", "3", "--json", json.path])
+        let (status, output) = job.finish(limit: 60)
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("all-reduce (sum, float32) on 2 ranks through mpi"), output)
+        struct Row: Decodable { var ranks: Int; var bytes: Int; var seconds: Double; var algbwGBps: Double; var busbwGBps: Double }
+        let rows = try JSONDecoder().decode([Row].self, from: Data(contentsOf: json))
+        XCTAssertEqual(rows.map(\.bytes), [1024, 4096, 16384, 65536])
+        for row in rows {
+            XCTAssertEqual(row.ranks, 2)
+            XCTAssertGreaterThan(row.seconds, 0)
+            XCTAssertEqual(row.algbwGBps, Double(row.bytes) / row.seconds / 1e9, accuracy: 1e-9 * row.algbwGBps)
+            XCTAssertEqual(row.busbwGBps, row.algbwGBps, accuracy: 1e-12)   // 2 (n - 1) / n = 1 for n = 2
+        }
+    }
+
     /// SIGKILL to rank 1 mid-run: the job ends non-zero within 30 s and the
     /// launcher's report names rank 1 and the signal.
     func testARankKilledMidRunStopsTheJobAndIsNamed() throws {
