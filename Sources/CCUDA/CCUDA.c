@@ -98,6 +98,11 @@ LOADER(cohort_cuda_load_driver, CohortCUDADriver, cohort_cuda_driver, {
     LOOKUP(cuModuleGetFunction);
     LOOKUP(cuLaunchKernel);
     LOOKUP_OPTIONAL(cuStreamBeginCapture_v2);
+    LOOKUP_OPTIONAL(cuStreamWaitEvent);
+    LOOKUP_OPTIONAL(cuEventQuery);
+    LOOKUP_OPTIONAL(cuEventElapsedTime);
+    LOOKUP_OPTIONAL(cuStreamCreateWithPriority);
+    LOOKUP_OPTIONAL(cuCtxGetStreamPriorityRange);
     LOOKUP_OPTIONAL(cuStreamEndCapture);
     LOOKUP_OPTIONAL(cuStreamIsCapturing);
     LOOKUP_OPTIONAL(cuGraphGetNodes);

@@ -48,35 +48,52 @@ func checkNCCL(_ result: ncclResult_t, _ call: String, comm: ncclComm_t? = nil) 
 /// Collectives across GPUs through NCCL, one process (and one GPU) per rank,
 /// on the tensors of one `CUDABackend`.
 ///
-/// Note [NCCL on the compute stream]
-/// - Every collective is enqueued on the backend's own stream and returns at
-///   once, as a `Backend` op does (`Note [Communicator contract]`). Because
-///   that is the stream backward's kernels run on, an all-reduce starts after
-///   the gradients it reads are written and the optimizer step enqueued after
-///   it sees the reduced values: the ordering is automatic, so the reducer
-///   does not wait on the host before a bucket (`runsOnDeviceStream`), and
-///   the caching allocator's stream-ordered reuse stays valid (Note
-///   [Stream-ordered reuse]).
-/// - The price: communication does not overlap with backward's kernels (a
-///   stream runs one thing after another). The next step is a second,
-///   communication stream: record an event on the compute stream when a
-///   bucket is ready, make the communication stream wait on it, all-reduce
-///   there, and make the compute stream wait on an event after the last
-///   bucket before the optimizer step; gradient buffers are then shared by
-///   two streams and must not be released to the cache while a collective
-///   may still read them.
-/// - The reducer's `communicationSeconds` therefore measures enqueueing, not
-///   the transfer; the step time (which synchronises) includes it.
+/// Note [Communication stream]
+/// - Ordinary collectives (`allReduce`, `broadcast`, `allGather`, `barrier`)
+///   behave as a `Backend` op (`Note [Communicator contract]`): they return
+///   at once and are ordered after the kernels that wrote their input and
+///   before every later op. They run on the communicator's own stream
+///   between two events: the communication stream waits for an event
+///   recorded on the compute stream (fork), the compute stream waits for one
+///   after the collective (join). No host waits, so the reducer does not
+///   synchronise before a bucket (`runsOnDeviceStream`).
+/// - Background all-reduces (`startAllReduce`, the gradient reducer's
+///   buckets) fork the same way but do not join: backward's kernels for
+///   earlier layers go on on the compute stream while the bucket moves on
+///   the communication stream; `waitForCollectives` (the reducer's
+///   `finishBackward`) joins once, before the optimizer step. That is the
+///   overlap PyTorch DDP's reducer gets from its NCCL stream.
+/// - Memory: a background collective's tensor must outlive the join. The
+///   reducer's buckets are views of the parameter store's flat gradient
+///   buffer (and of its bf16 copy), which live as long as the model; the
+///   caching allocator's stream-ordered reuse (Note [Stream-ordered reuse])
+///   stays valid because the compute stream joins before anything released
+///   after a collective could be reused.
+/// - The stream has the highest priority the device offers, so a bucket's
+///   kernels are scheduled ahead of backward's queued blocks rather than
+///   behind them (the kernels are few and small; backward loses little).
+/// - Graphs: forks and joins are events, which a stream capture turns into
+///   graph edges, and NCCL records its kernels into the capture, so a
+///   data-parallel step is captured whole (`supportsGraphCapture`); timing
+///   events are skipped while capturing (a graph has no timestamps).
+/// - Timing (Note [Device timing]): between `beginCollectiveTiming` and
+///   `collectiveSeconds`, each background all-reduce is bracketed by timed
+///   events on the communication stream: its busy time, which includes any
+///   wait for a slower peer.
+/// - Without the driver's event functions (a very old driver) everything
+///   runs on the compute stream, in order, without overlap.
 /// - Host tensors (the evaluation's three sums) are staged through a device
 ///   buffer and the call waits for the result, so callers keep working with
 ///   `Tensor`s on the host as they do with MPI.
 /// - Failures: NCCL calls are blocking-mode (ncclCommInitRank), so a call
 ///   returns an error code or enqueues; a peer that died shows up as an
-///   asynchronous error (`ncclCommGetAsyncError`, checked after every call) or,
-///   worse, as a stream that never finishes. `abort` calls ncclCommAbort,
-///   which unblocks the stream, then ends the process (through the bootstrap
-///   communicator's abort under MPI, which stops every rank). A watchdog that
-///   polls the async error with a time-out, as PyTorch's does, is future work.
+///   asynchronous error (`ncclCommGetAsyncError`) or as work that never
+///   finishes. A `Watchdog` polls both: after every collective and every
+///   step (`watchProgress`) an event is recorded on the compute stream, and
+///   if the device has not passed it within the limit (or NCCL reports an
+///   error), the watchdog calls `abort`: ncclCommAbort, which unblocks the
+///   stream, then the bootstrap's abort (MPI_Abort under mpirun stops every
+///   rank), then `_exit(1)`; the launcher names the rank that failed first.
 public final class NCCLCommunicator: Communicator, @unchecked Sendable {
     public let rank: Int
     public let worldSize: Int
@@ -91,6 +108,15 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
 
     private var comm: ncclComm_t?
     private let lock = NSLock()
+    /// The stream collectives run on (nil: the compute stream; Note [Communication stream]).
+    private var communicationStream: CUstream?
+    private var forkEvent, joinEvent, progressEvent: CUDAEvent?
+    /// A background all-reduce has been started and not yet joined.
+    private var backgroundPending = false
+    private var timing = false
+    private var timingEvents: [(start: CUDAEvent, end: CUDAEvent)] = []
+    private var timedCollectives = 0
+    private var watchdog: Watchdog?
     /// One float on the device: `barrier`'s all-reduce.
     private let barrierScalar: Tensor
 
@@ -100,6 +126,13 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
     public var versionText: String { Self.versionText(version) }
 
     public var runsOnDeviceStream: Bool { true }
+    public var supportsGraphCapture: Bool { true }
+    public var reducesBFloat16: Bool { true }
+    /// The default time limit of the watchdog (`Note [Communication stream]`):
+    /// it counts from when a step or collective is issued, so it must cover
+    /// a peer's slowest legitimate delay (a first step's algorithm search,
+    /// rank 0's checkpoint) and leave the 30 s in which every rank must stop.
+    public static let defaultTimeout = Duration.seconds(20)
 
     /// NCCL's version code as text: 22809 is 2.28.9 (codes from 2.9 on are
     /// major*10000 + minor*100 + patch; older ones major*1000 + minor*100 + patch).
@@ -157,8 +190,9 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
 
     /// Joins the communicator of `worldSize` ranks that share `uniqueId`
     /// (made by rank 0's `makeUniqueId()`); returns once every rank has joined.
+    /// `timeout`: the watchdog's limit (nil: no watchdog).
     public init(backend: CUDABackend, rank: Int, worldSize: Int, uniqueId: [UInt8],
-                bootstrap: Communicator? = nil) throws {
+                bootstrap: Communicator? = nil, timeout: Duration? = NCCLCommunicator.defaultTimeout) throws {
         try Self.validate(rank: rank, worldSize: worldSize, uniqueId: uniqueId)
         try loadNCCL()
         var versionCode: Int32 = 0
@@ -177,12 +211,119 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
         self.comm = comm
         barrierScalar = try backend.makeTensor([1], dtype: .float32)
         backend.fill(barrierScalar, value: 1)
+        try setUpStreamAndWatchdog(timeout: timeout)
+    }
+
+    /// The communication stream, its events and the watchdog (Note [Communication stream]).
+    private func setUpStreamAndWatchdog(timeout: Duration?) throws {
+        let d = driver
+        if CUDAEvent.isAvailable, let create = d.cuStreamCreateWithPriority {
+            backend.context.makeCurrent()
+            var least: Int32 = 0, greatest: Int32 = 0
+            if let range = d.cuCtxGetStreamPriorityRange {
+                try checkCUDA(range(&least, &greatest), "cuCtxGetStreamPriorityRange")
+            }
+            var stream: CUstream?
+            try checkCUDA(create(&stream, UInt32(COHORT_CU_STREAM_NON_BLOCKING), greatest), "cuStreamCreateWithPriority")
+            communicationStream = stream
+            forkEvent = try CUDAEvent(context: backend.context, timed: false)
+            joinEvent = try CUDAEvent(context: backend.context, timed: false)
+        }
+        guard let timeout, CUDAEvent.isAvailable else { return }
+        progressEvent = try CUDAEvent(context: backend.context, timed: false)
+        watchdog = Watchdog(timeout: timeout) { [weak self] message in
+            guard let self else { return }
+            self.abort(reason: message)
+        }
     }
 
     deinit {
+        watchdog?.stop()
         if let comm {
             backend.context.makeCurrent()
             _ = nccl.ncclCommAbort(comm)
+        }
+        if let communicationStream {
+            backend.context.makeCurrent()
+            _ = driver.cuStreamSynchronize(communicationStream)
+            _ = driver.cuStreamDestroy_v2(communicationStream)
+        }
+    }
+
+    // MARK: Background collectives (Note [Communication stream])
+
+    public func startAllReduce(_ tensor: Tensor, op: ReduceOperation) throws {
+        guard !tensor.device.isHost else {
+            throw NCCLError.invalidArgument("startAllReduce: \(tensor) must be on \(backend.device) (host tensors take allReduce)")
+        }
+        guard tensor.device == backend.device else {
+            throw NCCLError.invalidArgument("startAllReduce: \(tensor) is not on this communicator's device \(backend.device)")
+        }
+        let count = tensor.elementCount, dataType = try Self.dataType(tensor.dtype)
+        try enqueue("ncclAllReduce", background: true) { comm, stream in
+            nccl.ncclAllReduce(devicePointer(tensor.devicePointer), devicePointer(tensor.devicePointer), count,
+                               dataType, Self.reduction(op), comm, stream)
+        }
+    }
+
+    public func waitForCollectives() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        join()
+    }
+
+    public func beginCollectiveTiming() {
+        lock.lock()
+        defer { lock.unlock() }
+        timing = true
+        timedCollectives = 0
+    }
+
+    public func collectiveSeconds() -> [Double]? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard timing else { return nil }
+        timing = false
+        var result: [Double] = []
+        for (start, end) in timingEvents.prefix(timedCollectives) {
+            guard let seconds = end.seconds(since: start) else { return nil }
+            result.append(seconds)
+        }
+        return result
+    }
+
+    public func watchProgress() {
+        lock.lock()
+        defer { lock.unlock() }
+        watch("a training step or its collectives")
+    }
+
+    /// With the lock held: makes the compute stream wait for the background collectives.
+    private func join() {
+        guard backgroundPending, let communicationStream, let joinEvent else { return }
+        joinEvent.record(on: communicationStream, capturing: backend.stream.isCapturing)
+        joinEvent.makeWait(backend.stream.stream)
+        backgroundPending = false
+    }
+
+    /// With the lock held: has the watchdog wait for the compute stream's
+    /// current end (which follows every joined collective); not during a
+    /// capture, whose work runs only at replay.
+    private func watch(_ what: String) {
+        guard let watchdog, let progressEvent, let comm, !backend.stream.isCapturing else { return }
+        progressEvent.record(on: backend.stream.stream)
+        nonisolated(unsafe) let watchedComm = comm
+        watchdog.watch(what) { [progressEvent] in
+            var asyncResult: ncclResult_t = 0
+            if nccl.ncclCommGetAsyncError(watchedComm, &asyncResult) == Int32(COHORT_NCCL_SUCCESS),
+               asyncResult != Int32(COHORT_NCCL_SUCCESS), asyncResult != Int32(COHORT_NCCL_IN_PROGRESS) {
+                return .failed("NCCL reported \(String(cString: nccl.ncclGetErrorString(asyncResult))) in the background")
+            }
+            do {
+                return try progressEvent.hasCompleted() ? .finished : .running
+            } catch {
+                return .failed("\(error)")
+            }
         }
     }
 
@@ -246,6 +387,12 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
 
     public func abort(reason: String) -> Never {
         FileHandle.standardError.write(Data("cohort rank \(rank): \(reason)\n".utf8))
+        // ncclCommAbort waits for NCCL's own threads; should one of them be
+        // stuck too, the process still ends.
+        Thread.detachNewThread {
+            Thread.sleep(forTimeInterval: 10)
+            _exit(1)
+        }
         if let comm {
             backend.context.makeCurrent()
             _ = nccl.ncclCommAbort(comm)
@@ -257,6 +404,7 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
 
     /// Waits for the stream, destroys the communicator, then shuts the bootstrap down.
     public func shutdown() throws {
+        watchdog?.stop()
         lock.lock()
         let comm = self.comm
         self.comm = nil
@@ -294,17 +442,43 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
         }
     }
 
-    /// Enqueues one collective on the backend's stream.
-    private func enqueue(_ call: String, _ body: (ncclComm_t, CUstream) throws -> ncclResult_t) throws {
+    /// Enqueues one collective on the communication stream, after the
+    /// compute stream's work so far; an ordinary one is joined back at once,
+    /// a `background` one at `waitForCollectives` (Note [Communication stream]).
+    private func enqueue(_ call: String, background: Bool = false,
+                         _ body: (ncclComm_t, CUstream) throws -> ncclResult_t) throws {
         lock.lock()
         defer { lock.unlock() }
         guard let comm else { throw NCCLError.invalidArgument("\(call) after shutdown() or abort") }
         backend.context.makeCurrent()
-        backend.stream.forbidDuringCapture("an NCCL \(call)")
-        try checkNCCL(try body(comm, backend.stream.stream), call, comm: comm)
+        let compute = backend.stream.stream, capturing = backend.stream.isCapturing
+        if !background { backend.stream.forbidDuringCapture("an NCCL \(call) outside a gradient reducer") }
+        var stream = compute
+        if let communicationStream, let forkEvent {
+            forkEvent.record(on: compute, capturing: capturing)
+            forkEvent.makeWait(communicationStream)
+            stream = communicationStream
+        }
+        var timed: (start: CUDAEvent, end: CUDAEvent)?
+        if timing && background && !capturing {
+            if timingEvents.count == timedCollectives {
+                timingEvents.append((try CUDAEvent(context: backend.context, timed: true),
+                                     try CUDAEvent(context: backend.context, timed: true)))
+            }
+            timed = timingEvents[timedCollectives]
+            timedCollectives += 1
+            timed!.start.record(on: stream)
+        }
+        try checkNCCL(try body(comm, stream), call, comm: comm)
+        timed?.end.record(on: stream)
+        if communicationStream != nil {
+            backgroundPending = true
+            if !background { join() }
+        }
         // A peer's failure recorded in the background (an atomic read in NCCL).
         var asyncResult: ncclResult_t = 0
         try checkNCCL(nccl.ncclCommGetAsyncError(comm, &asyncResult), "ncclCommGetAsyncError", comm: comm)
         try checkNCCL(asyncResult, "\(call) (an earlier collective's asynchronous error)", comm: comm)
+        if !background { watch(call) }
     }
 }

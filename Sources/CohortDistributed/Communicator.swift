@@ -55,11 +55,43 @@ public protocol Communicator: AnyObject {
     /// Leaves the group cleanly at the end of a run (every rank calls it);
     /// later calls are programmer errors. Safe to call twice.
     func shutdown() throws
+
+    // MARK: Background collectives (optional; defaults below)
+
+    /// Starts an all-reduce that may run beside the backend's later work
+    /// (NCCL: on a communication stream, `Note [Communication stream]`);
+    /// backend ops may use `tensor` again only after `waitForCollectives()`,
+    /// and it must stay alive until then. Default: `allReduce`, finished
+    /// (or enqueued in order) when it returns.
+    func startAllReduce(_ tensor: Tensor, op: ReduceOperation) throws
+    /// Makes the backend's later work wait for every started collective.
+    func waitForCollectives() throws
+    /// Whether `startAllReduce` can be recorded in a backend graph capture
+    /// (NCCL: yes; host communicators: no, they read memory on the host).
+    var supportsGraphCapture: Bool { get }
+    /// Whether collectives take bfloat16 tensors (NCCL: yes; MPI has no bfloat16 sum).
+    var reducesBFloat16: Bool { get }
+    /// Starts device timing of the background collectives (Note [Device
+    /// timing]): each `startAllReduce` until the next call is timed.
+    func beginCollectiveTiming()
+    /// Device seconds each timed background collective was busy, in start
+    /// order, waiting for them; nil where collectives are not device-timed.
+    func collectiveSeconds() -> [Double]?
+    /// Tells a watchdog that the step just issued must finish within its
+    /// time limit (`Note [Distributed failures]`); default: nothing.
+    func watchProgress()
 }
 
 extension Communicator {
     public var isRoot: Bool { rank == 0 }
     public var runsOnDeviceStream: Bool { false }
+    public func startAllReduce(_ tensor: Tensor, op: ReduceOperation) throws { try allReduce(tensor, op: op) }
+    public func waitForCollectives() throws {}
+    public var supportsGraphCapture: Bool { false }
+    public var reducesBFloat16: Bool { false }
+    public func beginCollectiveTiming() {}
+    public func collectiveSeconds() -> [Double]? { nil }
+    public func watchProgress() {}
 }
 
 /// The communicator of a run with one process: collectives are identities.

@@ -28,12 +28,23 @@ public struct GradientBucket: Sendable, Equatable {
 ///   copies into a staging buffer (PyTorch copies into bucket tensors because
 ///   its parameters are separate allocations; ours are not).
 /// - Overlap: `gradientReadyHandler` counts each bucket's parameters down;
-///   when a bucket's last gradient is written, its all-reduce starts at once,
-///   while backward goes on to earlier layers. On the CPU with MPI the call
-///   is synchronous (backward waits for it). NCCL enqueues it on the
-///   backend's stream: no host wait, but for now no overlap with backward's
-///   kernels either; a communication stream is the next step (Note [NCCL on
-///   the compute stream] in NCCLCommunicator.swift).
+///   when a bucket's last gradient is written, its all-reduce starts at once
+///   (`Communicator.startAllReduce`), while backward goes on to earlier
+///   layers; `finishBackward` waits for all of them. On the CPU with MPI the
+///   call is synchronous (backward waits for it). NCCL runs it on its
+///   communication stream beside backward's kernels, and `finishBackward`
+///   makes the compute stream wait before the optimizer step (Note
+///   [Communication stream] in NCCLCommunicator.swift).
+/// - bf16 gradients (`communicationDType: .bfloat16`, `--allreduce-dtype
+///   bf16`, PyTorch's `bf16_compress_hook`): each bucket is rounded into a
+///   bf16 copy on the compute stream, that copy is all-reduced (half the
+///   bytes), and after the wait it is widened back into the float32
+///   gradients. Each rank's gradient and the average carry bf16 rounding
+///   (2^-9 relative); the optimizer still updates float32 masters.
+/// - Graphs: with a communicator that can be captured (NCCL) the handler
+///   only enqueues device work on buffers that live as long as the model, so
+///   the whole step, all-reduces included, is captured and replayed
+///   (`ParameterStore.gradientReadyHandlerIsCapturable`).
 /// - A parameter larger than the cap gets a bucket of its own; a bucket is
 ///   never split.
 /// - Every rank builds the same buckets from the same model and fills them
@@ -57,6 +68,10 @@ public final class GradientReducer {
     public let communicator: Communicator
     public let overlap: Bool
     public let buckets: [GradientBucket]
+    /// The dtype gradients travel in: float32, or bfloat16 (half the bytes).
+    public let communicationDType: DType
+    /// The bf16 copy of the gradients that is all-reduced (bf16 mode only).
+    private let lowPrecisionGradients: Tensor?
 
     /// What the last step's reduction cost.
     public struct StepStatistics: Sendable {
@@ -81,9 +96,26 @@ public final class GradientReducer {
     /// installs the store's `gradientReadyHandler`.
     public init(store: ParameterStore, communicator: Communicator, overlap: Bool = true,
                 bucketCap: Int = GradientReducer.defaultBucketCap,
-                firstBucketCap: Int = GradientReducer.defaultFirstBucketCap) {
+                firstBucketCap: Int = GradientReducer.defaultFirstBucketCap,
+                communicationDType: DType = .float32) throws {
         precondition(store.isAllocated, "GradientReducer: allocate the parameter store first")
         precondition(bucketCap > 0 && firstBucketCap > 0, "GradientReducer: bucket caps must be positive")
+        switch communicationDType {
+        case .float32:
+            lowPrecisionGradients = nil
+        case .bfloat16:
+            guard communicator.reducesBFloat16 else {
+                throw GradientReducerError(description: "the \(communicator.name) communicator has no bfloat16 all-reduce "
+                    + "(MPI defines no bfloat16 sum); use --allreduce-dtype fp32, or GPUs with NCCL")
+            }
+            guard store.backend.supportsBFloat16 else {
+                throw GradientReducerError(description: "the \(store.backend.name) backend has no bfloat16 tensors")
+            }
+            lowPrecisionGradients = try store.backend.makeTensor(store.gradients.shape, dtype: .bfloat16)
+        default:
+            throw GradientReducerError(description: "gradients are all-reduced in float32 or bfloat16, not \(communicationDType)")
+        }
+        self.communicationDType = communicationDType
         self.store = store
         self.communicator = communicator
         self.overlap = overlap
@@ -115,8 +147,12 @@ public final class GradientReducer {
         pending = buckets.map(\.entries.count)
         if overlap {
             store.gradientReadyHandler = { [unowned self] reference in self.gradientReady(reference.index) }
+            store.gradientReadyHandlerIsCapturable = communicator.supportsGraphCapture
         }
     }
+
+    /// Whether a whole step with this reducer can be captured as a graph.
+    public var isCapturable: Bool { communicator.supportsGraphCapture }
 
     /// Makes every rank's parameters and running statistics rank 0's: at the
     /// start of a run (DDP's initial broadcast), so ranks that built their
@@ -135,21 +171,28 @@ public final class GradientReducer {
         try communicator.broadcast(store.statistics, root: 0)
     }
 
-    /// Call before each backward: resets the countdown.
-    public func prepareForBackward() {
+    /// Call before each backward: resets the countdown. `timed`: time this
+    /// step's all-reduces on the device (`deviceSeconds()` after the step).
+    public func prepareForBackward(timed: Bool = false) {
         pending = buckets.map(\.entries.count)
         readyEntries.removeAll(keepingCapacity: true)
         lastStep = StepStatistics()
         failure = nil
+        if timed { communicator.beginCollectiveTiming() }
     }
+
+    /// Device seconds each all-reduce of the last timed step was busy (in
+    /// the order they ran), waiting for the device; nil where the
+    /// communicator does not time on the device (MPI: see `lastStep`).
+    public func deviceSeconds() -> [Double]? { communicator.collectiveSeconds() }
 
     /// Call after backward: without overlap, all-reduces the whole buffer;
     /// with it, checks every bucket was reduced. Throws the first failed
     /// collective's error. The gradients are then every rank's average.
     public func finishBackward() throws {
-        if !overlap {
-            reduce(store.gradients)
-        } else if failure == nil, let unfinished = pending.firstIndex(where: { $0 > 0 }) {
+        if !overlap, let start = buckets.map(\.range.lowerBound).min(), let end = buckets.map(\.range.upperBound).max() {
+            reduce(start..<end)  // every trainable gradient in one call
+        } else if overlap, failure == nil, let unfinished = pending.firstIndex(where: { $0 > 0 }) {
             let missing = buckets[unfinished].entries.filter { !readyEntries.contains($0) }
                 .map { store.entries[$0].name }
             preconditionFailure("""
@@ -158,6 +201,16 @@ public final class GradientReducer {
                 """)
         }
         if let failure { throw failure }
+        try communicator.waitForCollectives()
+        if let lowPrecisionGradients {
+            for bucket in buckets {
+                store.backend.copy(view(lowPrecisionGradients, bucket.range), to: view(store.gradients, bucket.range))
+            }
+        }
+    }
+
+    private func view(_ tensor: Tensor, _ range: Range<Int>) -> Tensor {
+        tensor.view(elementOffset: range.lowerBound, shape: [range.count])
     }
 
     /// Called by layers (through the store) as each gradient is written.
@@ -166,16 +219,20 @@ public final class GradientReducer {
         precondition(readyEntries.insert(entry).inserted,
                      "GradientReducer: \(store.entries[entry].name)'s gradient was marked ready twice in one backward")
         pending[bucket] -= 1
-        if pending[bucket] == 0 {
-            let range = buckets[bucket].range
-            reduce(store.gradients.view(elementOffset: range.lowerBound, shape: [range.count]))
-        }
+        if pending[bucket] == 0 { reduce(buckets[bucket].range) }
     }
 
-    /// All-reduces `gradients` (averaging), recording its time and size;
-    /// after a failure, later calls are skipped (the collective state is unknown).
-    private func reduce(_ gradients: Tensor) {
+    /// Starts the all-reduce (averaging) of the gradients in `range`,
+    /// recording its host time and size; after a failure, later calls are
+    /// skipped (the collective state is unknown).
+    private func reduce(_ range: Range<Int>) {
         guard failure == nil else { return }
+        var gradients = view(store.gradients, range)
+        if let lowPrecisionGradients {
+            let rounded = view(lowPrecisionGradients, range)
+            store.backend.copy(gradients, to: rounded)
+            gradients = rounded
+        }
         // The backend may still be writing these gradients (an in-order
         // stream); a host-side communicator reads them now. One enqueued on
         // that same stream (NCCL) is ordered after those writes already:
@@ -186,7 +243,7 @@ public final class GradientReducer {
         }
         let started = ContinuousClock.now
         do {
-            try communicator.allReduce(gradients, op: .average)
+            try communicator.startAllReduce(gradients, op: .average)
         } catch {
             failure = error
         }
@@ -196,4 +253,9 @@ public final class GradientReducer {
         lastStep.callSeconds.append(seconds)
         lastStep.callBytes.append(gradients.byteCount)
     }
+}
+
+/// A reducer that cannot be built as asked (bad option for this communicator or backend).
+public struct GradientReducerError: Error, CustomStringConvertible {
+    public let description: String
 }

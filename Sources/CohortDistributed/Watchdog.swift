@@ -20,16 +20,32 @@ import Foundation
 /// data loader or evaluation does not trip it; pick a longer one where a
 /// rank may legitimately arrive late at a barrier (the first one after data
 /// loading).
-final class Watchdog: @unchecked Sendable {
-    let timeout: Duration
+/// On a GPU a collective returns before it runs (NCCL enqueues it), so the
+/// fourth path is device work that never finishes: `watch(_:until:)` takes
+/// a probe (has the device passed an event recorded after the work? did
+/// NCCL record an asynchronous error?) that the watchdog polls every
+/// `pollInterval` until it says done, and expires the run past the limit.
+public final class Watchdog: @unchecked Sendable {
+    public let timeout: Duration
+    /// How often a probe is polled: short against the limit, long against
+    /// the microsecond a probe (cuEventQuery) costs.
+    public static let pollInterval = 0.2
     private let expire: @Sendable (String) -> Void
     private let condition = NSCondition()
-    private var inFlight: (call: String, started: ContinuousClock.Instant)?
+    private var inFlight: (call: String, started: ContinuousClock.Instant, probe: (@Sendable () -> Probe)?)?
     private var stopped = false
+
+    /// What a probe found.
+    public enum Probe: Sendable {
+        case running
+        case finished
+        /// The work failed (the message says how): the run stops now.
+        case failed(String)
+    }
 
     /// `expire` receives the message; it should end the process (if it
     /// returns, the watchdog calls `_exit(1)`).
-    init(timeout: Duration, expire: @escaping @Sendable (String) -> Void) {
+    public init(timeout: Duration, expire: @escaping @Sendable (String) -> Void) {
         self.timeout = timeout
         self.expire = expire
         let thread = Thread { [self] in watch() }
@@ -40,7 +56,7 @@ final class Watchdog: @unchecked Sendable {
     /// Runs `body`, a collective named `call`, under the watchdog.
     func guarding<T>(_ call: String, _ body: () throws -> T) rethrows -> T {
         condition.lock()
-        inFlight = (call, .now)
+        inFlight = (call, .now, nil)
         condition.signal()
         condition.unlock()
         defer {
@@ -51,8 +67,18 @@ final class Watchdog: @unchecked Sendable {
         return try body()
     }
 
+    /// Watches asynchronous work named `call`, issued now, until `probe`
+    /// says it finished; replaces whatever was watched before (work issued
+    /// later on one stream finishes after earlier work).
+    public func watch(_ call: String, until probe: @escaping @Sendable () -> Probe) {
+        condition.lock()
+        inFlight = (call, .now, probe)
+        condition.signal()
+        condition.unlock()
+    }
+
     /// Ends the watchdog thread.
-    func stop() {
+    public func stop() {
         condition.lock()
         stopped = true
         condition.signal()
@@ -63,9 +89,20 @@ final class Watchdog: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         while !stopped {
-            guard let (call, started) = inFlight else {
+            guard let (call, started, probe) = inFlight else {
                 condition.wait()
                 continue
+            }
+            switch probe?() {
+            case .finished:
+                inFlight = nil
+                continue
+            case .failed(let message):
+                condition.unlock()
+                expire("watchdog: \(call) failed: \(message). Stopping the run.")
+                _exit(1)
+            case .running, nil:
+                break
             }
             let elapsed = ContinuousClock.now - started
             if elapsed >= timeout {
@@ -74,7 +111,8 @@ final class Watchdog: @unchecked Sendable {
                     + "a rank died, stalled or skipped a collective. Stopping the run.")
                 _exit(1)
             }
-            _ = condition.wait(until: Date(timeIntervalSinceNow: min(1, seconds(timeout - elapsed) + 0.01)))
+            let interval = probe == nil ? 1 : Self.pollInterval
+            _ = condition.wait(until: Date(timeIntervalSinceNow: min(interval, seconds(timeout - elapsed) + 0.01)))
         }
     }
 }

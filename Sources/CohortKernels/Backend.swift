@@ -161,6 +161,16 @@ public protocol Backend: AnyObject {
     /// host may write `host` again. Default: returns at once (uploads that
     /// copy, or stage, the bytes before they return).
     func waitForUploads(from host: Tensor)
+
+    // MARK: Device timing (optional; defaults in DeviceTimestamp.swift)
+
+    /// A reusable timestamp for this backend's stream (Note [Device timing]); nil on host backends.
+    func makeTimestamp() -> DeviceTimestamp?
+    /// Marks the point the stream has reached: the device stamps it when it gets there.
+    func record(_ timestamp: DeviceTimestamp)
+    /// Device seconds between two recorded timestamps, waiting for `end`; nil
+    /// when either was not recorded (never, or during a graph capture).
+    func seconds(from start: DeviceTimestamp, to end: DeviceTimestamp) -> Double?
 }
 
 extension Backend {

@@ -69,6 +69,10 @@ public final class ParameterStore {
     /// during backward (reverse order of the forward): the hook a gradient
     /// reducer uses to start all-reducing a bucket while backward goes on.
     public var gradientReadyHandler: ((ParameterReference) -> Void)?
+    /// True when `gradientReadyHandler` only enqueues device work on buffers
+    /// that outlive the step (a reducer whose communicator can be captured):
+    /// a graph replay, which runs no Swift code, then does what it did.
+    public var gradientReadyHandlerIsCapturable = false
 
     public init(backend: Backend, precision: Precision = .float32) {
         self.backend = backend

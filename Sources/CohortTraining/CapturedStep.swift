@@ -34,8 +34,10 @@ import CohortTensor
 ///   are the same tensors as at the capture; otherwise the step warms up
 ///   eagerly again and is captured again.
 /// - Fallback: without graphs (ReferenceBackend, OneDNNBackend, `graphs:
-///   false`, or gradient hooks installed, whose host code a replay would
-///   skip) every step is eager and `fallbackReason` says why.
+///   false`, or gradient hooks installed whose host code a replay would
+///   skip: a reducer on a host communicator) every step is eager and
+///   `fallbackReason` says why. A reducer on NCCL is captured with the step
+///   (`ParameterStore.gradientReadyHandlerIsCapturable`).
 public final class CapturedStep {
     public let optimizer: Optimizer
     public var backend: Backend { optimizer.store.backend }
@@ -102,7 +104,7 @@ public final class CapturedStep {
             return
         }
         if fallbackReason == nil && eagerStepsLeft == 0 && optimizer.stepCount > 0 {
-            if optimizer.store.gradientReadyHandler != nil {
+            if optimizer.store.gradientReadyHandler != nil && !optimizer.store.gradientReadyHandlerIsCapturable {
                 fallbackReason = "gradient hooks are installed (a reducer's host code would not run in a replay)"
             } else if try capture(identities) {
                 return

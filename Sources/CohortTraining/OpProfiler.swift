@@ -57,6 +57,11 @@ public final class OpProfiler: Backend {
     }
     public func waitForUploads(from host: Tensor) { inner.waitForUploads(from: host) }
     public func captureGraph(_ body: () throws -> Void) throws -> BackendGraph? { nil }
+    public func makeTimestamp() -> DeviceTimestamp? { inner.makeTimestamp() }
+    public func record(_ timestamp: DeviceTimestamp) { inner.record(timestamp) }
+    public func seconds(from start: DeviceTimestamp, to end: DeviceTimestamp) -> Double? {
+        inner.seconds(from: start, to: end)
+    }
 
     public func copy(_ source: Tensor, to destination: Tensor) {
         measure("copy", "\(source.shape) \(source.dtype)->\(destination.dtype)") { inner.copy(source, to: destination) }

@@ -71,14 +71,19 @@ public final class Trainer {
     /// What the captured step reads: the staged batch of the step being run.
     private var stepImages: Tensor?
     private var stepLabels: Tensor?
+    /// Device timestamps between a logged step's phases (Note [Device timing]); nil on host backends.
+    private var phaseMarks: [DeviceTimestamp]?
 
     /// - Parameters:
     ///   - communicator: the ranks of a data-parallel run; each builds its own Trainer.
     ///   - overlapCommunication: all-reduce each gradient bucket as soon as
     ///     backward produced it (false: once after backward, `--no-overlap`).
+    ///   - gradientDType: the dtype gradients are all-reduced in (float32,
+    ///     or bfloat16 with NCCL: `--allreduce-dtype bf16`).
     public init(configuration: TrainingConfiguration, backend: Backend, trainingSet: ImageDataset,
                 testSet: ImageDataset?, checkpointURL: URL?, metrics: MetricsLog?, display: ProgressDisplay,
-                communicator: Communicator = SingleProcessCommunicator(), overlapCommunication: Bool = true) throws {
+                communicator: Communicator = SingleProcessCommunicator(), overlapCommunication: Bool = true,
+                gradientDType: DType = .float32) throws {
         self.configuration = configuration
         self.communicator = communicator
         self.backend = backend
@@ -110,15 +115,25 @@ public final class Trainer {
                                             warmupEpochs: configuration.warmupEpochs)
         progress = TrainingProgress(epoch: 0, globalStep: 0, seed: configuration.seed)
         reducer = communicator.worldSize > 1
-            ? GradientReducer(store: model.store, communicator: communicator, overlap: overlapCommunication) : nil
-        if configuration.graphs && !backend.device.isHost && reducer == nil {
-            let (model, criterion) = (model, criterion)
+            ? try GradientReducer(store: model.store, communicator: communicator, overlap: overlapCommunication,
+                                  communicationDType: gradientDType) : nil
+        // A data-parallel step is captured whole where its collectives can be (NCCL; Note [Communication stream]).
+        if configuration.graphs && !backend.device.isHost && reducer?.isCapturable ?? true {
+            let (model, criterion, reducer) = (model, criterion, reducer)
             capturedStep = try CapturedStep(optimizer: optimizer) { [unowned self] in
                 criterion(logits: model.forward(stepImages!, mode: .training), labels: stepLabels!)
+                reducer?.prepareForBackward()
                 model.backward(criterion.backward())
+                try reducer?.finishBackward()
             }
         }
+        if let first = backend.makeTimestamp() {
+            phaseMarks = [first] + (1..<5).compactMap { _ in backend.makeTimestamp() }
+        }
     }
+
+    /// Whether steps are (after warm-up) replayed from a captured graph.
+    public var capturesSteps: Bool { capturedStep?.usesGraphs ?? false }
 
     /// Images per step over all ranks.
     public var globalBatchSize: Int { configuration.batchSize * communicator.worldSize }
@@ -197,7 +212,11 @@ public final class Trainer {
             let (images, labels) = try stager.stage(batch)
             let learningRate = schedule.learningRate(atStep: progress.globalStep)
 
+            let logged = (step + 1) % configuration.logEvery == 0 || step + 1 == stepsPerEpoch
+            // Device timing on the logged steps only: reading it waits for the device (Note [Device timing]).
+            let marks = logged ? phaseMarks : nil
             var mark = ContinuousClock.now
+            if let marks { backend.record(marks[0]) }
             if let capturedStep {
                 // The whole step is one replay (after warm-up): no per-phase split on the host.
                 (stepImages, stepLabels) = (images, labels)
@@ -205,23 +224,28 @@ public final class Trainer {
                 timing.graphSteps += capturedStep.lastStepReplayed ? 1 : 0
                 timing.optimizer += Self.lap(&mark)
                 timing.steps += 1
+                if let marks { backend.record(marks[4]) }
             } else {
                 criterion(logits: model.forward(images, mode: .training), labels: labels)
                 timing.forward += Self.lap(&mark)
-                reducer?.prepareForBackward()
+                if let marks { backend.record(marks[1]) }
+                reducer?.prepareForBackward(timed: marks != nil)
                 model.backward(criterion.backward())
+                if let marks { backend.record(marks[2]) }
                 try reducer?.finishBackward()
+                if let marks { backend.record(marks[3]) }
                 timing.backward += Self.lap(&mark)
                 optimizer.step(learningRate: learningRate)
                 timing.optimizer += Self.lap(&mark)
                 timing.steps += 1
                 if let reducer { timing.add(reducer.lastStep) }
+                if let marks { backend.record(marks[4]) }
             }
+            if reducer != nil { communicator.watchProgress() }
 
             progress.globalStep += 1
             imagesSeen += batch.count
             windowImages += batch.count
-            let logged = (step + 1) % configuration.logEvery == 0 || step + 1 == stepsPerEpoch
             if readEveryStep || logged {
                 let loss = Double(backend.download(criterion.loss).toArray()[0])
                 guard loss.isFinite else {
@@ -244,6 +268,7 @@ public final class Trainer {
                     "data_wait_seconds": batches.dataWaitSeconds,
                 ]
                 timing.record(into: &record, distributed: reducer != nil)
+                if let marks { recordDeviceTiming(marks, eager: capturedStep?.lastStepReplayed != true, into: &record) }
                 metrics?.record("step", record)
                 timing = StepTiming()
             }
@@ -270,6 +295,30 @@ public final class Trainer {
 }
 
 extension Trainer {
+    /// The device time of the logged step's phases (Note [Device timing]),
+    /// read after its loss (so the device has finished it): `device_step_seconds`
+    /// always; for an eager step also forward, backward (its kernels), the
+    /// exposed communication (the compute stream's wait for the last
+    /// all-reduce) and the optimizer, and each all-reduce's busy time on the
+    /// communication stream.
+    private func recordDeviceTiming(_ marks: [DeviceTimestamp], eager: Bool, into record: inout [String: Any]) {
+        guard let step = backend.seconds(from: marks[0], to: marks[4]) else { return }
+        record["device_step_seconds"] = step
+        guard eager, let forward = backend.seconds(from: marks[0], to: marks[1]),
+              let backward = backend.seconds(from: marks[1], to: marks[2]),
+              let exposed = backend.seconds(from: marks[2], to: marks[3]),
+              let optimizer = backend.seconds(from: marks[3], to: marks[4]) else { return }
+        record["device_forward_seconds"] = forward
+        record["device_backward_seconds"] = backward
+        record["device_optimizer_seconds"] = optimizer
+        guard let reducer else { return }
+        record["device_exposed_communication_seconds"] = exposed
+        if let busy = reducer.deviceSeconds() {
+            record["device_allreduce_seconds"] = busy
+            record["device_communication_busy_seconds"] = busy.reduce(0, +)
+        }
+    }
+
     /// Seconds since `mark`, moving `mark` to now.
     fileprivate static func lap(_ mark: inout ContinuousClock.Instant) -> Double {
         let now = ContinuousClock.now

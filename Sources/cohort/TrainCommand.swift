@@ -111,6 +111,12 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("no-overlap"), help: "Multi-rank runs: all-reduce the gradients once after backward instead of bucket by bucket during it (to measure the overlap).")
     var noOverlap = false
 
+    @Option(name: .customLong("allreduce-dtype"), help: "Multi-rank GPU runs: all-reduce the gradients in fp32, or in bf16 (half the bytes; NCCL only).")
+    var allReduceDType: Precision = .float32
+
+    @Option(name: .customLong("collective-timeout"), help: "Multi-rank GPU runs: seconds a step or collective may stay unfinished before the watchdog stops every rank (0: no watchdog).")
+    var collectiveTimeout = Int(NCCLCommunicator.defaultTimeout.components.seconds)
+
     func validate() throws {
         func positive(_ value: Int, _ flag: String) throws {
             guard value > 0 else { throw ValidationError("\(flag) must be a positive integer, not \(value)") }
@@ -123,6 +129,7 @@ struct Train: ParsableCommand {
         try positive(logEvery, "--log-every")
         if let stepsPerEpoch { try positive(stepsPerEpoch, "--steps-per-epoch") }
         if let evalLimit { try positive(evalLimit, "--eval-limit") }
+        guard collectiveTimeout >= 0 else { throw ValidationError("--collective-timeout must be 0 (off) or a number of seconds") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a positive number, not \(lr)") }
         guard warmupEpochs >= 0, warmupEpochs <= epochs else {
             throw ValidationError("--warmup-epochs must be between 0 and --epochs (\(epochs)), not \(warmupEpochs)")
@@ -154,7 +161,9 @@ struct Train: ParsableCommand {
             guard let cuda = made.backend as? CUDABackend else {
                 throw ValidationError("multi-rank GPU runs need the CUDA backend, got \(made.backend.name)")
             }
-            (communicator, rendezvous) = try Self.makeNCCLCommunicator(backend: cuda, environment: environment)
+            (communicator, rendezvous) = try Self.makeNCCLCommunicator(
+                backend: cuda, environment: environment,
+                timeout: collectiveTimeout > 0 ? .seconds(collectiveTimeout) : nil)
             var notes = made.notes
             if device != deviceOptions.device {
                 notes.append("rank \(environment.rank) on \(device) (local rank \(environment.localRank) of \(environment.localWorldSize))")
@@ -198,16 +207,19 @@ struct Train: ParsableCommand {
     ///   stays alive as the NCCL communicator's bootstrap (its abort stops every rank, its shutdown
     ///   finalises MPI). Otherwise (torchrun or Slurm variables) it goes
     ///   through the TCP store at MASTER_ADDR:MASTER_PORT (`Note [Rendezvous]`).
-    /// - Several ranks mean no CUDA graphs (the reducer's hooks run on the
-    ///   host, see CapturedStep) and gradients all-reduced on the compute
-    ///   stream (`Note [NCCL on the compute stream]`).
+    /// - Gradients are all-reduced on NCCL's communication stream while
+    ///   backward runs, and the whole step, collectives included, is
+    ///   captured as a CUDA graph (`Note [Communication stream]`); a watchdog
+    ///   stops every rank when a step does not finish within
+    ///   --collective-timeout.
     static func rankDevice(_ device: Device, environment: RankEnvironment, visibleDevices: String?) -> Device {
         guard !device.isHost, device.index == 0, environment.isDistributed else { return device }
         if let visibleDevices, visibleDevices.split(separator: ",").count == 1 { return device }
         return .cuda(environment.localRank)
     }
 
-    static func makeNCCLCommunicator(backend: CUDABackend, environment: RankEnvironment) throws
+    static func makeNCCLCommunicator(backend: CUDABackend, environment: RankEnvironment,
+                                     timeout: Duration? = NCCLCommunicator.defaultTimeout) throws
         -> (communicator: NCCLCommunicator, rendezvous: Rendezvous?) {
         // Under mpirun (directly, or through `cohort launch`, whose ranks see
         // torchrun's variables too): Open MPI's variables are set.
@@ -220,7 +232,7 @@ struct Train: ParsableCommand {
             try mpi.broadcast(bytes: &id, root: 0)
             do {
                 let nccl = try NCCLCommunicator(backend: backend, rank: mpi.rank, worldSize: mpi.worldSize, uniqueId: id,
-                                                bootstrap: mpi)
+                                                bootstrap: mpi, timeout: timeout)
                 return (nccl, nil)
             } catch {
                 mpi.abort(reason: "\(error)")
@@ -231,7 +243,7 @@ struct Train: ParsableCommand {
             throw ValidationError("the rendezvous at \(environment.masterAddress ?? "?"):\(environment.masterPort.map(String.init) ?? "?") carried no NCCL id from rank 0")
         }
         let nccl = try NCCLCommunicator(backend: backend, rank: environment.rank, worldSize: environment.worldSize,
-                                        uniqueId: id)
+                                        uniqueId: id, timeout: timeout)
         return (nccl, rendezvous)
     }
 
@@ -270,7 +282,7 @@ struct Train: ParsableCommand {
         let trainer = try Trainer(configuration: configuration, backend: backend, trainingSet: data.training,
                                   testSet: data.test, checkpointURL: checkpointURL,
                                   metrics: metrics, display: display, communicator: communicator,
-                                  overlapCommunication: !noOverlap)
+                                  overlapCommunication: !noOverlap, gradientDType: allReduceDType.dtype)
         // Note [Restarts]: a job restarted by `cohort launch --max-restarts`
         // resumes from the run folder's last checkpoint (rank 0 wrote it).
         let restart = Int(ProcessInfo.processInfo.environment[launchRestartCountVariable] ?? "") ?? 0
@@ -289,7 +301,7 @@ struct Train: ParsableCommand {
             ? "no scaling" : "\(lrScaling) scaling of \(lr) from batch \(baseBatchSize) to the global batch \(globalBatch)"
         if worldSize > 1 {
             let sampler = trainer.loader.sampler
-            display.log("ranks: \(worldSize) (\(communicator.name)\((communicator as? MPICommunicator).map { ", \($0.libraryVersion)" } ?? (communicator as? NCCLCommunicator).map { " \($0.versionText) on the compute stream" } ?? ""), from \(environment.source.rawValue) variables); gradients averaged in \(trainer.reducer!.buckets.count) buckets (\(trainer.reducer!.buckets.map { Self.megabytes($0.byteCount) }.joined(separator: ", "))), \(noOverlap ? "one all-reduce after backward (--no-overlap)" : "each all-reduced as soon as backward produced it")")
+            display.log("ranks: \(worldSize) (\(communicator.name)\((communicator as? MPICommunicator).map { ", \($0.libraryVersion)" } ?? (communicator as? NCCLCommunicator).map { " \($0.versionText) on its own stream" } ?? ""), from \(environment.source.rawValue) variables); gradients averaged in \(trainer.reducer!.buckets.count) buckets (\(trainer.reducer!.buckets.map { Self.megabytes($0.byteCount) }.joined(separator: ", "))), \(noOverlap ? "one all-reduce after backward (--no-overlap)" : "each all-reduced as soon as backward produced it") in \(allReduceDType.rawValue)\(trainer.capturesSteps ? "; steps captured as CUDA graphs" : "")")
             display.log("global batch \(globalBatch) = \(worldSize) ranks x \(batchSize); sampler: each epoch's shuffled order padded to \(sampler.totalSize) and split into \(worldSize) disjoint shards of \(sampler.samplesPerRank) (rank r takes positions r, r+\(worldSize), ...); \(trainer.stepsPerEpoch) steps per epoch; lr \(scaledLR) (\(scalingText)); \(trainer.schedule)")
             display.log("batch norm: per-rank batch statistics; rank 0's running statistics are broadcast before each evaluation and checkpoint")
         } else {
@@ -310,6 +322,7 @@ struct Train: ParsableCommand {
         header["pid"] = String(ProcessInfo.processInfo.processIdentifier)
         if let reducer = trainer.reducer {
             header["overlap"] = String(reducer.overlap)
+            header["allreduce_dtype"] = allReduceDType.rawValue
             header["bucket_bytes"] = reducer.buckets.map { String($0.byteCount) }.joined(separator: ",")
             header["sampler"] = "distributed: \(worldSize) shards of \(trainer.loader.sampler.samplesPerRank)"
         }

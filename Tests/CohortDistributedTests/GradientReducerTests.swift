@@ -36,7 +36,7 @@ final class GradientReducerTests: XCTestCase {
         let model = try ResNet18(backend: ReferenceBackend(), classCount: 10, seed: 0)
         let store = model.store
         let communicator = RecordingCommunicator(base: store.gradients.rawPointer)
-        let reducer = GradientReducer(store: store, communicator: communicator)
+        let reducer = try GradientReducer(store: store, communicator: communicator)
         let buckets = reducer.buckets
         XCTAssertEqual(buckets.first?.range.upperBound, store.parameterCount)
         XCTAssertEqual(buckets.last?.range.lowerBound, 0)
@@ -67,7 +67,7 @@ final class GradientReducerTests: XCTestCase {
             let model = try SmallCNN(backend: backend, classCount: 10, seed: 1)
             let store = model.store
             let communicator = RecordingCommunicator(base: store.gradients.rawPointer)
-            let reducer = GradientReducer(store: store, communicator: communicator, overlap: overlap,
+            let reducer = try GradientReducer(store: store, communicator: communicator, overlap: overlap,
                                           bucketCap: 40_000, firstBucketCap: 4_000)
             XCTAssertGreaterThan(reducer.buckets.count, 2)
             criterion(logits: model.forward(images, mode: .training), labels: labels)
@@ -102,7 +102,7 @@ final class GradientReducerTests: XCTestCase {
                 let model = try SmallCNN(backend: backend, classCount: 10, seed: 2)
                 let communicator = RecordingCommunicator(base: model.store.gradients.rawPointer)
                 communicator.runsOnDeviceStream = onDeviceStream
-                let reducer = GradientReducer(store: model.store, communicator: communicator, overlap: overlap,
+                let reducer = try GradientReducer(store: model.store, communicator: communicator, overlap: overlap,
                                               bucketCap: 40_000, firstBucketCap: 4_000)
                 criterion(logits: model.forward(images, mode: .training), labels: labels)
                 reducer.prepareForBackward()

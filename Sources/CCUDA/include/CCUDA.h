@@ -92,6 +92,16 @@ typedef struct CohortCUDADriver {
     CUresult (*_Nullable cuEventRecord)(CUevent _Nonnull event, CUstream _Nullable stream);
     CUresult (*_Nullable cuEventSynchronize)(CUevent _Nonnull event);
     CUresult (*_Nullable cuEventDestroy_v2)(CUevent _Nonnull event);
+    // A second stream for collectives, ordered against the compute stream by
+    // events, and device timing (optional: without them NCCL runs on the
+    // compute stream and step phases are timed on the host; see
+    // Note [Communication stream] in NCCLCommunicator.swift).
+    CUresult (*_Nullable cuStreamWaitEvent)(CUstream _Nullable stream, CUevent _Nonnull event, unsigned int flags);
+    CUresult (*_Nullable cuEventQuery)(CUevent _Nonnull event);
+    CUresult (*_Nullable cuEventElapsedTime)(float *_Nonnull milliseconds, CUevent _Nonnull start, CUevent _Nonnull end);
+    CUresult (*_Nullable cuStreamCreateWithPriority)(CUstream _Nullable *_Nonnull stream, unsigned int flags,
+                                                     int priority);
+    CUresult (*_Nullable cuCtxGetStreamPriorityRange)(int *_Nullable leastPriority, int *_Nullable greatestPriority);
 } CohortCUDADriver;
 
 // cuDeviceGetAttribute attributes used (CUdevice_attribute values).
@@ -116,6 +126,8 @@ enum {
 };
 // cuMemHostAlloc flag: pinned for every context; cuEventCreate flag: no timing.
 enum { COHORT_CU_MEMHOSTALLOC_PORTABLE = 1, COHORT_CU_EVENT_DISABLE_TIMING = 2 };
+// cuEventQuery's answer while the work before the event is still running.
+enum { COHORT_CUDA_ERROR_NOT_READY = 600 };
 
 // MARK: NVRTC (libnvrtc.so.13)
 

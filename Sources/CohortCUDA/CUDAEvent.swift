@@ -1,0 +1,99 @@
+import CCUDA
+import CohortKernels
+
+/// A CUDA event of one context: ordering between streams (without timing,
+/// the cheaper kind) or a device timestamp (Note [Device timing]). Needs
+/// the driver's optional event functions; `CUDAEvent.isAvailable` says
+/// whether this driver has them.
+/// @unchecked Sendable: the watchdog thread queries an event the step thread records; the driver allows both at once.
+final class CUDAEvent: DeviceTimestamp, @unchecked Sendable {
+    let context: CUDAContext
+    let event: CUevent
+    let timed: Bool
+    /// Whether the last `record` reached the stream (false: never recorded,
+    /// or skipped during a graph capture).
+    private(set) var isRecorded = false
+
+    static var isAvailable: Bool {
+        let d = driver
+        return d.cuEventCreate != nil && d.cuEventRecord != nil && d.cuEventDestroy_v2 != nil
+            && d.cuEventSynchronize != nil && d.cuEventQuery != nil && d.cuStreamWaitEvent != nil
+            && d.cuEventElapsedTime != nil
+    }
+
+    init(context: CUDAContext, timed: Bool) throws(CUDAError) {
+        precondition(Self.isAvailable, "CUDAEvent: the driver lacks the event functions (check CUDAEvent.isAvailable)")
+        self.context = context
+        self.timed = timed
+        context.makeCurrent()
+        var event: CUevent?
+        try checkCUDA(driver.cuEventCreate!(&event, timed ? 0 : UInt32(COHORT_CU_EVENT_DISABLE_TIMING)), "cuEventCreate")
+        self.event = event!
+    }
+
+    deinit {
+        context.makeCurrent()
+        _ = driver.cuEventDestroy_v2!(event)
+    }
+
+    /// Marks `stream`'s current end. A timed event is not recorded while the
+    /// stream is captured (a graph has no timestamps); an ordering event is,
+    /// and becomes a dependency edge of the graph.
+    func record(on stream: CUstream, capturing: Bool = false) {
+        if timed && capturing {
+            isRecorded = false
+            return
+        }
+        context.makeCurrent()
+        mustSucceed { try checkCUDA(driver.cuEventRecord!(event, stream), "cuEventRecord") }
+        isRecorded = true
+    }
+
+    /// Makes `stream`'s later work wait until the device has passed this event.
+    func makeWait(_ stream: CUstream) {
+        context.makeCurrent()
+        mustSucceed { try checkCUDA(driver.cuStreamWaitEvent!(stream, event, 0), "cuStreamWaitEvent") }
+    }
+
+    /// Whether the device has passed the event (true for one never recorded).
+    /// Throws what the work before it failed with.
+    func hasCompleted() throws(CUDAError) -> Bool {
+        context.makeCurrent()
+        let result = driver.cuEventQuery!(event)
+        if result == Int32(COHORT_CUDA_ERROR_NOT_READY) { return false }
+        try checkCUDA(result, "cuEventQuery")
+        return true
+    }
+
+    /// Device seconds from `start` to this event, waiting for this one; nil
+    /// unless both were recorded with timing.
+    func seconds(since start: CUDAEvent) -> Double? {
+        guard timed, start.timed, isRecorded, start.isRecorded else { return nil }
+        context.makeCurrent()
+        var milliseconds: Float = 0
+        mustSucceed {
+            try checkCUDA(driver.cuEventSynchronize!(event), "cuEventSynchronize")
+            try checkCUDA(driver.cuEventElapsedTime!(&milliseconds, start.event, event), "cuEventElapsedTime")
+        }
+        return Double(milliseconds) / 1000
+    }
+}
+
+extension CUDABackend {
+    public func makeTimestamp() -> DeviceTimestamp? {
+        guard CUDAEvent.isAvailable else { return nil }
+        return mustSucceed { try CUDAEvent(context: context, timed: true) }
+    }
+
+    public func record(_ timestamp: DeviceTimestamp) {
+        guard let event = timestamp as? CUDAEvent else {
+            preconditionFailure("record: \(type(of: timestamp)) is not a timestamp of the cuda backend")
+        }
+        event.record(on: stream.stream, capturing: stream.isCapturing)
+    }
+
+    public func seconds(from start: DeviceTimestamp, to end: DeviceTimestamp) -> Double? {
+        guard let start = start as? CUDAEvent, let end = end as? CUDAEvent else { return nil }
+        return end.seconds(since: start)
+    }
+}

@@ -1,0 +1,205 @@
+import CohortDistributed
+import CohortKernels
+import CohortNN
+import CohortTensor
+import Foundation
+import XCTest
+
+/// A communicator of two pretend ranks whose background all-reduces take
+/// effect only at `waitForCollectives` (as NCCL's on its own stream), and
+/// that reduces bf16 tensors: it halves each started tensor then.
+final class DeferringCommunicator: Communicator {
+    let rank = 0
+    let worldSize = 2
+    let name = "deferring"
+    var runsOnDeviceStream: Bool { true }
+    var supportsGraphCapture: Bool { true }
+    var reducesBFloat16: Bool { true }
+    private(set) var started: [Tensor] = []
+    private(set) var waits = 0
+    private(set) var startedDTypes: [DType] = []
+
+    func startAllReduce(_ tensor: Tensor, op: ReduceOperation) throws {
+        started.append(tensor)
+        startedDTypes.append(tensor.dtype)
+    }
+
+    func waitForCollectives() throws {
+        waits += 1
+        for tensor in started { try allReduce(tensor, op: .average) }
+        started = []
+    }
+
+    func allReduce(_ tensor: Tensor, op: ReduceOperation) throws {
+        var values = tensor.toArray()
+        for index in values.indices { values[index] *= 0.5 }
+        let halved = Tensor(values, shape: tensor.shape)
+        if tensor.dtype == .float32 {
+            tensor.rawPointer.copyMemory(from: halved.rawPointer, byteCount: tensor.byteCount)
+        } else {
+            ReferenceBackend().copy(halved, to: tensor)
+        }
+    }
+    func broadcast(_ tensor: Tensor, root: Int) throws {}
+    func allGather(_ input: Tensor, into output: Tensor) throws {}
+    func barrier() throws {}
+    func abort(reason: String) -> Never { fatalError(reason) }
+    func shutdown() throws {}
+}
+
+final class BackgroundReductionTests: XCTestCase {
+    private func gradients(seed: UInt64, _ body: (ParameterStore) throws -> Void) throws -> [Float] {
+        let backend = ReferenceBackend()
+        let images = Tensor((0..<(2 * 32 * 32 * 3)).map { Float($0 % 11) / 11 }, shape: [2, 32, 32, 3])
+        let labels = Tensor.int32([4, 9])
+        let criterion = try SoftmaxCrossEntropy(backend: backend)
+        let model = try SmallCNN(backend: backend, classCount: 10, seed: seed)
+        criterion(logits: model.forward(images, mode: .training), labels: labels)
+        try body(model.store)
+        model.backward(criterion.backward())
+        return model.store.gradients.toArray()
+    }
+
+    /// Buckets started during backward are waited for once, in finishBackward,
+    /// and only then hold the average.
+    func testBackgroundAllReducesFinishAtTheWait() throws {
+        let plain = try gradients(seed: 3) { _ in }
+        let backend = ReferenceBackend()
+        let images = Tensor((0..<(2 * 32 * 32 * 3)).map { Float($0 % 11) / 11 }, shape: [2, 32, 32, 3])
+        let labels = Tensor.int32([4, 9])
+        let criterion = try SoftmaxCrossEntropy(backend: backend)
+        let model = try SmallCNN(backend: backend, classCount: 10, seed: 3)
+        let communicator = DeferringCommunicator()
+        let reducer = try GradientReducer(store: model.store, communicator: communicator,
+                                          bucketCap: 40_000, firstBucketCap: 4_000)
+        XCTAssertTrue(reducer.isCapturable)
+        XCTAssertTrue(model.store.gradientReadyHandlerIsCapturable)
+        criterion(logits: model.forward(images, mode: .training), labels: labels)
+        reducer.prepareForBackward()
+        model.backward(criterion.backward())
+        XCTAssertEqual(communicator.started.count, reducer.buckets.count, "every bucket started during backward")
+        XCTAssertEqual(model.store.gradients.toArray(), plain, "nothing reduced before the wait")
+        try reducer.finishBackward()
+        XCTAssertEqual(communicator.waits, 1)
+        XCTAssertEqual(model.store.gradients.toArray(), plain.map { $0 * 0.5 })
+    }
+
+    /// bf16 mode all-reduces a bf16 copy of each bucket and widens the
+    /// result back: the gradients are the halved bf16 roundings of the originals.
+    func testBFloat16AllReduceRoundsEachGradientOnce() throws {
+        let plain = try gradients(seed: 4) { _ in }
+        let backend = ReferenceBackend()
+        XCTAssertTrue(backend.supportsBFloat16)
+        let images = Tensor((0..<(2 * 32 * 32 * 3)).map { Float($0 % 11) / 11 }, shape: [2, 32, 32, 3])
+        let labels = Tensor.int32([4, 9])
+        let criterion = try SoftmaxCrossEntropy(backend: backend)
+        let model = try SmallCNN(backend: backend, classCount: 10, seed: 4)
+        let communicator = DeferringCommunicator()
+        let reducer = try GradientReducer(store: model.store, communicator: communicator,
+                                          bucketCap: 40_000, firstBucketCap: 4_000, communicationDType: .bfloat16)
+        XCTAssertEqual(reducer.communicationDType, .bfloat16)
+        criterion(logits: model.forward(images, mode: .training), labels: labels)
+        reducer.prepareForBackward()
+        model.backward(criterion.backward())
+        XCTAssertEqual(Set(communicator.startedDTypes), [.bfloat16])
+        try reducer.finishBackward()
+        let rounded = Tensor(plain, shape: [plain.count])
+        let bf16 = try backend.makeTensor([plain.count], dtype: .bfloat16)
+        backend.copy(rounded, to: bf16)
+        let expected = bf16.toArray().map { $0 * 0.5 }
+        XCTAssertEqual(model.store.gradients.toArray(), expected)
+        // Rounding is visible (the test would not see a float32 path otherwise).
+        XCTAssertNotEqual(expected, plain.map { $0 * 0.5 })
+    }
+
+    /// A communicator without a bfloat16 sum (MPI) is refused with the fix.
+    func testBFloat16NeedsACommunicatorThatReducesIt() throws {
+        let model = try SmallCNN(backend: ReferenceBackend(), classCount: 10, seed: 0)
+        let communicator = RecordingCommunicator(base: model.store.gradients.rawPointer)
+        XCTAssertThrowsError(try GradientReducer(store: model.store, communicator: communicator,
+                                                 communicationDType: .bfloat16)) { error in
+            XCTAssertTrue("\(error)".contains("--allreduce-dtype fp32"), "\(error)")
+        }
+        XCTAssertThrowsError(try GradientReducer(store: model.store, communicator: DeferringCommunicator(),
+                                                 communicationDType: .int32))
+    }
+
+    /// Host communicators keep the old contract: started all-reduces are
+    /// finished when they return, and steps with them are not captured.
+    func testHostCommunicatorsAreNotCapturable() throws {
+        let model = try SmallCNN(backend: ReferenceBackend(), classCount: 10, seed: 0)
+        let communicator = RecordingCommunicator(base: model.store.gradients.rawPointer)
+        let reducer = try GradientReducer(store: model.store, communicator: communicator)
+        XCTAssertFalse(reducer.isCapturable)
+        XCTAssertFalse(model.store.gradientReadyHandlerIsCapturable)
+        XCTAssertNil(reducer.deviceSeconds())
+    }
+}
+
+final class WatchdogProbeTests: XCTestCase {
+    /// Work whose probe reports it finished is forgotten: no expiry past the limit.
+    func testFinishedWorkDoesNotExpire() throws {
+        let expired = LockedFlag()
+        let watchdog = Watchdog(timeout: .milliseconds(600)) { _ in
+            expired.set()
+            Thread.sleep(forTimeInterval: 3600)  // never let the watchdog reach _exit in a test
+        }
+        defer { watchdog.stop() }
+        let polls = LockedCounter()
+        watchdog.watch("a step") { polls.increment() >= 2 ? .finished : .running }
+        Thread.sleep(forTimeInterval: 1.2)
+        XCTAssertFalse(expired.value)
+        XCTAssertGreaterThanOrEqual(polls.value, 2)
+    }
+
+    /// Work still running past the limit expires the run with its name.
+    func testRunningWorkExpiresPastTheLimit() throws {
+        let message = LockedText()
+        let start = ContinuousClock.now
+        let watchdog = Watchdog(timeout: .milliseconds(500)) { text in
+            message.set(text)
+            Thread.sleep(forTimeInterval: 3600)
+        }
+        defer { watchdog.stop() }
+        watchdog.watch("the step's collectives") { .running }
+        while message.value == nil && ContinuousClock.now - start < .seconds(5) { Thread.sleep(forTimeInterval: 0.05) }
+        XCTAssertTrue(message.value?.contains("the step's collectives has not finished after") == true, "\(message.value ?? "nil")")
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(2))
+    }
+
+    /// A probe that reports a failure (NCCL's asynchronous error) expires at once.
+    func testAFailedProbeExpiresAtOnce() throws {
+        let message = LockedText()
+        let start = ContinuousClock.now
+        let watchdog = Watchdog(timeout: .seconds(60)) { text in
+            message.set(text)
+            Thread.sleep(forTimeInterval: 3600)
+        }
+        defer { watchdog.stop() }
+        watchdog.watch("an all-reduce") { .failed("remote process exited") }
+        while message.value == nil && ContinuousClock.now - start < .seconds(5) { Thread.sleep(forTimeInterval: 0.05) }
+        XCTAssertTrue(message.value?.contains("an all-reduce failed: remote process exited") == true, "\(message.value ?? "nil")")
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(2))
+    }
+}
+
+final class LockedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag = false
+    func set() { lock.withLock { flag = true } }
+    var value: Bool { lock.withLock { flag } }
+}
+
+final class LockedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() -> Int { lock.withLock { count += 1; return count } }
+    var value: Int { lock.withLock { count } }
+}
+
+final class LockedText: @unchecked Sendable {
+    private let lock = NSLock()
+    private var text: String?
+    func set(_ value: String) { lock.withLock { text = value } }
+    var value: String? { lock.withLock { text } }
+}
