@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Multi-GPU checks of the data-parallel path, in one device call on a machine
+# with 2 or more GPUs, from the repository root after scripts/build-static.sh
+# filled .gpu/:
+#
+#   bash scripts/gpu-ddp-check.sh          # results under $OUT (default ./gpu-out)
+#
+# 1. Speed, synthetic data, bf16: 1 GPU against N GPUs (ddp, one process per
+#    GPU) at per-GPU batch 32, 128 and 512; at 512 also --no-graphs (eager,
+#    with the device-timed phase split), --no-graphs --no-overlap, and
+#    --allreduce-dtype bf16. Median device step time of the logged steps.
+# 2. Loss curves on the real data: 1 GPU at batch 2B against N GPUs x B/N
+#    for 3 epochs (the same global batch), test accuracy per epoch.
+# 3. NCCL on sockets (NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1): the multi-node
+#    transport, on two ranks started by hand with torchrun's variables
+#    (each rank its own "node", the NCCL id through the TCP store).
+# 4. The watchdog: two ranks started by hand, rank 1 killed (SIGKILL) mid-run;
+#    rank 0 must exit non-zero within 30 s, saying why.
+# A summary table ends the log ($OUT/gpu-ddp-check.log); metrics stay in $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-./gpu-out}"
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/gpu-ddp-check.log") 2>&1
+deadline=$((SECONDS + ${DDP_CHECK_SECONDS:-540}))
+left() { echo $((deadline - SECONDS)); }
+
+echo "gpu-ddp-check: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
+[ -f .gpu/build-info.txt ] && cat .gpu/build-info.txt
+nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader
+gpus=$(nvidia-smi -L | wc -l)
+ranks=${DDP_RANKS:-$gpus}
+[ "$ranks" -gt "$gpus" ] && ranks=$gpus
+cohort=/tmp/cohort-gpu-run/cohort
+mkdir -p "$(dirname "$cohort")"
+xz -dc .gpu/cohort.xz > "$cohort" && chmod +x "$cohort"
+if [ ! -d /tmp/cifar/cifar-10-batches-bin ]; then
+    python3 .gpu/jpeg_to_cifar_binary.py .gpu/cifar-10-jpeg.tar.xz /tmp/cifar >/dev/null || echo "data conversion failed"
+fi
+"$cohort" info | head -20
+
+common=(--device cuda --precision bf16 --dataset synthetic --epochs 1 --eval-limit 1024 --no-progress --log-every 10)
+run() {  # run <name> <seconds> <command...>
+    local name="$1" budget="$2"; shift 2
+    [ "$budget" -gt "$(left)" ] && budget=$(left)
+    if [ "$budget" -lt 10 ]; then echo "=== $name: skipped, out of time"; return; fi
+    echo; echo "=== $name ($(date -u +%H:%M:%S), limit ${budget}s)"
+    local start=$SECONDS
+    timeout --kill-after=5 "$budget" "$@" > "$OUT/$name.txt" 2>&1
+    echo "exit $? after $((SECONDS - start)) s"
+    grep -E "ranks:|global batch|epoch 1/|done:|error|Error|watchdog|failed" "$OUT/$name.txt" | head -8
+}
+
+# 1. Speed
+for b in 32 128 512; do
+    steps=$((b >= 512 ? 100 : 160))
+    run "speed-1gpu-b$b" 60 "$cohort" train "${common[@]}" --batch-size $b --steps-per-epoch $steps --run-dir "$OUT/speed-1gpu-b$b"
+    run "speed-${ranks}gpu-b$b" 90 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
+        --batch-size $b --steps-per-epoch $steps --run-dir "$OUT/speed-${ranks}gpu-b$b"
+done
+run "speed-1gpu-b512-eager" 60 "$cohort" train "${common[@]}" --batch-size 512 --steps-per-epoch 60 --no-graphs \
+    --run-dir "$OUT/speed-1gpu-b512-eager"
+for variant in eager:--no-graphs nooverlap:--no-graphs:--no-overlap bf16ar:--allreduce-dtype:bf16 bf16ar-eager:--allreduce-dtype:bf16:--no-graphs; do
+    name=${variant%%:*}; flags=${variant#*:}; IFS=: read -r -a extra <<< "$flags"
+    run "speed-${ranks}gpu-b512-$name" 90 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
+        --batch-size 512 --steps-per-epoch 60 "${extra[@]}" --run-dir "$OUT/speed-${ranks}gpu-b512-$name"
+done
+
+# 2. Loss curves, real data, same global batch (1024)
+real=(--device cuda --precision bf16 --data /tmp/cifar --epochs 3 --lr 0.8 --nesterov --warmup-epochs 1 --schedule linear
+      --label-smoothing 0.1 --no-progress --log-every 20)
+run "curve-1gpu" 90 "$cohort" train "${real[@]}" --batch-size 1024 --run-dir "$OUT/curve-1gpu"
+run "curve-${ranks}gpu" 90 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${real[@]}" \
+    --batch-size $((1024 / ranks)) --run-dir "$OUT/curve-${ranks}gpu"
+
+# 3 and 4: two ranks started by hand (torchrun's variables, the TCP store), one GPU each.
+by_hand() {  # by_hand <name> <extra env> -- ranks' arguments
+    local name="$1" envs="$2"; shift 2
+    mkdir -p "$OUT/$name"
+    for r in 0 1; do
+        env $envs RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29650 \
+            "$cohort" train "${common[@]}" "$@" --run-dir "$OUT/$name" > "$OUT/$name/rank$r.txt" 2>&1 &
+        eval "pid$r=\$!"
+    done
+}
+if [ $(left) -gt 60 ]; then
+    echo; echo "=== sockets: NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1, 2 ranks by hand"
+    start=$SECONDS
+    by_hand sockets "NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1" --batch-size 512 --steps-per-epoch 60
+    wait $pid0; rc0=$?; wait $pid1; rc1=$?
+    echo "exit $rc0/$rc1 after $((SECONDS - start)) s"
+    grep -hE "ranks:|epoch 1/|error" "$OUT/sockets/rank0.txt" | head -4
+fi
+if [ $(left) -gt 60 ]; then
+    echo; echo "=== watchdog: rank 1 killed mid-run"
+    by_hand watchdog "" --batch-size 128 --epochs 1000
+    sleep 25
+    kill -9 $pid1; killed=$SECONDS
+    timeout 60 bash -c "while kill -0 $pid0 2>/dev/null; do sleep 0.2; done"
+    wait $pid0; rc0=$?
+    echo "rank 0 exit $rc0, $((SECONDS - killed)) s after rank 1 was killed"
+    tail -3 "$OUT/watchdog/rank0.txt"
+    kill -9 $pid0 2>/dev/null
+fi
+
+# 5. Two launchers as two nodes (one GPU each), NCCL on sockets: the launchers
+#    meet at node 0's store and node 0's mpirun starts both ranks (a local
+#    "rsh" agent stands in for ssh).
+if [ $(left) -gt 60 ]; then
+    echo; echo "=== two launchers, NCCL on sockets"
+    printf '#!/bin/sh\nshift\nexec /bin/sh -c "$*"\n' > /tmp/local-rsh && chmod +x /tmp/local-rsh
+    start=$SECONDS
+    for node in 1 0; do
+        OMPI_MCA_plm_rsh_agent=/tmp/local-rsh NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 timeout 120 \
+            "$cohort" launch --nnodes 2 --node-rank $node --nproc-per-node 1 --master-addr 127.0.0.1 --master-port 29700 \
+            -- "$cohort" train "${common[@]}" --batch-size 256 --steps-per-epoch 40 --run-dir "$OUT/two-launchers" \
+            > "$OUT/two-launchers-node$node.txt" 2>&1 &
+        eval "node$node=\$!"
+    done
+    wait $node0; rc0=$?; wait $node1; rc1=$?
+    echo "launchers exit $rc0/$rc1 after $((SECONDS - start)) s"
+    grep -hE "ranks|through mpirun|epoch 1/|error|failed" "$OUT/two-launchers-node0.txt" | head -6
+fi
+
+echo; echo "=== summary"
+python3 - "$OUT" "$ranks" <<'PY'
+import json, os, statistics, sys
+out, ranks = sys.argv[1], int(sys.argv[2])
+def steps(folder):
+    for name in ("metrics.jsonl", "metrics-rank0.jsonl"):
+        path = os.path.join(out, folder, name)
+        if os.path.exists(path):
+            records = [json.loads(l) for l in open(path) if l.strip()]
+            return [r for r in records if r.get("event") == "step"], records
+    return [], []
+def median(records, key):
+    values = [r[key] for r in records[2:] if key in r]
+    return statistics.median(values) if values else None
+print("| run | device s/step | images/s/GPU | fwd | bwd | exposed comm | comm busy | opt |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for folder in sorted(os.listdir(out)):
+    if not folder.startswith("speed-"): continue
+    recs, _ = steps(folder)
+    step = median(recs, "device_step_seconds")
+    if step is None: print(f"| {folder} | no steps |"); continue
+    batch = int(folder.split("-b")[1].split("-")[0])
+    cells = [median(recs, k) for k in ("device_forward_seconds", "device_backward_seconds",
+             "device_exposed_communication_seconds", "device_communication_busy_seconds", "device_optimizer_seconds")]
+    fmt = lambda v: "" if v is None else f"{v*1e3:.2f} ms"
+    print(f"| {folder} | {step*1e3:.2f} ms | {batch/step:,.0f} | " + " | ".join(fmt(c) for c in cells) + " |")
+print()
+for b in (32, 128, 512):
+    one, _ = steps(f"speed-1gpu-b{b}"); many, _ = steps(f"speed-{ranks}gpu-b{b}")
+    s1, sn = median(one, "device_step_seconds"), median(many, "device_step_seconds")
+    if s1 and sn: print(f"weak scaling at {b}/GPU on {ranks} GPUs: {s1/sn*100:.1f}% (step {s1*1e3:.2f} ms vs {sn*1e3:.2f} ms)")
+for folder in ("curve-1gpu", f"curve-{ranks}gpu"):
+    _, records = steps(folder)
+    evals = [(r["epoch"], r.get("test_loss"), r.get("test_accuracy")) for r in records if r.get("event") == "eval"]
+    print(folder, ", ".join(f"epoch {e}: loss {l:.4f} acc {a*100:.2f}%" for e, l, a in evals if l is not None))
+PY
