@@ -234,9 +234,10 @@ public final class GradientReducer {
             gradients = rounded
         }
         // The backend may still be writing these gradients (an in-order
-        // stream); a host-side communicator reads them now. One enqueued on
-        // that same stream (NCCL) is ordered after those writes already:
-        // waiting here would only stall the host (Note [NCCL on the compute stream]).
+        // stream); a host-side communicator reads them now. NCCL forks its
+        // stream from the compute stream with an event, so its all-reduce
+        // is ordered after those writes already: waiting here would only
+        // stall the host (Note [Communication stream]).
         if !communicator.runsOnDeviceStream {
             store.backend.synchronize()
             lastStep.hostSynchronizations += 1
