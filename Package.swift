@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "CohortDataTests", dependencies: ["CohortData"]),
         .testTarget(name: "CohortCheckpointTests", dependencies: ["CohortCheckpoint", "CohortNN", "CohortOptim"]),
         .testTarget(name: "CohortTrainingTests", dependencies: ["CohortTestSupport", 
-            "CohortTraining", "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN",
+            "CohortTraining", "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN", "CohortDistributed",
         ]),
         .testTarget(name: "CohortDistributedTests", dependencies: ["CohortTestSupport", 
             "CohortDistributed", "CohortTensor", "CohortNN", "CohortKernels", "CohortMPIProbe",

@@ -312,7 +312,7 @@ struct Train: ParsableCommand {
         notes.forEach { display.log("note: \($0)") }
         display.log("data: \(data.description)")
         let scalingText = lrScaling == .none
-            ? "no scaling" : "\(lrScaling) scaling of \(lr) from batch \(baseBatchSize) to the global batch \(globalBatch)"
+            ? "no scaling" : "\(lrScaling) of \(lr) from batch \(baseBatchSize) to the global batch \(globalBatch)"
         if worldSize > 1 {
             let sampler = trainer.loader.sampler
             let library = (communicator as? MPICommunicator).map { ", \($0.libraryVersion)" }
