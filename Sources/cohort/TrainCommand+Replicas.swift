@@ -49,8 +49,8 @@ extension Train {
                 if presetThreads == nil { setCPUThreadCount(forCallingThread: threads) }
                 try commands[rank].value.train(communicator: communicators[rank], environment: environment, data: data,
                                                placement: placement)
+                try communicators[rank].shutdown()
             }
-            for communicator in communicators { try communicator.shutdown() }
         } else {
             var prepared: [ReplicaOwned<(backend: Backend, notes: [String])>] = []
             var backends: [CUDABackend] = []
@@ -73,8 +73,9 @@ extension Train {
             }) { rank in
                 try commands[rank].value.train(communicator: communicators[rank], environment: environment,
                                                prepared: handedOver[rank].value, data: data, placement: placement)
+                // Each replica leaves its communicator, as each ddp rank does (ncclCommDestroy per rank).
+                try communicators[rank].shutdown()
             }
-            for communicator in communicators { try communicator.shutdown() }
         }
     }
 

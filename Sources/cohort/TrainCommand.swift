@@ -13,7 +13,7 @@ extension LearningRateScaling: ExpressibleByArgument {}
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a model on CIFAR-10 (or synthetic data) on one device, or as one rank of a data-parallel run.",
+        abstract: "Train a model on CIFAR-10 (or synthetic data) on one device, as one rank of a data-parallel run, or (--strategy dp) as all its replicas.",
         discussion: """
             Example: cohort train --data ~/cifar --epochs 5 --batch-size 128 --lr 0.1
             Each run writes metrics.jsonl (one JSON object per step, epoch and evaluation) and \
@@ -36,7 +36,7 @@ struct Train: ParsableCommand {
         """, valueName: "ddp|dp"))
     var strategy: TrainingStrategy = .ddp
 
-    @Option(help: "With --strategy dp: how many replicas, each a thread with its own device (default with --device cuda: every GPU from the one given; with --device cpu, required).")
+    @Option(help: "With --strategy dp: how many replicas, each a thread with its own backend and, on cuda, its own GPU (default with --device cuda: every GPU from the one given; with --device cpu, required).")
     var replicas: Int?
 
     @Option(help: "Model: \(ModelArchitecture.allCases.map(\.rawValue).joined(separator: ", ")).")
