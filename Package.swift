@@ -10,7 +10,7 @@
 //   CohortOptim       SGD/LARS, learning-rate schedules and scaling rules
 //   CohortData        CIFAR-10 reader, augmentation, sampler, prefetching loader
 //   CohortCheckpoint  safetensors files and training checkpoints
-//   CMPI/CohortDistributed  rank discovery, communicators (single process; Open MPI through
+//   CMPI/CohortDistributed  rank discovery, communicators (single process; replica threads; Open MPI through
 //                     dlopen), the TCP rendezvous store; CohortMPIProbe checks MPI under mpirun
 //   CohortTraining    the training loop, metrics log and progress display
 //   CohortExperiments the experiment results model and its writers (JSON, CSV, Markdown, HTML, trace)
@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "CohortDataTests", dependencies: ["CohortData"]),
         .testTarget(name: "CohortCheckpointTests", dependencies: ["CohortCheckpoint", "CohortNN", "CohortOptim"]),
         .testTarget(name: "CohortTrainingTests", dependencies: ["CohortTestSupport", 
-            "CohortTraining", "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN",
+            "CohortTraining", "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN", "CohortDistributed",
         ]),
         .testTarget(name: "CohortDistributedTests", dependencies: ["CohortTestSupport", 
             "CohortDistributed", "CohortTensor", "CohortNN", "CohortKernels", "CohortMPIProbe",

@@ -190,6 +190,7 @@ LOADER(cohort_nccl_load, CohortNCCL, cohort_nccl, {
     LOOKUP(ncclGetErrorString);
     LOOKUP(ncclGroupStart);
     LOOKUP(ncclGroupEnd);
+    LOOKUP(ncclCommInitAll);
     LOOKUP_OPTIONAL(ncclGetLastError);
 })
 

@@ -79,6 +79,7 @@ static void load(void) {
     LOOKUP(dnnl_inner_product_backward_weights_desc_init);
     // Optional: libdnnl pulls in libgomp, whose symbols dlsym finds through it.
     table.omp_get_max_threads = (int (*)(void))dlsym(library, "omp_get_max_threads");
+    table.omp_set_num_threads = (void (*)(int))dlsym(library, "omp_set_num_threads");
 }
 
 int cohort_dnnl_load(char *error, size_t errorLength) {

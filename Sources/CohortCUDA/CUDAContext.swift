@@ -138,3 +138,22 @@ public func cudaDriverLoadFailure() -> CUDAUnavailable? {
     guard cohort_cuda_load_driver(&message, message.count) != 0 else { return nil }
     return CUDAUnavailable(missing: .driver, reason: loaderMessage(message))
 }
+
+/// How many GPUs the driver sees (after CUDA_VISIBLE_DEVICES), without
+/// opening any: `--strategy dp` checks its replica count against it.
+/// Throws `CUDAUnavailable` where the driver or a device is missing.
+public func cudaVisibleDeviceCount() throws -> Int {
+    if let failure = cudaDriverLoadFailure() { throw failure }
+    do {
+        try checkCUDA(driver.cuInit(0), "cuInit")
+    } catch {
+        switch error.code {  // as CUDAContext.init: the machine lacks something
+        case 100: throw CUDAUnavailable(missing: .device, reason: error.description)
+        case 35: throw CUDAUnavailable(missing: .driver, reason: error.description)
+        default: throw error
+        }
+    }
+    var count: Int32 = 0
+    try checkCUDA(driver.cuDeviceGetCount(&count), "cuDeviceGetCount")
+    return Int(count)
+}

@@ -237,6 +237,27 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
         }
     }
 
+    /// Takes over `comm`, rank `rank` of the `worldSize` communicators that
+    /// one `ncclCommInitAll` made for the replica threads of one process
+    /// (`makeGroup(backends:)`, Note [NCCL for replica threads]); from here
+    /// on it is used like one from `ncclCommInitRank`.
+    init(backend: CUDABackend, rank: Int, worldSize: Int, adopting comm: ncclComm_t,
+         timeout: Duration? = NCCLCommunicator.defaultTimeout) throws {
+        try loadNCCL()
+        var versionCode: Int32 = 0
+        try checkNCCL(nccl.ncclGetVersion(&versionCode), "ncclGetVersion")
+        self.rank = rank
+        self.worldSize = worldSize
+        self.version = Int(versionCode)
+        self.backend = backend
+        self.bootstrap = nil
+        self.comm = comm
+        backend.context.makeCurrent()
+        barrierScalar = try backend.makeTensor([1], dtype: .float32)
+        backend.fill(barrierScalar, value: 1)
+        try setUpStreamAndWatchdog(timeout: timeout)
+    }
+
     deinit {
         watchdog?.stop()
         if let comm {

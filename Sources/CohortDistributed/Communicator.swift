@@ -17,7 +17,8 @@ public enum ReduceOperation: String, Sendable {
 ///   waiting until the watchdog stops the run (see `Note [Distributed
 ///   failures]`).
 /// - Tensors: float32, contiguous. `MPICommunicator` works on host tensors
-///   (`Device.cpu`); `NCCLCommunicator` (CohortCUDA) implements the same
+///   (`Device.cpu`), as does `ThreadGroupCommunicator` between the replica
+///   threads of one process; `NCCLCommunicator` (CohortCUDA) implements the same
 ///   protocol on tensors of its CUDA device (float32 or bfloat16), enqueued
 ///   on the backend's stream so the call returns before the data has moved
 ///   (as `Backend` calls do; `runsOnDeviceStream`). Callers therefore read
@@ -31,7 +32,7 @@ public protocol Communicator: AnyObject {
     /// This process's rank, 0..<worldSize.
     var rank: Int { get }
     var worldSize: Int { get }
-    /// "single", "mpi", "nccl": printed when a run starts.
+    /// "single", "mpi", "threads", "nccl": printed when a run starts.
     var name: String { get }
     /// True when collectives are enqueued on the backend's own stream (NCCL):
     /// they are then ordered after the kernels that wrote their input, so a

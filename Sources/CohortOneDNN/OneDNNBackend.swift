@@ -56,6 +56,21 @@ public final class OneDNNBackend: Backend {
         details = "oneDNN \(version.major).\(version.minor).\(version.patch), ISA \(isa), \(threads)"
     }
 
+    /// Sets how many OpenMP threads oneDNN's primitives called from this
+    /// thread use (OpenMP keeps the setting per calling thread): replicas
+    /// run as threads of one process split the cores as `cohort launch`
+    /// splits them between ranks with OMP_NUM_THREADS, instead of each
+    /// starting a team as large as the machine (see Threads above). Returns
+    /// false where oneDNN or its OpenMP runtime cannot be found; call it
+    /// before the thread makes its backend, whose `details` then say the count.
+    @discardableResult
+    public static func setThreadCount(forCallingThread count: Int) -> Bool {
+        precondition(count >= 1, "setThreadCount: \(count) threads")
+        guard cohort_dnnl_load(nil, 0) == 0, let set = dnnl.omp_set_num_threads else { return false }
+        set(Int32(count))
+        return true
+    }
+
     // MARK: Plans (see Note [Primitive cache])
 
     /// The cached plan for `key`, made by `make` the first time. A plan that

@@ -41,3 +41,11 @@ public func makeBackend(device: Device, choice: BackendChoice,
         }
     }
 }
+
+/// Sets how many threads the CPU backend (oneDNN's OpenMP team) uses for
+/// calls made from the calling thread: replica threads of one process split
+/// the cores (Note [Replica threads]). False where oneDNN cannot be loaded.
+@discardableResult
+public func setCPUThreadCount(forCallingThread count: Int) -> Bool {
+    OneDNNBackend.setThreadCount(forCallingThread: count)
+}

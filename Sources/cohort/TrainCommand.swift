@@ -13,7 +13,7 @@ extension LearningRateScaling: ExpressibleByArgument {}
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a model on CIFAR-10 (or synthetic data) on one device, or as one rank of a data-parallel run.",
+        abstract: "Train a model on CIFAR-10 (or synthetic data) on one device, as one rank of a data-parallel run, or (--strategy dp) as all its replicas.",
         discussion: """
             Example: cohort train --data ~/cifar --epochs 5 --batch-size 128 --lr 0.1
             Each run writes metrics.jsonl (one JSON object per step, epoch and evaluation) and \
@@ -22,10 +22,22 @@ struct Train: ParsableCommand {
             (or under mpirun / srun --mpi=pmix). On GPUs, one rank per GPU through NCCL: cohort launch \
             --nproc-per-node 2 -- cohort train --device cuda --run-dir D ... (rank r takes cuda:LOCAL_RANK). --batch-size is per rank; each rank writes metrics-rank<N>.jsonl, \
             rank 0 prints and writes the checkpoint.
+            One process driving every device instead, one thread per replica: cohort train --strategy dp --device cuda \
+            (every visible GPU; --replicas N for fewer) or --strategy dp --device cpu --replicas 2; the same training, \
+            --batch-size per replica, metrics-rank<N>.jsonl per replica.
             """)
 
     @OptionGroup(title: "Data") var dataOptions: DataOptions
     @OptionGroup(title: "Device") var deviceOptions: DeviceOptions
+
+    @Option(help: ArgumentHelp("""
+        ddp: one process per device, its ranks started by cohort launch (or mpirun); dp: this one process drives \
+        --replicas devices, one thread each (NCCL between GPUs, shared memory between CPU replicas).
+        """, valueName: "ddp|dp"))
+    var strategy: TrainingStrategy = .ddp
+
+    @Option(help: "With --strategy dp: how many replicas, each a thread with its own backend and, on cuda, its own GPU (default with --device cuda: every GPU from the one given; with --device cpu, required).")
+    var replicas: Int?
 
     @Option(help: "Model: \(ModelArchitecture.allCases.map(\.rawValue).joined(separator: ", ")).")
     var model: ModelArchitecture = .resnet18
@@ -128,6 +140,15 @@ struct Train: ParsableCommand {
         try positive(evalBatchSize, "--eval-batch-size")
         try positive(logEvery, "--log-every")
         if let stepsPerEpoch { try positive(stepsPerEpoch, "--steps-per-epoch") }
+        if let replicas {
+            try positive(replicas, "--replicas")
+            guard strategy == .dp else {
+                throw ValidationError("--replicas is for --strategy dp (one process, a thread per replica); with --strategy ddp, start a process per device: cohort launch --nproc-per-node \(replicas) -- cohort train ...")
+            }
+        }
+        if strategy == .dp && deviceOptions.device.isHost && replicas == nil {
+            throw ValidationError("--strategy dp --device cpu needs --replicas N: how many CPU replicas to run as threads of this process")
+        }
         if let evalLimit { try positive(evalLimit, "--eval-limit") }
         guard collectiveTimeout >= 0 else { throw ValidationError("--collective-timeout must be 0 (off) or a number of seconds") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a positive number, not \(lr)") }
@@ -148,6 +169,7 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
+        if strategy == .dp { return try runReplicas() }
         let environment = try RankEnvironment.current()
         let communicator: Communicator
         var prepared: (backend: Backend, notes: [String])?
@@ -247,13 +269,17 @@ struct Train: ParsableCommand {
         return (nccl, rendezvous)
     }
 
+    /// One rank's (or, with `--strategy dp`, one replica thread's) run. `data`:
+    /// the data sets when already loaded (replica threads share one copy);
+    /// `placement`: with dp, where the replicas run, for the header line.
     func train(communicator: Communicator, environment: RankEnvironment,
-               prepared: (backend: Backend, notes: [String])? = nil) throws {
+               prepared: (backend: Backend, notes: [String])? = nil, data shared: LoadedData? = nil,
+               placement: String? = nil) throws {
         let worldSize = communicator.worldSize
         let display = ProgressDisplay(enabled: !noProgress, muted: !communicator.isRoot)
         let (backend, notes) = try prepared
             ?? makeBackend(device: deviceOptions.device, choice: deviceOptions.backend, allowsTF32: !deviceOptions.noTF32)
-        let data = try dataOptions.load(log: display.log)
+        let data = try shared ?? dataOptions.load(log: display.log)
         let globalBatch = batchSize * worldSize
         let scaledLR = lrScaling.scaled(baseLR: lr, baseBatch: baseBatchSize, batch: globalBatch)
         let decay: LearningRateSchedule.Decay
@@ -298,14 +324,20 @@ struct Train: ParsableCommand {
         notes.forEach { display.log("note: \($0)") }
         display.log("data: \(data.description)")
         let scalingText = lrScaling == .none
-            ? "no scaling" : "\(lrScaling) scaling of \(lr) from batch \(baseBatchSize) to the global batch \(globalBatch)"
+            ? "no scaling" : "\(lrScaling) of \(lr) from batch \(baseBatchSize) to the global batch \(globalBatch)"
         if worldSize > 1 {
             let sampler = trainer.loader.sampler
-            display.log("ranks: \(worldSize) (\(communicator.name)\((communicator as? MPICommunicator).map { ", \($0.libraryVersion)" } ?? (communicator as? NCCLCommunicator).map { " \($0.versionText) on its own stream" } ?? ""), from \(environment.source.rawValue) variables); gradients averaged in \(trainer.reducer!.buckets.count) buckets (\(trainer.reducer!.buckets.map { Self.megabytes($0.byteCount) }.joined(separator: ", "))), \(noOverlap ? "one all-reduce after backward (--no-overlap)" : "each all-reduced as soon as backward produced it") in \(allReduceDType.rawValue)\(trainer.capturesSteps ? "; steps captured as CUDA graphs" : "")")
-            display.log("global batch \(globalBatch) = \(worldSize) ranks x \(batchSize); sampler: each epoch's shuffled order padded to \(sampler.totalSize) and split into \(worldSize) disjoint shards of \(sampler.samplesPerRank) (rank r takes positions r, r+\(worldSize), ...); \(trainer.stepsPerEpoch) steps per epoch; lr \(scaledLR) (\(scalingText)); \(trainer.schedule)")
-            display.log("batch norm: per-rank batch statistics; rank 0's running statistics are broadcast before each evaluation and checkpoint")
+            let library = (communicator as? MPICommunicator).map { ", \($0.libraryVersion)" }
+                ?? (communicator as? NCCLCommunicator).map { " \($0.versionText) on its own stream" } ?? ""
+            let unit = strategy == .dp ? "replica" : "rank"
+            let ranks = strategy == .dp
+                ? "strategy dp: \(worldSize) replicas as threads of one process, \(placement ?? "") (\(communicator.name)\(library))"
+                : "strategy ddp: \(worldSize) ranks, one process each (\(communicator.name)\(library), from \(environment.source.rawValue) variables)"
+            display.log("\(ranks); gradients averaged in \(trainer.reducer!.buckets.count) buckets (\(trainer.reducer!.buckets.map { Self.megabytes($0.byteCount) }.joined(separator: ", "))), \(noOverlap ? "one all-reduce after backward (--no-overlap)" : "each all-reduced as soon as backward produced it") in \(allReduceDType.rawValue)\(trainer.capturesSteps ? "; steps captured as CUDA graphs" : "")")
+            display.log("global batch \(globalBatch) = \(worldSize) \(unit)s x \(batchSize); sampler: each epoch's shuffled order padded to \(sampler.totalSize) and split into \(worldSize) disjoint shards of \(sampler.samplesPerRank) (\(unit) r takes positions r, r+\(worldSize), ...); \(trainer.stepsPerEpoch) steps per epoch; lr \(scaledLR) (\(scalingText)); \(trainer.schedule)")
+            display.log("batch norm: per-\(unit) batch statistics; \(unit) 0's running statistics are broadcast before each evaluation and checkpoint")
         } else {
-            display.log("batch \(batchSize) on 1 rank (global batch \(batchSize)), \(trainer.stepsPerEpoch) steps per epoch; lr \(scaledLR) (\(scalingText)); \(trainer.schedule)")
+            display.log("batch \(batchSize) on 1 \(strategy == .dp ? "replica" : "rank") (global batch \(batchSize)), \(trainer.stepsPerEpoch) steps per epoch; lr \(scaledLR) (\(scalingText)); \(trainer.schedule)")
         }
         display.log("optimizer \(optimizer.rawValue), momentum \(momentum)\(nesterov ? " (Nesterov)" : ""), weight decay \(weightDecay)\(noDecayOnNormAndBias ? " (not on norms and biases)" : ""), label smoothing \(labelSmoothing), seed \(seed)")
         display.log("run folder: \(directory.path)\(resumeFrom.map { "; resuming from \($0) at epoch \(trainer.progress.epoch)" } ?? "")\(restart > 0 ? " (restart \(restart))" : "")")
@@ -317,6 +349,7 @@ struct Train: ParsableCommand {
         header["synthetic"] = String(data.training.isSynthetic)
         header["lr_scaling"] = lrScaling.rawValue
         header["world_size"] = String(worldSize)
+        header["strategy"] = strategy.rawValue
         header["rank"] = String(communicator.rank)
         header["global_batch_size"] = String(globalBatch)
         header["pid"] = String(ProcessInfo.processInfo.processIdentifier)

@@ -27,7 +27,7 @@ final class DataParallelTests: XCTestCase {
     static let seed: UInt64 = 5
 
     func testTwoRanksMatchGradientAccumulationOfTheirBatches() throws {
-        let expected = try oracleParameters()
+        let expected = try Self.oracleParameters()
         for overlap in [true, false] {
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cohort-ddp-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: folder) }
@@ -49,7 +49,7 @@ final class DataParallelTests: XCTestCase {
             // oneDNN's thread count may differ between the ranks (1 core
             // each under mpirun) and this process, changing the order of
             // its convolution reductions.
-            print("overlap \(overlap): largest parameter difference from the oracle \(difference) (parameters moved by up to \(zip(actual, try initialParameters()).map { abs($0 - $1) }.max() ?? 0))")
+            print("overlap \(overlap): largest parameter difference from the oracle \(difference) (parameters moved by up to \(zip(actual, try Self.initialParameters()).map { abs($0 - $1) }.max() ?? 0))")
             XCTAssertLessThan(difference, 1e-5, "overlap \(overlap): largest parameter difference \(difference)")
 
             for rank in 0..<2 {
@@ -69,13 +69,13 @@ final class DataParallelTests: XCTestCase {
     }
 
     /// The parameters before training (to show the comparison is not trivial).
-    func initialParameters() throws -> [Float] {
+    static func initialParameters() throws -> [Float] {
         try ModelArchitecture.smallcnn.build(backend: ReferenceBackend(), seed: Self.seed).store.parameters.toArray()
     }
 
     /// The parameters after `steps` steps of gradient accumulation over the
     /// two ranks' batches, computed in this process with the same backend.
-    func oracleParameters() throws -> [Float] {
+    static func oracleParameters() throws -> [Float] {
         let (backend, _) = try makeBackend(device: .cpu, choice: .auto)
         let model = try ModelArchitecture.smallcnn.build(backend: backend, seed: Self.seed)
         let optimizer = try Optimizer(store: model.store, configuration: OptimizerConfiguration())

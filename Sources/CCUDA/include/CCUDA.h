@@ -310,6 +310,9 @@ typedef struct CohortNCCL {
     const char *_Nonnull (*_Nonnull ncclGetErrorString)(ncclResult_t result);
     ncclResult_t (*_Nonnull ncclGroupStart)(void);
     ncclResult_t (*_Nonnull ncclGroupEnd)(void);
+    /// One process, several GPUs: `ndev` communicators, comm i on CUDA device devlist[i] (rank i).
+    ncclResult_t (*_Nonnull ncclCommInitAll)(ncclComm_t _Nullable *_Nonnull comms, int ndev,
+                                             const int *_Nonnull devlist);
     // Since NCCL 2.13: the last error's detail; optional.
     const char *_Nullable (*_Nullable ncclGetLastError)(ncclComm_t _Nullable comm);
 } CohortNCCL;

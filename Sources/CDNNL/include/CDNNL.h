@@ -70,6 +70,9 @@ typedef struct CohortDNNL {
     /// OpenMP's omp_get_max_threads from the runtime libdnnl was built with;
     /// NULL when that runtime is not OpenMP.
     int (*_Nullable omp_get_max_threads)(void);
+    /// OpenMP's omp_set_num_threads: sets the calling thread's team size
+    /// (replica threads of one process split the cores); NULL as above.
+    void (*_Nullable omp_set_num_threads)(int);
 } CohortDNNL;
 
 /// Loads libdnnl.so.2 (else libdnnl.so) and every function in CohortDNNL.
