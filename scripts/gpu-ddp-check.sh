@@ -6,7 +6,7 @@
 #   bash scripts/gpu-ddp-check.sh          # results under $OUT (default ./gpu-out)
 #
 # 1. Speed, synthetic data, bf16: 1 GPU against N GPUs (ddp, one process per
-#    GPU) at per-GPU batch 32, 128 and 512; at 512 also --no-graphs (eager,
+#    GPU, and dp, one process with a thread per GPU) at per-GPU batch 32, 128 and 512; at 512 also --no-graphs (eager,
 #    with the device-timed phase split), --no-graphs --no-overlap, and
 #    --allreduce-dtype bf16. Median device step time of the logged steps.
 # 2. Loss curves on the real data: 1 GPU at batch 2B against N GPUs x B/N
@@ -57,6 +57,8 @@ for b in 32 128 512; do
     run "speed-1gpu-b$b" 60 "$cohort" train "${common[@]}" --batch-size $b --steps-per-epoch $steps --run-dir "$OUT/speed-1gpu-b$b"
     run "speed-${ranks}gpu-b$b" 90 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
         --batch-size $b --steps-per-epoch $steps --run-dir "$OUT/speed-${ranks}gpu-b$b"
+    run "speed-${ranks}gpu-b$b-dp" 90 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks \
+        --batch-size $b --steps-per-epoch $steps --run-dir "$OUT/speed-${ranks}gpu-b$b-dp"
 done
 run "speed-1gpu-b512-eager" 60 "$cohort" train "${common[@]}" --batch-size 512 --steps-per-epoch 60 --no-graphs \
     --run-dir "$OUT/speed-1gpu-b512-eager"
@@ -72,6 +74,10 @@ real=(--device cuda --precision bf16 --data /tmp/cifar --epochs 3 --lr 0.8 --nes
 run "curve-1gpu" 90 "$cohort" train "${real[@]}" --batch-size 1024 --run-dir "$OUT/curve-1gpu"
 run "curve-${ranks}gpu" 90 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${real[@]}" \
     --batch-size $((1024 / ranks)) --run-dir "$OUT/curve-${ranks}gpu"
+run "curve-${ranks}gpu-dp" 90 "$cohort" train "${real[@]}" --strategy dp --replicas $ranks \
+    --batch-size $((1024 / ranks)) --run-dir "$OUT/curve-${ranks}gpu-dp"
+run "dp-failing" 40 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks --batch-size 128 --lr 1e30 \
+    --steps-per-epoch 50 --run-dir "$OUT/dp-failing"
 
 # 3 and 4: two ranks started by hand (torchrun's variables, the TCP store), one GPU each.
 by_hand() {  # by_hand <name> <extra env> -- ranks' arguments
@@ -150,10 +156,13 @@ for folder in sorted(os.listdir(out)):
     print(f"| {folder} | {step*1e3:.2f} ms | {batch/step:,.0f} | " + " | ".join(fmt(c) for c in cells) + " |")
 print()
 for b in (32, 128, 512):
-    one, _ = steps(f"speed-1gpu-b{b}"); many, _ = steps(f"speed-{ranks}gpu-b{b}")
-    s1, sn = median(one, "device_step_seconds"), median(many, "device_step_seconds")
-    if s1 and sn: print(f"weak scaling at {b}/GPU on {ranks} GPUs: {s1/sn*100:.1f}% (step {s1*1e3:.2f} ms vs {sn*1e3:.2f} ms)")
-for folder in ("curve-1gpu", f"curve-{ranks}gpu"):
+    one, _ = steps(f"speed-1gpu-b{b}")
+    s1 = median(one, "device_step_seconds")
+    for suffix in ("", "-dp"):
+        many, _ = steps(f"speed-{ranks}gpu-b{b}{suffix}")
+        sn = median(many, "device_step_seconds")
+        if s1 and sn: print(f"weak scaling at {b}/GPU on {ranks} GPUs{' (dp)' if suffix else ' (ddp)'}: {s1/sn*100:.1f}% (step {s1*1e3:.2f} ms vs {sn*1e3:.2f} ms)")
+for folder in ("curve-1gpu", f"curve-{ranks}gpu", f"curve-{ranks}gpu-dp"):
     _, records = steps(folder)
     evals = [(r["epoch"], r.get("test_loss"), r.get("test_accuracy")) for r in records if r.get("event") == "eval"]
     print(folder, ", ".join(f"epoch {e}: loss {l:.4f} acc {a*100:.2f}%" for e, l, a in evals if l is not None))
