@@ -142,8 +142,8 @@ def steps(folder):
 def median(records, key):
     values = [r[key] for r in records[2:] if key in r]
     return statistics.median(values) if values else None
-print("| run | device s/step | images/s/GPU | fwd | bwd | exposed comm | comm busy | opt |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| run | device s/step | images/s/GPU (device) | images/s/GPU (wall) | fwd | bwd | exposed comm | comm busy | opt |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for folder in sorted(os.listdir(out)):
     if not folder.startswith("speed-"): continue
     recs, _ = steps(folder)
@@ -153,7 +153,8 @@ for folder in sorted(os.listdir(out)):
     cells = [median(recs, k) for k in ("device_forward_seconds", "device_backward_seconds",
              "device_exposed_communication_seconds", "device_communication_busy_seconds", "device_optimizer_seconds")]
     fmt = lambda v: "" if v is None else f"{v*1e3:.2f} ms"
-    print(f"| {folder} | {step*1e3:.2f} ms | {batch/step:,.0f} | " + " | ".join(fmt(c) for c in cells) + " |")
+    wall = median(recs, "images_per_second")
+    print(f"| {folder} | {step*1e3:.2f} ms | {batch/step:,.0f} | {wall or 0:,.0f} | " + " | ".join(fmt(c) for c in cells) + " |")
 print()
 for b in (32, 128, 512):
     one, _ = steps(f"speed-1gpu-b{b}")
