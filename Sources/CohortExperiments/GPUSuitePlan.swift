@@ -261,11 +261,13 @@ public struct GPUSuitePlan: Sendable {
 
         // Q2 (graph runs) and Q3 (eager runs), by GPU count, strategy and per-GPU batch.
         let wantsQ2 = s.parts.contains(.q2), wantsQ3 = s.parts.contains(.q3)
-        func training(batch: Int, eager: Bool, folder: String) -> [String] {
+        func training(batch: Int, gpus: Int, eager: Bool, folder: String) -> [String] {
             let steps = eager ? s.eagerWarmupSteps + s.eagerTimedSteps : s.warmupSteps + s.timedSteps
             return ["--device", "cuda", "--dataset", "synthetic", "--model", "resnet18", "--precision", precision,
                     "--batch-size", String(batch), "--epochs", "1", "--steps-per-epoch", String(steps),
-                    "--log-every", eager ? "1" : String(s.logEvery), "--eval-limit", "1000", "--no-progress"]
+                    "--log-every", eager ? "1" : String(s.logEvery),
+                    // One evaluation batch per rank at the training batch: its convolutions reuse the training plans.
+                    "--eval-batch-size", String(batch), "--eval-limit", String(batch * gpus), "--no-progress"]
                 + (eager ? ["--no-graphs"] : []) + ["--run-dir", folder]
         }
         func configurations(gpus: Int, strategy: Strategy) {
@@ -279,7 +281,7 @@ public struct GPUSuitePlan: Sendable {
                         gpus: gpus, strategy: gpus == 1 ? nil : strategy, batch: batch, estimate: eager ? 8 : 10,
                         limit: 120) { folder in
                         trainCommand(strategy: strategy, gpus: gpus, masterPort: runPort,
-                                     training(batch: batch, eager: eager, folder: folder))
+                                     training(batch: batch, gpus: gpus, eager: eager, folder: folder))
                     }
                 }
             }

@@ -152,12 +152,18 @@ struct GPUExperimentsRunner {
         try? FileManager.default.removeItem(at: folder.appendingPathComponent("checkpoint.safetensors"))
         let status = process.terminationStatus
         guard status != 0 else { return .finished(seconds: took) }
-        let text = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
-        let last = text.split(separator: "\n").last { !$0.trimmingCharacters(in: .whitespaces).isEmpty }.map(String.init) ?? ""
         if status == 124 || status == 137 {
             return .failed(reason: "stopped after its time limit of \(seconds) s (output: \(run.directory)/output.txt)")
         }
-        return .failed(reason: "exit status \(status)\(last.isEmpty ? "" : ": \(last.prefix(300))") (output: \(run.directory)/output.txt)")
+        let text = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
+        let line = errorLine(text).map { ": " + $0.prefix(240) } ?? ""
+        return .failed(reason: "exit status \(status)\(line) (output: \(run.directory)/output.txt)")
+    }
+
+    /// The output line that says what went wrong: the last naming an error, else the last one.
+    static func errorLine(_ text: String) -> String? {
+        let lines = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return (lines.last { $0.contains("Error") || $0.contains("error:") || $0.contains("failed") } ?? lines.last)
     }
 
     static func duration(_ seconds: Double) -> String {

@@ -32,7 +32,7 @@ struct GPUMachine {
 
     /// "NVIDIA H200", or "NVIDIA H200, NVIDIA H100" for a mixed machine.
     var cardDescription: String? {
-        cards.isEmpty ? nil : Array(NSOrderedSet(array: cards)).compactMap { $0 as? String }.joined(separator: ", ")
+        cards.isEmpty ? nil : cards.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }.joined(separator: ", ")
     }
 
     /// CUDA, cuDNN (from `cohort info`'s cuda line), Open MPI; NCCL from the runs' outputs.
