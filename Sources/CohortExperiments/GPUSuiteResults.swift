@@ -152,6 +152,9 @@ public struct GPUSuiteResults {
                 note("q2", run, "no step record after \(settings.warmupSteps) warm-up steps")
                 continue
             }
+            if log.timedSteps(afterWarmup: settings.warmupSteps).allSatisfy({ $0.graphReplayedSteps == 0 }) {
+                note("q2", run, "measured, but its timed steps ran eagerly (no CUDA graph replay; see its output.txt)")
+            }
             records.append(Q2Record(framework: .cohort, strategy: run.run.strategy ?? .ddp, precision: settings.precision,
                                     gpus: run.run.gpus, perDeviceBatch: run.run.perDeviceBatch ?? 0, epochSeconds: seconds))
         }

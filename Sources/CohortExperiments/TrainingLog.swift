@@ -54,7 +54,8 @@ public struct TrainingLog: Equatable, Sendable {
     public var q4Epochs: [Q4Epoch] {
         evaluations.compactMap { evaluation in
             guard let accuracy = evaluation.testAccuracy, let loss = evaluation.testLoss,
-                  let epoch = epochs.first(where: { $0.epoch == evaluation.epoch }) else { return nil }
+                  let epoch = epochs.first(where: { $0.epoch == evaluation.epoch }), epoch.trainLoss.isFinite
+            else { return nil }
             return Q4Epoch(epoch: evaluation.epoch, testAccuracy: accuracy, testLoss: loss, trainLoss: epoch.trainLoss,
                            seconds: epoch.seconds)
         }

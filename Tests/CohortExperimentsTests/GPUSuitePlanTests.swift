@@ -159,7 +159,7 @@ final class GPUSuitePlanTests: XCTestCase {
         // A graph run per configuration: the 1-GPU rate 40,000 and the 2-GPU rate 39,000 per GPU.
         func graphRun(rate: Int) -> String {
             (1...4).map { """
-                {"event":"step","global_step":\($0 * 5),"steps_timed":5,"images_per_second":\($0 <= 2 ? 100 : rate)}
+                {"event":"step","global_step":\($0 * 5),"steps_timed":5,"graph_replayed_steps":\(rate == 40_000 ? 0 : 5),"images_per_second":\($0 <= 2 ? 100 : rate)}
                 """ }.joined(separator: "\n")
         }
         try write("q2-1gpu-b128", "metrics.jsonl", graphRun(rate: 40_000))
@@ -219,6 +219,9 @@ final class GPUSuitePlanTests: XCTestCase {
         XCTAssertNil(pytorch2.speedup, "PyTorch's 1-GPU run was skipped: no baseline, no made-up speedup")
         XCTAssertTrue(results.q2.notRunReason?.contains("Unknown option '--strategy'") ?? false)
         XCTAssertTrue(results.q2.notRunReason?.contains("Q2 PyTorch 1 GPU: out of time") ?? false)
+        XCTAssertTrue(results.q2.notRunReason?.contains("Q2 1 GPU × 128 (graphs): measured, but its timed steps ran eagerly") ?? false,
+                      "a graph run without replays says so")
+        XCTAssertFalse(results.q2.notRunReason?.contains("Q2 DDP 2 GPUs × 128 (graphs): measured") ?? true)
 
         let q3 = try XCTUnwrap(results.q3.records.first)
         XCTAssertEqual(results.q3.records.count, 1)
