@@ -33,6 +33,9 @@ def synchronize(device):
 
 def time_batch(device, batch_size, precision, channels_last, warmup, steps):
     torch.manual_seed(0)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
     model = cifar_resnet18().to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
@@ -59,11 +62,14 @@ def time_batch(device, batch_size, precision, channels_last, warmup, steps):
         synchronize(device)
         durations.append(time.perf_counter() - start)
     median = statistics.median(durations)
+    # The caching allocator's high-water mark over this batch size's model, warm-up and timed steps.
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     return {
         "framework": "pytorch", "version": torch.__version__, "device": str(device), "precision": precision,
         "channels_last": channels_last, "batch_size": batch_size, "warmup_steps": warmup, "timed_steps": steps,
         "median_step_seconds": median, "images_per_second": batch_size / median,
         "epoch_seconds": 50000 / batch_size * median, "threads": torch.get_num_threads(),
+        "peak_memory_bytes": peak,
     }
 
 

@@ -313,6 +313,18 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
         return result
     }
 
+    public func collectiveStartSeconds(since origin: DeviceTimestamp) -> [Double]? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let origin = origin as? CUDAEvent else { return nil }
+        var result: [Double] = []
+        for (start, _) in timingEvents.prefix(timedCollectives) {
+            guard let seconds = start.seconds(since: origin) else { return nil }
+            result.append(seconds)
+        }
+        return result
+    }
+
     public func watchProgress() {
         lock.lock()
         defer { lock.unlock() }

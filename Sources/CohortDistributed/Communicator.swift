@@ -1,3 +1,4 @@
+import CohortKernels
 import CohortTensor
 
 /// How `allReduce` combines the ranks' values.
@@ -78,6 +79,12 @@ public protocol Communicator: AnyObject {
     /// Device seconds each timed background collective was busy, in start
     /// order, waiting for them; nil where collectives are not device-timed.
     func collectiveSeconds() -> [Double]?
+    /// Device seconds from `origin` (a timestamp the backend recorded on its
+    /// stream before the collectives) to the start of each collective
+    /// `collectiveSeconds` timed, in the same order: where each ran within
+    /// the step, for timelines. Call after `collectiveSeconds`; nil where
+    /// collectives are not device-timed.
+    func collectiveStartSeconds(since origin: DeviceTimestamp) -> [Double]?
     /// Tells a watchdog that the step just issued must finish within its
     /// time limit (`Note [Distributed failures]`); default: nothing.
     func watchProgress()
@@ -92,6 +99,7 @@ extension Communicator {
     public var reducesBFloat16: Bool { false }
     public func beginCollectiveTiming() {}
     public func collectiveSeconds() -> [Double]? { nil }
+    public func collectiveStartSeconds(since origin: DeviceTimestamp) -> [Double]? { nil }
     public func watchProgress() {}
 }
 

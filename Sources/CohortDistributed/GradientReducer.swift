@@ -1,3 +1,4 @@
+import CohortKernels
 import CohortNN
 import CohortTensor
 import Foundation
@@ -185,6 +186,12 @@ public final class GradientReducer {
     /// the order they ran), waiting for the device; nil where the
     /// communicator does not time on the device (MPI: see `lastStep`).
     public func deviceSeconds() -> [Double]? { communicator.collectiveSeconds() }
+
+    /// Device seconds from `origin` to the start of each all-reduce
+    /// `deviceSeconds()` timed (call after it); nil as there.
+    public func deviceStartSeconds(since origin: DeviceTimestamp) -> [Double]? {
+        communicator.collectiveStartSeconds(since: origin)
+    }
 
     /// Call after backward: without overlap, all-reduces the whole buffer;
     /// with it, checks every bucket was reduced. Throws the first failed

@@ -71,7 +71,9 @@ public struct Q3Record: Codable, Equatable, Sendable {
     public var computeSeconds: Double
     /// Time the communication stream was busy (all-reduces), hidden or not.
     public var communicationBusySeconds: Double
-    /// stepSeconds − stepSecondsWithoutCommunication: what communication adds to the step.
+    /// What communication adds to the step: on the CPU profile stepSeconds −
+    /// stepSecondsWithoutCommunication; on GPUs measured directly, the compute
+    /// stream's wait for the all-reduces (`GPUMeasurements.q3`).
     public var exposedCommunicationSeconds: Double
     /// 1 − exposed / busy, in [0, 1]: the share of communication hidden behind compute.
     public var overlapFraction: Double

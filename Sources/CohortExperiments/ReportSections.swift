@@ -19,7 +19,7 @@ public struct ReportSection: Sendable {
 public enum ReportSections {
     public static func all(_ results: ExperimentResults) -> [ReportSection] {
         [q1(results), q2(results), q3(results), allReduceSweep(results), q4(results), timeToAccuracy(results),
-         timelines(results)]
+         timelines(results)] + [targets(results)].compactMap { $0 }
     }
 
     static func section<R>(_ id: String, _ title: String, _ intro: String, _ records: Section<R>,
@@ -166,7 +166,10 @@ public enum ReportSections {
             ($0.strategy, $0.gpus, $0.perDeviceBatch, $0.precision) < ($1.strategy, $1.gpus, $1.perDeviceBatch, $1.precision)
         }
         let sweep = results.allReduceSweep.records
-        let intro = "Where a step's time goes, per Q2 configuration (rank 0, per step): compute and communication busy time, exposed communication (the step minus the same step with communication off) and the share of communication hidden behind compute; the gradient all-reduce's bandwidth beside the all-reduce sweep's busbw at the same size (nccl-tests' definitions: busbw = algbw × 2(n−1)/n)."
+        let exposedMeaning = results.metadata.profile == .gpu
+            ? "exposed communication (the compute stream's measured wait for the last all-reduce; the split is from eager steps, see the notes)"
+            : "exposed communication (the step minus the same step with communication off)"
+        let intro = "Where a step's time goes, per Q2 configuration (rank 0, per step): compute and communication busy time, \(exposedMeaning) and the share of communication hidden behind compute; the gradient all-reduce's bandwidth beside the all-reduce sweep's busbw at the same size (nccl-tests' definitions: busbw = algbw × 2(n−1)/n)."
         return section("q3", "Q3 · Compute and communication per step", intro, results.q3) {
             let manyPrecisions = Set(records.map(\.precision)).count > 1
             func label(_ r: Q3Record) -> String { r.label + (manyPrecisions ? " \(r.precision.rawValue)" : "") }

@@ -31,6 +31,13 @@ public final class CachingAllocator: DeviceAllocator, @unchecked Sendable {
 
     public init(underlying: DeviceAllocator) { self.underlying = underlying }
 
+    /// Starts a new high-water mark from what is in use now (to measure one workload's peak).
+    public func resetPeakBytesInUse() {
+        lock.lock()
+        defer { lock.unlock() }
+        peakBytesInUse = bytesInUse
+    }
+
     public static func roundedSize(_ byteCount: Int) -> Int {
         let small = 512, large = 2 << 20
         if byteCount <= (1 << 20) { return max(small, (byteCount + small - 1) / small * small) }

@@ -1,3 +1,4 @@
+import CohortCUDA
 import CohortKernels
 import CohortNN
 import CohortOptim
@@ -27,6 +28,9 @@ public struct ThroughputBenchmark {
         public var graphs: Bool
         /// Why they did not (graphs off, the backend has none), or the graph's size.
         public var graphNote: String
+        /// The device caching allocator's high-water mark over this batch size's
+        /// model, warm-up and timed steps (the CUDA backend; nil elsewhere).
+        public var peakMemoryBytes: Int?
     }
 
     public var architecture: ModelArchitecture
@@ -52,6 +56,8 @@ public struct ThroughputBenchmark {
         guard precision == .float32 || backend.supportsBFloat16 else {
             throw BackendUnavailable(description: "the \(backend.name) backend computes in float32 only; use --precision fp32")
         }
+        let deviceAllocator = (backend as? CUDABackend)?.allocator
+        deviceAllocator?.resetPeakBytesInUse()
         let model = try architecture.build(backend: backend, seed: 0, precision: precision)
         let criterion = try SoftmaxCrossEntropy(backend: backend)
         let optimizer = try Optimizer(store: model.store, configuration: OptimizerConfiguration(momentum: 0.9, weightDecay: 5e-4))
@@ -85,6 +91,6 @@ public struct ThroughputBenchmark {
         return Result(model: architecture.rawValue, backend: backend.name, precision: precision.rawValue, batchSize: batchSize,
                       warmupSteps: warmupSteps, timedSteps: timedSteps, medianStepSeconds: median,
                       imagesPerSecond: Double(batchSize) / median, epochSeconds: 50_000 / Double(batchSize) * median,
-                      graphs: replayed, graphNote: note)
+                      graphs: replayed, graphNote: note, peakMemoryBytes: deviceAllocator?.peakBytesInUse)
     }
 }

@@ -14,6 +14,11 @@ public struct TrainingSummary: Sendable {
     /// Test loss and accuracy after each epoch run by this call (empty without a test set).
     public var evaluations: [EvaluationResult]
     public var trainingSeconds: Double
+    /// With `TrainingConfiguration.targetAccuracy`: the epoch (counted from 1)
+    /// whose evaluation first reached it, and the seconds spent in training
+    /// epochs (evaluation and checkpoints left out) up to its end; nil when
+    /// not reached or not asked for.
+    public var targetReached: (epoch: Int, trainingSeconds: Double)?
 }
 
 /// Trains one model on one device: the loop of data, forward, loss,
@@ -153,10 +158,12 @@ public final class Trainer {
     /// so a run stopped early and resumed follows the same trajectory.
     public func run(stoppingAfterEpoch stopEpoch: Int? = nil) throws -> TrainingSummary {
         var evaluations: [EvaluationResult] = []
+        var epochSeconds = 0.0
+        var targetReached: (epoch: Int, trainingSeconds: Double)?
         let runStart = Date()
         try reducer?.broadcastInitialState()
-        while progress.epoch < min(configuration.epochs, stopEpoch ?? Int.max) {
-            try trainEpoch(progress.epoch)
+        while progress.epoch < min(configuration.epochs, stopEpoch ?? Int.max) && targetReached == nil {
+            epochSeconds += try trainEpoch(progress.epoch)
             progress.epoch += 1
             var record: [String: Any] = ["epoch": progress.epoch, "global_step": progress.globalStep]
             try reducer?.broadcastStatistics()
@@ -169,6 +176,14 @@ public final class Trainer {
                 display.log(String(format: "epoch %d/%d: test loss %.4f, test accuracy %.2f%% (%d images)%@",
                                    progress.epoch, configuration.epochs, result.loss, 100 * result.accuracy,
                                    result.imageCount, testSet.isSynthetic ? " [synthetic data]" : ""))
+                // Every rank sees the same all-reduced accuracy, so every rank stops here.
+                if let target = configuration.targetAccuracy, result.accuracy >= target {
+                    targetReached = (progress.epoch, epochSeconds)
+                    record["target_accuracy"] = target
+                    record["training_seconds_to_target"] = epochSeconds
+                    display.log(String(format: "target accuracy %.2f%% reached after epoch %d: %.2f s of training epochs",
+                                       100 * target, progress.epoch, epochSeconds))
+                }
             }
             metrics?.record("eval", record)
             if let checkpointURL, communicator.isRoot {
@@ -177,7 +192,8 @@ public final class Trainer {
             }
         }
         return TrainingSummary(epochsCompleted: progress.epoch, globalSteps: progress.globalStep,
-                               evaluations: evaluations, trainingSeconds: Date().timeIntervalSince(runStart))
+                               evaluations: evaluations, trainingSeconds: Date().timeIntervalSince(runStart),
+                               targetReached: targetReached)
     }
 
     /// Each rank scores its share of the test set; the sums are all-reduced.
@@ -195,7 +211,8 @@ public final class Trainer {
                                 imageCount: Int(images.rounded()))
     }
 
-    private func trainEpoch(_ epoch: Int) throws {
+    /// Runs one epoch and returns its wall seconds (the epoch record's `seconds`).
+    private func trainEpoch(_ epoch: Int) throws -> Double {
         let batches = loader.batches(epoch: epoch)
         defer { batches.cancel() }
         let readEveryStep = backend.device.isHost
@@ -291,6 +308,7 @@ public final class Trainer {
         display.log(String(format: "epoch %d/%d: train loss %.4f, train accuracy %.2f%%, %.1f s (%.1f images/s, data wait %.2f s)",
                            epoch + 1, configuration.epochs, trainLoss, 100 * trainAccuracy, seconds,
                            Double(imagesSeen) / seconds, batches.dataWaitSeconds))
+        return seconds
     }
 }
 
@@ -300,7 +318,7 @@ extension Trainer {
     /// always; for an eager step also forward, backward (its kernels), the
     /// exposed communication (the compute stream's wait for the last
     /// all-reduce) and the optimizer, and each all-reduce's busy time on the
-    /// communication stream.
+    /// communication stream and its start after the step's start.
     private func recordDeviceTiming(_ marks: [DeviceTimestamp], eager: Bool, into record: inout [String: Any]) {
         guard let step = backend.seconds(from: marks[0], to: marks[4]) else { return }
         record["device_step_seconds"] = step
@@ -316,6 +334,9 @@ extension Trainer {
         if let busy = reducer.deviceSeconds() {
             record["device_allreduce_seconds"] = busy
             record["device_communication_busy_seconds"] = busy.reduce(0, +)
+            if let starts = reducer.deviceStartSeconds(since: marks[0]) {
+                record["device_allreduce_start_seconds"] = starts
+            }
         }
     }
 

@@ -34,6 +34,11 @@ public struct TrainingConfiguration: Sendable {
     /// Replay each step from a captured graph where the backend can
     /// (`CapturedStep`; single-rank runs, where no host code runs inside a step).
     public var graphs: Bool
+    /// Stop after the first epoch whose test accuracy (a fraction) is at
+    /// least this, for time-to-accuracy runs; nil: run every epoch. The
+    /// schedule still spans `epochs`, so the trajectory up to the stop is
+    /// the full run's.
+    public var targetAccuracy: Double?
 
     public init(architecture: ModelArchitecture = .resnet18, precision: Precision = .float32, epochs: Int, batchSize: Int, learningRate: Float,
                 decay: LearningRateSchedule.Decay = .constant, warmupEpochs: Int = 0,
@@ -71,6 +76,7 @@ public struct TrainingConfiguration: Sendable {
         ]
         if optimizer.kind == .lars { fields["lars_trust_coefficient"] = String(optimizer.larsTrustCoefficient) }
         if let stepsPerEpochLimit { fields["steps_per_epoch_limit"] = String(stepsPerEpochLimit) }
+        if let targetAccuracy { fields["target_accuracy"] = String(targetAccuracy) }
         return fields
     }
 }

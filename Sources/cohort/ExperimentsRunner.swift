@@ -216,6 +216,14 @@ enum MachineDescription {
         return process.terminationStatus == 0 && !text.isEmpty ? text : "unknown"
     }
 
+    /// The commit the binary was built from when the build says so
+    /// (COHORT_BUILD_COMMIT, set by scripts/gpu-experiments.sh from
+    /// .gpu/build-info.txt: the GPU machine's copy has no .git), else `commit()`.
+    static func buildCommit() -> String {
+        let stamped = ProcessInfo.processInfo.environment["COHORT_BUILD_COMMIT"]?.trimmingCharacters(in: .whitespaces)
+        return stamped.flatMap { $0.isEmpty ? nil : $0 } ?? commit()
+    }
+
     static func isoDate(_ date: Date = Date()) -> String {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime]

@@ -105,6 +105,9 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("eval-batch-size"), help: "Images per evaluation batch.")
     var evalBatchSize: Int = 500
 
+    @Option(name: .customLong("target-accuracy"), help: "Stop after the first epoch whose test accuracy (a fraction, e.g. 0.9) reaches this; the eval record gives the training seconds to it (time to accuracy).")
+    var targetAccuracy: Double?
+
     @Option(name: .customLong("log-every"), help: "Write a step record to the metrics log every N steps.")
     var logEvery: Int = 10
 
@@ -150,6 +153,9 @@ struct Train: ParsableCommand {
             throw ValidationError("--strategy dp --device cpu needs --replicas N: how many CPU replicas to run as threads of this process")
         }
         if let evalLimit { try positive(evalLimit, "--eval-limit") }
+        if let targetAccuracy, !(targetAccuracy > 0 && targetAccuracy <= 1) {
+            throw ValidationError("--target-accuracy is a fraction in (0, 1], e.g. 0.9 for 90%, not \(targetAccuracy)")
+        }
         guard collectiveTimeout >= 0 else { throw ValidationError("--collective-timeout must be 0 (off) or a number of seconds") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a positive number, not \(lr)") }
         guard warmupEpochs >= 0, warmupEpochs <= epochs else {
@@ -298,6 +304,7 @@ struct Train: ParsableCommand {
             stepsPerEpochLimit: stepsPerEpoch, evaluationLimit: evalLimit, evaluationBatchSize: evalBatchSize,
             logEvery: logEvery)
         configuration.graphs = !noGraphs
+        configuration.targetAccuracy = targetAccuracy
 
         let directory = URL(fileURLWithPath: runDirectory
             ?? resume.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path }
@@ -363,6 +370,11 @@ struct Train: ParsableCommand {
         metrics.record("run", header)
 
         let summary = try trainer.run()
+        if let targetAccuracy {
+            display.log(summary.targetReached.map {
+                String(format: "time to %.2f%% test accuracy: %.2f s of training (%d epochs)", 100 * targetAccuracy, $0.trainingSeconds, $0.epoch)
+            } ?? String(format: "target %.2f%% test accuracy not reached in %d epochs", 100 * targetAccuracy, summary.epochsCompleted))
+        }
         if let last = summary.evaluations.last {
             display.log(String(format: "done: %d epochs, %d steps, %.1f s; final test accuracy %.2f%%%@",
                                summary.epochsCompleted, summary.globalSteps, summary.trainingSeconds,

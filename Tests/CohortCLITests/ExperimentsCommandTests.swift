@@ -92,9 +92,38 @@ final class ExperimentsCommandTests: XCTestCase {
         XCTAssertTrue(output.contains("Q1"), "the Q1 table is printed:\n\(output)")
     }
 
-    func testGPUProfileIsRejectedWithAReason() throws {
+    /// Without a GPU the gpu profile stops with the reason (nvidia-smi lists none) and what to run instead.
+    func testGPUProfileWithoutGPUsSaysWhy() throws {
+        if let smi = ["/usr/bin/nvidia-smi", "/usr/local/bin/nvidia-smi"].first(where: FileManager.default.fileExists) {
+            throw XCTSkip("\(smi) is here: this machine may have GPUs")
+        }
         let (status, output) = try cohort(["experiments", "--profile", "gpu"])
         XCTAssertNotEqual(status, 0, output)
-        XCTAssertTrue(output.contains("gpu profile"), output)
+        XCTAssertTrue(output.contains("gpu profile needs CUDA GPUs") && output.contains("--profile cpu"), output)
+    }
+
+    /// --dry-run prints the GPU profile's commands for the counts asked, without running any.
+    func testGPUDryRunPrintsTheCommandsForOneTwoAndFourGPUs() throws {
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("cohort-dry-cifar-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: data) }
+        try FileManager.default.createDirectory(at: data.appendingPathComponent("cifar-10-batches-bin"),
+                                                withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: data.appendingPathComponent("cifar-10-batches-bin/test_batch.bin").path,
+                                       contents: Data())
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("cohort-dry-\(UUID().uuidString)")
+        let (status, output) = try cohort(["experiments", "--profile", "gpu", "--dry-run", "--gpus", "1,2,4",
+                                           "--data", data.path, "--pytorch", "python3", "--out", out.path])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "a dry run writes nothing")
+        for expected in ["cohort bench --device cuda --precision bf16 --batch-sizes 32 128 512 2048",
+                         "launch --nproc-per-node 4 --master-port", "train --strategy dp --replicas 2",
+                         "bench allreduce --device cuda --min-bytes 1024 --max-bytes 1073741824",
+                         "python3 -m torch.distributed.run --standalone --nproc-per-node 4 benchmarks/pytorch_ddp.py",
+                         "--batch-size 2048 --lr 6.4", "--target-accuracy 0.9", "[1/59] Q1 Cohort bf16"] {
+            XCTAssertTrue(output.contains(expected), "missing \(expected) in:\n\(output)")
+        }
+        let (bad, message) = try cohort(["experiments", "--profile", "gpu", "--dry-run", "--only", "q9"])
+        XCTAssertNotEqual(bad, 0)
+        XCTAssertTrue(message.contains("unknown part q9"), message)
     }
 }

@@ -120,3 +120,39 @@ extension TrainerTests {
         XCTAssertEqual(results[0], results[1])
     }
 }
+
+extension TrainerTests {
+    /// `targetAccuracy` stops the run after the first epoch whose test
+    /// accuracy reaches it, and reports the training seconds up to there;
+    /// a target never reached runs every epoch and reports nothing.
+    func testTargetAccuracyStopsAtTheFirstEpochThatReachesIt() throws {
+        let training = ImageDataset.synthetic(count: 96, seed: 1)
+        let test = ImageDataset.synthetic(count: 40, seed: 2)
+        for (target, expectedEpochs) in [(0.01, 1), (1.0, 3)] {
+            var configuration = smallRun(epochs: 3)
+            configuration.targetAccuracy = target
+            let metricsURL = directory.appendingPathComponent("metrics-\(target).jsonl")
+            let trainer = try Trainer(configuration: configuration, backend: ReferenceBackend(), trainingSet: training,
+                                      testSet: test, checkpointURL: nil, metrics: try MetricsLog(url: metricsURL),
+                                      display: ProgressDisplay(enabled: false))
+            let summary = try trainer.run()
+            XCTAssertEqual(summary.epochsCompleted, expectedEpochs, "target \(target)")
+            let records = try String(contentsOf: metricsURL, encoding: .utf8).split(separator: "\n").map {
+                try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+            }
+            let epochSeconds = records.filter { $0["event"] as? String == "epoch" }.compactMap { $0["seconds"] as? Double }
+            let marked = records.filter { $0["training_seconds_to_target"] != nil }
+            if expectedEpochs == 1 {
+                // Synthetic labels are random: 1% is reached by any model after one epoch.
+                XCTAssertEqual(summary.targetReached?.epoch, 1)
+                XCTAssertEqual(marked.count, 1)
+                XCTAssertEqual(marked.first?["target_accuracy"] as? Double, target)
+                XCTAssertEqual(summary.targetReached?.trainingSeconds ?? -1, epochSeconds.reduce(0, +), accuracy: 1e-9)
+            } else {
+                XCTAssertNil(summary.targetReached)
+                XCTAssertTrue(marked.isEmpty)
+                XCTAssertEqual(epochSeconds.count, 3)
+            }
+        }
+    }
+}

@@ -1,0 +1,402 @@
+import Foundation
+
+/// A part of the GPU suite, as `cohort experiments --only` names it.
+public enum SuitePart: String, CaseIterable, Sendable, Comparable {
+    /// One GPU, throughput by batch size (`cohort bench`, and `pytorch_resnet18.py`).
+    case q1
+    /// Weak scaling over GPU counts and strategies (graph runs, and `pytorch_ddp.py`).
+    case q2
+    /// Compute and communication per step (eager runs), with the step timelines.
+    case q3
+    /// `cohort bench allreduce`, 1 KB to 1 GB, and once at the gradients' size.
+    case allreduce
+    /// Large-batch accuracy per epoch on CIFAR-10.
+    case q4
+    /// Time to a test accuracy on 1 and N GPUs.
+    case tta
+
+    public static func < (a: SuitePart, b: SuitePart) -> Bool { allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)! }
+}
+
+/// Q4's documented recipe; every field is a `cohort experiments` flag.
+/// The reference trains at `referenceBatch` on one GPU with
+/// `baseLearningRate`; the large-batch runs train at `globalBatch` on
+/// `ranks` GPUs (globalBatch / ranks each) with the rule's learning rate:
+/// (a) same: the base LR; (b) linear: base x globalBatch / referenceBatch;
+/// (c) sqrt: base x sqrt(globalBatch / referenceBatch); (b) and (c) warm up
+/// linearly for `warmupEpochs`; (d) LARS at `larsLearningRate` (default the
+/// linear rule's) with trust coefficient `larsEta`, warmed up the same;
+/// (e) the best of (a)-(d) by final test accuracy, again with
+/// `labelSmoothing`. All: SGD momentum 0.9 (Nesterov), weight decay 5e-4,
+/// linear decay to 0 over `epochs`, no label smoothing except (e).
+public struct Q4Recipe: Equatable, Sendable {
+    public var epochs = 5
+    public var referenceBatch = 128
+    public var baseLearningRate = 0.1
+    public var globalBatch = 8192
+    /// GPUs of the large-batch runs (the suite uses min(4, GPUs on the machine)).
+    public var ranks = 4
+    public var warmupEpochs = 2
+    /// `cohort train --schedule`.
+    public var schedule = "linear"
+    public var momentum = 0.9
+    public var nesterov = true
+    public var weightDecay = 5e-4
+    /// Used by (e) only.
+    public var labelSmoothing = 0.1
+    public var larsEta = 0.001
+    /// nil: the linear rule's learning rate.
+    public var larsLearningRate: Double?
+
+    public init() {}
+
+    public var perRankBatch: Int { globalBatch / ranks }
+
+    public func learningRate(_ rule: LearningRateRule) -> Double {
+        let ratio = Double(globalBatch) / Double(referenceBatch)
+        switch rule {
+        case .reference, .same: return baseLearningRate
+        case .linear: return baseLearningRate * ratio
+        case .sqrt: return baseLearningRate * ratio.squareRoot()
+        case .lars: return larsLearningRate ?? baseLearningRate * ratio
+        }
+    }
+
+    public func warmup(_ rule: LearningRateRule) -> Int { rule == .reference || rule == .same ? 0 : warmupEpochs }
+
+    /// "(b) linear + warmup" and so on; "reference" for the small-batch run.
+    public static func label(_ rule: LearningRateRule) -> String {
+        switch rule {
+        case .reference: return "reference"
+        case .same: return "(a) same LR"
+        case .linear: return "(b) linear + warmup"
+        case .sqrt: return "(c) sqrt + warmup"
+        case .lars: return "(d) LARS"
+        }
+    }
+}
+
+/// The time-to-accuracy runs' recipe: by default the one that reached
+/// 90.35% in 30 epochs on one H200 at batch 512 (docs/benchmarks.md,
+/// "Accuracy parity"), at the same global batch on N GPUs.
+public struct TimeToAccuracyRecipe: Equatable, Sendable {
+    public var targetAccuracy = 0.90
+    public var epochs = 30
+    public var globalBatch = 512
+    public var learningRate = 0.4
+    public var warmupEpochs = 2
+    public var schedule = "linear"
+    public var labelSmoothing = 0.1
+    public var weightDecay = 5e-4
+
+    public init() {}
+}
+
+/// What the GPU profile runs, before anything runs: `GPUSuitePlan` turns it into commands.
+public struct GPUSuiteSettings: Equatable, Sendable {
+    /// GPU counts of Q2/Q3, each at most the machine's (1 is the weak-scaling baseline).
+    public var gpuCounts: [Int] = [1, 2, 4]
+    public var parts: Set<SuitePart> = Set(SuitePart.allCases)
+    public var precision: Precision = .bf16
+    public var q1Batches = [32, 128, 512, 2048]
+    public var q2Batches = [32, 128, 512, 1024]
+    public var strategies: [Strategy] = [.ddp, .dp]
+    /// Q1: `cohort bench` / `pytorch_resnet18.py` warm-up and timed steps per batch.
+    public var q1WarmupSteps = 5
+    public var q1TimedSteps = 20
+    /// Q2 graph runs: steps left out, steps timed, and the logging window (a rate per window).
+    public var warmupSteps = 15
+    public var timedSteps = 45
+    public var logEvery = 5
+    /// Q3 eager runs: every step logged with device timings.
+    public var eagerWarmupSteps = 5
+    public var eagerTimedSteps = 10
+    /// Steps per configuration and rank in the timelines.
+    public var timelineSteps = 3
+    public var allReduceMinBytes = 1 << 10
+    public var allReduceMaxBytes = 1 << 30
+    public var q4 = Q4Recipe()
+    public var timeToAccuracy = TimeToAccuracyRecipe()
+    /// CIFAR-10 for Q4 and time to accuracy; nil: those are not run.
+    public var dataDirectory: String?
+    /// The Python with PyTorch for the reference rows; nil: none.
+    public var python: String?
+    /// Where pytorch_resnet18.py and pytorch_ddp.py are.
+    public var benchmarksDirectory = "benchmarks"
+    /// Images in one epoch of Q1–Q3 (epoch times are extrapolated from step times).
+    public var imagesPerEpoch = 50_000
+
+    public init() {}
+}
+
+/// One command of the suite, with what it measures.
+public struct PlannedRun: Equatable, Sendable {
+    public enum Kind: String, Sendable, CaseIterable {
+        case q1Cohort, q1PyTorch, allReduceSweep, allReduceAtGradientSize, q2Cohort, q3Cohort, q2PyTorch, q4,
+             timeToAccuracy
+    }
+
+    public var kind: Kind
+    /// Unique; the run's folder under `<out>/runs/`.
+    public var id: String
+    /// For progress lines and reasons, e.g. "Q2 DDP 2 GPUs × 128 (graphs)".
+    public var label: String
+    /// argv; the first is the program.
+    public var arguments: [String]
+    /// The folder the command writes into.
+    public var directory: String
+    public var gpus: Int
+    public var strategy: Strategy?
+    public var perDeviceBatch: Int?
+    public var lrRule: LearningRateRule?
+    /// Q4 (e): its rule is (a)-(d)'s best, known only after they ran; `arguments` hold a placeholder choice.
+    public var isBestOfQ4 = false
+    /// A first guess of the run's wall time, for the time-left estimate (replaced by measured means as runs finish).
+    public var estimatedSeconds: Double
+    /// The most the run may take before it is stopped.
+    public var timeLimitSeconds: Double
+}
+
+/// The GPU profile's commands, in the order they run: Q1; the all-reduce
+/// sweep; Q2/Q3 on one GPU, then with ddp per GPU count, the graph run (Q2)
+/// and the eager run (Q3) of each per-GPU batch; PyTorch's one-GPU and DDP
+/// Q2; Q4; time to accuracy; last the dp runs (Cohort's Q2/Q3, PyTorch's
+/// DataParallel), so a suite cut short by its time limit loses those first.
+/// Built without running anything, so tests check it.
+public struct GPUSuitePlan: Sendable {
+    public var settings: GPUSuiteSettings
+    /// The cohort binary the commands run.
+    public var executable: String
+    /// The results folder; runs write under `<outputDirectory>/runs/<id>`.
+    public var outputDirectory: String
+    public private(set) var runs: [PlannedRun] = []
+
+    /// ResNet-18's trainable parameters (11,173,962) as float32: the bytes a
+    /// step all-reduces, the sweep's extra size.
+    public static let resnet18GradientBytes = 11_173_962 * 4
+
+    public init(settings: GPUSuiteSettings, executable: String, outputDirectory: String) {
+        self.settings = settings
+        self.executable = executable
+        self.outputDirectory = outputDirectory
+        runs = makeRuns()
+    }
+
+    /// The multi-GPU counts of Q2/Q3 (and the sweep).
+    public var multiGPUCounts: [Int] { settings.gpuCounts.filter { $0 > 1 } }
+
+    func directory(_ id: String) -> String { outputDirectory + "/runs/" + id }
+
+    /// Note [Strategy commands]: the one place a strategy becomes a command.
+    /// ddp: one process per GPU, `cohort launch --nproc-per-node N -- cohort train ...`
+    /// (rank r takes cuda:r); dp: one process, a thread per GPU,
+    /// `cohort train --strategy dp --replicas N ...` (branch dp's flags); one
+    /// GPU: `cohort train` alone, whatever the strategy.
+    public func trainCommand(strategy: Strategy, gpus: Int, masterPort: Int, _ train: [String]) -> [String] {
+        guard gpus > 1 else { return [executable, "train"] + train }
+        switch strategy {
+        case .ddp:
+            return [executable, "launch", "--nproc-per-node", String(gpus), "--master-port", String(masterPort), "--",
+                    executable, "train"] + train
+        case .dp:
+            return [executable, "train", "--strategy", "dp", "--replicas", String(gpus)] + train
+        }
+    }
+
+    /// Each `cohort launch` gets its own rendezvous port, so a run never meets a closing store of the one before.
+    private func port(_ index: Int) -> Int { 29_600 + 2 * index }
+
+    private func makeRuns() -> [PlannedRun] {
+        var runs: [PlannedRun] = []
+        let s = settings
+        let precision = s.precision.rawValue
+        func add(_ kind: PlannedRun.Kind, _ id: String, _ label: String, gpus: Int, strategy: Strategy? = nil,
+                 batch: Int? = nil, rule: LearningRateRule? = nil, estimate: Double, limit: Double,
+                 _ arguments: (String) -> [String]) {
+            let folder = directory(id)
+            runs.append(PlannedRun(kind: kind, id: id, label: label, arguments: arguments(folder), directory: folder,
+                                   gpus: gpus, strategy: strategy, perDeviceBatch: batch, lrRule: rule,
+                                   estimatedSeconds: estimate, timeLimitSeconds: limit))
+        }
+        let batches = { (values: [Int]) in values.map(String.init) }
+
+        if s.parts.contains(.q1) {
+            add(.q1Cohort, "q1-cohort", "Q1 Cohort \(precision), batch \(batches(s.q1Batches).joined(separator: "/"))",
+                gpus: 1, estimate: 25, limit: 150) { folder in
+                [executable, "bench", "--device", "cuda", "--precision", precision, "--batch-sizes"] + batches(s.q1Batches)
+                    + ["--warmup", String(s.q1WarmupSteps), "--steps", String(s.q1TimedSteps), "--json", folder + "/bench.json"]
+            }
+            if let python = s.python {
+                add(.q1PyTorch, "q1-pytorch", "Q1 PyTorch \(precision)", gpus: 1, estimate: 25, limit: 150) { folder in
+                    [python, s.benchmarksDirectory + "/pytorch_resnet18.py", "--device", "cuda", "--precision", precision]
+                        + (s.precision == .bf16 ? ["--channels-last"] : []) + ["--batch-sizes"] + batches(s.q1Batches)
+                        + ["--warmup", String(s.q1WarmupSteps), "--steps", String(s.q1TimedSteps),
+                           "--json", folder + "/pytorch.json"]
+                }
+            }
+        }
+
+        var launches = 0
+        func nextPort() -> Int { launches += 1; return port(launches) }
+        if s.parts.contains(.allreduce) {
+            for gpus in multiGPUCounts {
+                let sweepPort = nextPort()
+                add(.allReduceSweep, "allreduce-\(gpus)gpus", "all-reduce sweep, \(gpus) GPUs", gpus: gpus,
+                    estimate: 20, limit: 120) { folder in
+                    [executable, "launch", "--nproc-per-node", String(gpus), "--master-port", String(sweepPort), "--",
+                     executable, "bench", "allreduce", "--device", "cuda", "--min-bytes", String(s.allReduceMinBytes),
+                     "--max-bytes", String(s.allReduceMaxBytes), "--json", folder + "/allreduce.json"]
+                }
+                let sizePort = nextPort()
+                let bytes = Self.resnet18GradientBytes
+                add(.allReduceAtGradientSize, "allreduce-\(gpus)gpus-gradients",
+                    "all-reduce of ResNet-18's gradients (\(bytes) bytes), \(gpus) GPUs", gpus: gpus, estimate: 8,
+                    limit: 60) { folder in
+                    [executable, "launch", "--nproc-per-node", String(gpus), "--master-port", String(sizePort), "--",
+                     executable, "bench", "allreduce", "--device", "cuda", "--min-bytes", String(bytes),
+                     "--max-bytes", String(bytes), "--iterations", "50", "--json", folder + "/allreduce.json"]
+                }
+            }
+        }
+
+        // Q2 (graph runs) and Q3 (eager runs), by GPU count, strategy and per-GPU batch.
+        let wantsQ2 = s.parts.contains(.q2), wantsQ3 = s.parts.contains(.q3)
+        func training(batch: Int, gpus: Int, eager: Bool, folder: String) -> [String] {
+            let steps = eager ? s.eagerWarmupSteps + s.eagerTimedSteps : s.warmupSteps + s.timedSteps
+            return ["--device", "cuda", "--dataset", "synthetic", "--model", "resnet18", "--precision", precision,
+                    "--batch-size", String(batch), "--epochs", "1", "--steps-per-epoch", String(steps),
+                    "--log-every", eager ? "1" : String(s.logEvery),
+                    // One evaluation batch per rank at the training batch: its convolutions reuse the training plans.
+                    "--eval-batch-size", String(batch), "--eval-limit", String(batch * gpus), "--no-progress"]
+                + (eager ? ["--no-graphs"] : []) + ["--run-dir", folder]
+        }
+        func configurations(gpus: Int, strategy: Strategy) {
+            let name = gpus == 1 ? "1 GPU" : "\(strategy.rawValue.uppercased()) \(gpus) GPUs"
+            let prefix = gpus == 1 ? "1gpu" : "\(strategy.rawValue)-\(gpus)gpus"
+            for batch in s.q2Batches {
+                for eager in [false, true] where eager ? wantsQ3 : wantsQ2 {
+                    let runPort = nextPort()
+                    add(eager ? .q3Cohort : .q2Cohort, "\(eager ? "q3" : "q2")-\(prefix)-b\(batch)",
+                        "\(eager ? "Q3" : "Q2") \(name) × \(batch) (\(eager ? "eager, device-timed" : "graphs"))",
+                        gpus: gpus, strategy: gpus == 1 ? nil : strategy, batch: batch, estimate: eager ? 8 : 10,
+                        limit: 120) { folder in
+                        trainCommand(strategy: strategy, gpus: gpus, masterPort: runPort,
+                                     training(batch: batch, gpus: gpus, eager: eager, folder: folder))
+                    }
+                }
+            }
+        }
+        let singleProcessStrategies = s.strategies.filter { $0 != .ddp }
+        if wantsQ2 || wantsQ3 {
+            configurations(gpus: 1, strategy: .ddp)
+            if s.strategies.contains(.ddp) {
+                for gpus in multiGPUCounts { configurations(gpus: gpus, strategy: .ddp) }
+            }
+        }
+        let script = s.benchmarksDirectory + "/pytorch_ddp.py"
+        let common = ["--precision", precision] + (s.precision == .bf16 ? ["--channels-last"] : [])
+            + ["--batch-sizes"] + batches(s.q2Batches) + ["--warmup", String(s.warmupSteps), "--steps", String(s.timedSteps)]
+        func pytorchScaling(gpus: Int, strategy: Strategy) {
+            guard wantsQ2, let python = s.python else { return }
+            let mode = gpus == 1 ? "1 GPU" : strategy == .ddp ? "DDP \(gpus) GPUs" : "DataParallel \(gpus) GPUs"
+            let id = gpus == 1 ? "q2-pytorch-1gpu" : "q2-pytorch-\(strategy.rawValue)-\(gpus)gpus"
+            add(.q2PyTorch, id, "Q2 PyTorch \(mode)", gpus: gpus, strategy: gpus == 1 ? nil : strategy,
+                estimate: gpus == 1 ? 25 : 30, limit: 240) { folder in
+                let json = ["--json", folder + "/pytorch.json"]
+                switch (gpus, strategy) {
+                case (1, _): return [python, script, "--gpus", "1"] + common + json
+                case (_, .ddp):
+                    return [python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", String(gpus),
+                            script, "--gpus", String(gpus)] + common + json
+                case (_, .dp): return [python, script, "--dataparallel", "--gpus", String(gpus)] + common + json
+                }
+            }
+        }
+        pytorchScaling(gpus: 1, strategy: .ddp)
+        if s.strategies.contains(.ddp) {
+            for gpus in multiGPUCounts { pytorchScaling(gpus: gpus, strategy: .ddp) }
+        }
+
+        if s.dataDirectory != nil {
+            if s.parts.contains(.q4) {
+                for rule in LearningRateRule.allCases {
+                    runs.append(q4Run(rule: rule, port: nextPort()))
+                }
+                var best = q4Run(rule: .linear, labelSmoothing: s.q4.labelSmoothing, port: nextPort())
+                best.isBestOfQ4 = true
+                runs.append(best)
+            }
+            if s.parts.contains(.tta) {
+                for gpus in Set([1, s.gpuCounts.max() ?? 1]).sorted() {
+                    runs.append(timeToAccuracyRun(gpus: gpus, port: nextPort()))
+                }
+            }
+        }
+
+        // Single-process strategies last: where the time limit cuts, it cuts these first.
+        for strategy in singleProcessStrategies {
+            if wantsQ2 || wantsQ3 {
+                for gpus in multiGPUCounts { configurations(gpus: gpus, strategy: strategy) }
+            }
+            for gpus in multiGPUCounts { pytorchScaling(gpus: gpus, strategy: strategy) }
+        }
+        return runs
+    }
+
+    /// One Q4 run: the reference on one GPU, or the large batch on `q4.ranks` GPUs under `rule`.
+    /// (e) is this with the best rule and label smoothing.
+    public func q4Run(rule: LearningRateRule, labelSmoothing: Double = 0, port: Int) -> PlannedRun {
+        let r = settings.q4
+        let reference = rule == .reference
+        let gpus = reference ? 1 : r.ranks
+        let batch = reference ? r.referenceBatch : r.perRankBatch
+        let smoothing = labelSmoothing > 0
+        let id = "q4-\(smoothing ? "e-" : "")\(rule.rawValue)"
+        let label = smoothing ? "(e) best: \(Q4Recipe.label(rule)) + label smoothing \(Format.compact(labelSmoothing))"
+                              : Q4Recipe.label(rule)
+        let folder = directory(id)
+        var train = ["--device", "cuda", "--data", settings.dataDirectory ?? "", "--precision", settings.precision.rawValue,
+                     "--epochs", String(r.epochs), "--batch-size", String(batch),
+                     "--lr", Format.compact(r.learningRate(rule)), "--momentum", Format.compact(r.momentum)]
+        if r.nesterov { train.append("--nesterov") }
+        train += ["--weight-decay", Format.compact(r.weightDecay), "--warmup-epochs", String(r.warmup(rule)),
+                  "--schedule", r.schedule, "--label-smoothing", Format.compact(labelSmoothing)]
+        if rule == .lars { train += ["--optimizer", "lars", "--lars-eta", Format.compact(r.larsEta)] }
+        train += ["--log-every", "50", "--no-progress", "--run-dir", folder]
+        return PlannedRun(kind: .q4, id: id, label: "Q4 \(label), \(gpus) GPU\(gpus == 1 ? "" : "s") × \(batch)",
+                          arguments: trainCommand(strategy: .ddp, gpus: gpus, masterPort: port, train),
+                          directory: folder, gpus: gpus, strategy: .ddp, perDeviceBatch: batch, lrRule: rule,
+                          estimatedSeconds: reference ? 25 : 15, timeLimitSeconds: reference ? 150 : 120)
+    }
+
+    /// The recipe of Q4 run `rule` in words, for the report.
+    public func q4Recipe(rule: LearningRateRule, labelSmoothing: Double) -> String {
+        let r = settings.q4
+        let optimizer = rule == .lars ? "LARS (eta \(Format.compact(r.larsEta)))" : "SGD"
+        let warmup = r.warmup(rule)
+        return "\(optimizer), momentum \(Format.compact(r.momentum))\(r.nesterov ? " Nesterov" : ""), weight decay "
+            + "\(Format.compact(r.weightDecay)), LR \(Format.compact(r.learningRate(rule)))"
+            + (warmup > 0 ? " after \(warmup) warm-up epoch\(warmup == 1 ? "" : "s")" : "")
+            + ", \(r.schedule) decay over \(r.epochs) epochs"
+            + (labelSmoothing > 0 ? ", label smoothing \(Format.compact(labelSmoothing))" : "")
+            + ", \(settings.precision.rawValue)"
+    }
+
+    /// A time-to-accuracy run on `gpus` GPUs at the recipe's global batch.
+    public func timeToAccuracyRun(gpus: Int, port: Int) -> PlannedRun {
+        let r = settings.timeToAccuracy
+        let batch = r.globalBatch / gpus
+        let id = "tta-\(gpus)gpu\(gpus == 1 ? "" : "s")"
+        let folder = directory(id)
+        let train = ["--device", "cuda", "--data", settings.dataDirectory ?? "", "--precision", settings.precision.rawValue,
+                     "--epochs", String(r.epochs), "--batch-size", String(batch), "--lr", Format.compact(r.learningRate),
+                     "--nesterov", "--warmup-epochs", String(r.warmupEpochs), "--schedule", r.schedule,
+                     "--label-smoothing", Format.compact(r.labelSmoothing), "--weight-decay", Format.compact(r.weightDecay),
+                     "--target-accuracy", Format.compact(r.targetAccuracy), "--log-every", "50", "--no-progress",
+                     "--run-dir", folder]
+        return PlannedRun(kind: .timeToAccuracy, id: id,
+                          label: "time to \(Format.percent(r.targetAccuracy, decimals: 0)), \(gpus) GPU\(gpus == 1 ? "" : "s") × \(batch)",
+                          arguments: trainCommand(strategy: .ddp, gpus: gpus, masterPort: port, train), directory: folder,
+                          gpus: gpus, strategy: .ddp, perDeviceBatch: batch, estimatedSeconds: 45, timeLimitSeconds: 240)
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+
+/// The GPU suite's targets, read off the results (nothing here is measured
+/// on its own): weak scaling on 4 GPUs, bf16 against PyTorch DDP, dp
+/// against ddp, and the gradient all-reduce against the standalone sweep.
+/// On a machine with fewer than 4 GPUs the scaling targets are read at the
+/// largest count measured, and the row says so.
+public enum ReportTargets {
+    public struct Row: Equatable, Sendable {
+        public var target: String
+        public var configuration: String
+        public var measured: String
+        /// true: met, false: not met, nil: not measured.
+        public var met: Bool?
+    }
+
+    public static func rows(_ results: ExperimentResults) -> [Row] {
+        let q2 = results.q2.records.filter { $0.precision == results.q2.records.first?.precision }
+        let cohortDDP = q2.filter { $0.framework == .cohort && $0.strategy == .ddp }
+        let most = cohortDDP.map(\.gpus).filter { $0 > 1 }.max()
+        let at = { (gpus: Int) in gpus == 4 ? "4 GPUs" : "\(gpus) GPUs (4 were not measured)" }
+        var rows: [Row] = []
+
+        func scaling(_ batches: (Int) -> Bool, bar: Double, _ name: String) {
+            let target = "weak-scaling efficiency ≥ \(Format.percent(bar, decimals: 0)) \(name), DDP, 4 GPUs"
+            guard let most else {
+                rows.append(Row(target: target, configuration: "–", measured: "no multi-GPU run", met: nil))
+                return
+            }
+            let chosen = cohortDDP.filter { $0.gpus == most && batches($0.perDeviceBatch) }
+                .sorted { $0.perDeviceBatch < $1.perDeviceBatch }
+            if chosen.isEmpty { rows.append(Row(target: target, configuration: at(most), measured: "not measured", met: nil)) }
+            for r in chosen {
+                rows.append(Row(target: target, configuration: "\(at(most)) × \(r.perDeviceBatch)",
+                                measured: r.efficiency.map { Format.percent($0, decimals: 1) } ?? "no 1-GPU baseline",
+                                met: r.efficiency.map { $0 >= bar }))
+            }
+        }
+        scaling({ $0 >= 128 }, bar: 0.95, "at ≥ 128 per GPU")
+        scaling({ $0 == 32 }, bar: 0.80, "at 32 per GPU")
+
+        // Cohort's epoch at 512/GPU against PyTorch DDP's, same GPUs and precision.
+        let halfTarget = "epoch ≤ half of PyTorch DDP's, \(results.q2.records.first?.precision.rawValue ?? "bf16"), 512 per GPU, 4 GPUs"
+        if let most, let ours = cohortDDP.first(where: { $0.gpus == most && $0.perDeviceBatch == 512 }),
+           let theirs = q2.first(where: { $0.framework == .pytorch && $0.strategy == .ddp && $0.gpus == most && $0.perDeviceBatch == 512 }) {
+            let ratio = ours.epochSeconds / theirs.epochSeconds
+            rows.append(Row(target: halfTarget, configuration: "\(at(most)) × 512",
+                            measured: "\(Format.significant(ours.epochSeconds)) s vs \(Format.significant(theirs.epochSeconds)) s (\(Format.ratio(ratio)))",
+                            met: ratio <= 0.5))
+        } else {
+            rows.append(Row(target: halfTarget, configuration: "–", measured: "needs Cohort's and PyTorch's DDP at 512 per GPU", met: nil))
+        }
+
+        // dp against ddp, every multi-GPU configuration both ran.
+        let dpTarget = "dp epoch within 10% of ddp's"
+        let pairs = q2.filter { $0.framework == .cohort && $0.strategy == .dp && $0.gpus > 1 }.compactMap { dp -> (Q2Record, Q2Record)? in
+            cohortDDP.first { $0.gpus == dp.gpus && $0.perDeviceBatch == dp.perDeviceBatch }.map { (dp, $0) }
+        }.sorted { ($0.0.gpus, $0.0.perDeviceBatch) < ($1.0.gpus, $1.0.perDeviceBatch) }
+        if pairs.isEmpty { rows.append(Row(target: dpTarget, configuration: "–", measured: "needs dp and ddp runs", met: nil)) }
+        for (dp, ddp) in pairs {
+            let ratio = dp.epochSeconds / ddp.epochSeconds
+            rows.append(Row(target: dpTarget, configuration: "\(dp.gpus) GPUs × \(dp.perDeviceBatch)",
+                            measured: "dp/ddp \(Format.ratio(ratio))", met: ratio <= 1.1))
+        }
+
+        // The gradient all-reduce in training against the sweep at the same size and rank count.
+        let busTarget = "gradient all-reduce busbw ≥ 90% of the sweep's at the same size"
+        let q3 = results.q3.records.filter { $0.bytesPerStep > 0 }
+            .sorted { ($0.strategy, $0.gpus, $0.perDeviceBatch) < ($1.strategy, $1.gpus, $1.perDeviceBatch) }
+        if q3.isEmpty { rows.append(Row(target: busTarget, configuration: "–", measured: "no Q3 record", met: nil)) }
+        for r in q3 {
+            guard let sweep = results.allReduceSweep.records.nearest(ranks: r.gpus, bytes: r.bytesPerStep), sweep.busbwGBps > 0 else {
+                rows.append(Row(target: busTarget, configuration: r.label, measured: "no sweep at \(r.gpus) ranks", met: nil))
+                continue
+            }
+            let share = r.busbwGBps / sweep.busbwGBps
+            let size = sweep.bytes == r.bytesPerStep ? "" : " (sweep at \(Format.bytes(sweep.bytes)))"
+            rows.append(Row(target: busTarget, configuration: r.label,
+                            measured: "\(Format.significant(r.busbwGBps)) of \(Format.significant(sweep.busbwGBps)) GB/s, \(Format.percent(share, decimals: 0))\(size)",
+                            met: share >= 0.9))
+        }
+        return rows
+    }
+}
+
+extension ReportSections {
+    /// The GPU profile's targets: met, not met, or not measured.
+    static func targets(_ results: ExperimentResults) -> ReportSection? {
+        guard results.metadata.profile == .gpu else { return nil }
+        let rows = ReportTargets.rows(results)
+        let table = ReportTable(
+            caption: "Targets", headers: ["Target", "Configuration", "Measured", "Verdict"],
+            numeric: [false, false, false, false],
+            rows: rows.map { [$0.target, $0.configuration, $0.measured, $0.met.map { $0 ? "met" : "NOT met" } ?? "not measured"] })
+        return ReportSection(id: "targets", title: "Targets", intro: "The targets of the scaling study, read off the sections above (Cohort's figures; Q3's busbw from eager steps).",
+                             tables: [table], charts: [], emptyMessage: nil)
+    }
+}

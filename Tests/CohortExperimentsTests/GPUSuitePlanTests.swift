@@ -1,0 +1,253 @@
+import CohortExperiments
+import Foundation
+import XCTest
+
+/// The GPU profile's commands for 1, 2 and 4 GPUs, checked without running
+/// them, and the results built from files such runs write.
+final class GPUSuitePlanTests: XCTestCase {
+    func plan(gpus: [Int], parts: Set<SuitePart> = Set(SuitePart.allCases), data: String? = "/data/cifar",
+              python: String? = "python3", configure: (inout GPUSuiteSettings) -> Void = { _ in }) -> GPUSuitePlan {
+        var settings = GPUSuiteSettings()
+        settings.gpuCounts = gpus
+        settings.parts = parts
+        settings.dataDirectory = data
+        settings.python = python
+        settings.q4.ranks = min(4, gpus.max() ?? 1)
+        configure(&settings)
+        return GPUSuitePlan(settings: settings, executable: "/bin/cohort", outputDirectory: "/out")
+    }
+
+    func command(_ run: PlannedRun) -> String { run.arguments.joined(separator: " ") }
+
+    func testOneGPUPlansNoCommunication() {
+        let plan = plan(gpus: [1])
+        let kinds = plan.runs.map(\.kind)
+        XCTAssertFalse(kinds.contains(.allReduceSweep))
+        XCTAssertEqual(kinds.filter { $0 == .q2Cohort }.count, 4, "one graph run per per-GPU batch")
+        XCTAssertEqual(kinds.filter { $0 == .q3Cohort }.count, 4, "one eager run per per-GPU batch (the Q3 baseline)")
+        XCTAssertEqual(kinds.filter { $0 == .q2PyTorch }.count, 1)
+        for run in plan.runs where run.arguments.first == "/bin/cohort" {
+            XCTAssertFalse(run.arguments.contains("launch"), command(run))
+            XCTAssertFalse(run.arguments.contains("--strategy"), command(run))
+        }
+        // Q4 on one GPU: the large batch is 8192 on that GPU, labelled by its rank count.
+        let linear = plan.runs.first { $0.kind == .q4 && $0.lrRule == .linear }!
+        XCTAssertEqual(linear.gpus, 1)
+        XCTAssertEqual(linear.perDeviceBatch, 8192)
+        XCTAssertEqual(plan.runs.filter { $0.kind == .timeToAccuracy }.map(\.gpus), [1])
+    }
+
+    func testFourGPUsPlanEveryStrategyAndCount() throws {
+        let plan = plan(gpus: [1, 2, 4])
+        let runs = plan.runs
+        // Q2 graph runs: 1 GPU (shared baseline) + {2, 4} GPUs x {ddp, dp}, each x 4 batches; Q3 the same, eager.
+        XCTAssertEqual(runs.filter { $0.kind == .q2Cohort }.count, 4 + 2 * 2 * 4)
+        XCTAssertEqual(runs.filter { $0.kind == .q3Cohort }.count, 4 + 2 * 2 * 4)
+        XCTAssertEqual(Set(runs.map(\.id)).count, runs.count, "every run has its own folder")
+
+        let ddp = try XCTUnwrap(runs.first { $0.id == "q2-ddp-4gpus-b512" })
+        XCTAssertEqual(Array(ddp.arguments.prefix(7)), ["/bin/cohort", "launch", "--nproc-per-node", "4", "--master-port",
+                                                        ddp.arguments[5], "--"])
+        XCTAssertEqual(Array(ddp.arguments[7...8]), ["/bin/cohort", "train"])
+        XCTAssertTrue(command(ddp).contains("--batch-size 512 "), command(ddp))
+        XCTAssertTrue(command(ddp).contains("--dataset synthetic"), command(ddp))
+        XCTAssertTrue(command(ddp).contains("--steps-per-epoch 60 --log-every 5"), command(ddp))
+        XCTAssertTrue(command(ddp).hasSuffix("--run-dir /out/runs/q2-ddp-4gpus-b512"), command(ddp))
+        XCTAssertFalse(ddp.arguments.contains("--no-graphs"))
+
+        let eager = try XCTUnwrap(runs.first { $0.id == "q3-ddp-4gpus-b512" })
+        XCTAssertTrue(command(eager).contains("--steps-per-epoch 15 --log-every 1"), command(eager))
+        XCTAssertTrue(eager.arguments.contains("--no-graphs"))
+
+        let dp = try XCTUnwrap(runs.first { $0.id == "q2-dp-2gpus-b32" })
+        XCTAssertEqual(Array(dp.arguments.prefix(6)), ["/bin/cohort", "train", "--strategy", "dp", "--replicas", "2"])
+        XCTAssertEqual(dp.strategy, .dp)
+
+        // Every cohort launch has its own rendezvous port.
+        let ports = runs.compactMap { run in run.arguments.firstIndex(of: "--master-port").map { run.arguments[$0 + 1] } }
+        XCTAssertEqual(Set(ports).count, ports.count)
+
+        // The sweep, on each multi-GPU count, plus the gradients' exact size.
+        let sweeps = runs.filter { $0.kind == .allReduceSweep }
+        XCTAssertEqual(sweeps.map(\.gpus), [2, 4])
+        XCTAssertTrue(command(sweeps[1]).contains("launch --nproc-per-node 4"))
+        XCTAssertTrue(command(sweeps[1]).contains("bench allreduce --device cuda --min-bytes 1024 --max-bytes 1073741824"))
+        let exact = try XCTUnwrap(runs.first { $0.kind == .allReduceAtGradientSize && $0.gpus == 4 })
+        XCTAssertTrue(command(exact).contains("--min-bytes 44695848 --max-bytes 44695848"), command(exact))
+
+        // PyTorch: torchrun for DDP, one process for DataParallel, no wrapper on one GPU.
+        let pytorch = runs.filter { $0.kind == .q2PyTorch }.map(command)
+        XCTAssertEqual(pytorch.count, 5)
+        XCTAssertTrue(pytorch.contains { $0.hasPrefix("python3 -m torch.distributed.run --standalone --nproc-per-node 4 benchmarks/pytorch_ddp.py --gpus 4") })
+        XCTAssertTrue(pytorch.contains { $0.hasPrefix("python3 benchmarks/pytorch_ddp.py --dataparallel --gpus 4") })
+        XCTAssertTrue(pytorch.contains { $0.hasPrefix("python3 benchmarks/pytorch_ddp.py --gpus 1 --precision bf16 --channels-last") })
+        let q1 = try XCTUnwrap(runs.first { $0.kind == .q1PyTorch })
+        XCTAssertTrue(command(q1).contains("pytorch_resnet18.py --device cuda --precision bf16 --channels-last --batch-sizes 32 128 512 2048"))
+
+        // Q4: reference 1 x 128; (a)-(d) on 4 GPUs x 2048 with the rules' learning rates; (e) with label smoothing.
+        let q4 = runs.filter { $0.kind == .q4 }
+        XCTAssertEqual(q4.compactMap(\.lrRule), [.reference, .same, .linear, .sqrt, .lars, .linear])
+        XCTAssertEqual(q4.map(\.gpus), [1, 4, 4, 4, 4, 4])
+        XCTAssertEqual(q4.map(\.perDeviceBatch), [128, 2048, 2048, 2048, 2048, 2048])
+        func lr(_ run: PlannedRun) -> String? { run.arguments.firstIndex(of: "--lr").map { run.arguments[$0 + 1] } }
+        XCTAssertEqual(q4.map(lr), ["0.1", "0.1", "6.4", "0.8", "6.4", "6.4"])
+        XCTAssertTrue(command(q4[4]).contains("--optimizer lars --lars-eta 0.001"))
+        XCTAssertTrue(command(q4[2]).contains("--warmup-epochs 2"))
+        XCTAssertTrue(command(q4[1]).contains("--warmup-epochs 0"))
+        XCTAssertTrue(q4[5].isBestOfQ4)
+        XCTAssertTrue(command(q4[5]).contains("--label-smoothing 0.1"))
+        XCTAssertTrue(command(q4[0]).contains("--data /data/cifar"))
+
+        // Time to accuracy: 1 GPU x 512 and 4 GPUs x 128 (the same global batch), stopping at the target.
+        let tta = runs.filter { $0.kind == .timeToAccuracy }
+        XCTAssertEqual(tta.map(\.gpus), [1, 4])
+        XCTAssertEqual(tta.map(\.perDeviceBatch), [512, 128])
+        XCTAssertTrue(command(tta[1]).contains("--target-accuracy 0.9"))
+
+        // Order: dp comes last, after time to accuracy, so a time limit cuts it first.
+        let lastTTA = try XCTUnwrap(runs.lastIndex { $0.kind == .timeToAccuracy })
+        let firstDP = try XCTUnwrap(runs.firstIndex { $0.strategy == .dp })
+        XCTAssertGreaterThan(firstDP, lastTTA)
+        XCTAssertEqual(runs.first?.kind, .q1Cohort)
+    }
+
+    func testPartsDataAndPyTorchNarrowThePlan() {
+        let noData = plan(gpus: [1, 2], data: nil, python: nil)
+        XCTAssertFalse(noData.runs.contains { $0.kind == .q4 || $0.kind == .timeToAccuracy })
+        XCTAssertFalse(noData.runs.contains { $0.kind == .q1PyTorch || $0.kind == .q2PyTorch })
+        let onlySweep = plan(gpus: [1, 2], parts: [.allreduce])
+        XCTAssertEqual(onlySweep.runs.map(\.kind), [.allReduceSweep, .allReduceAtGradientSize])
+        let onlyQ3 = plan(gpus: [1, 2], parts: [.q3], python: "python3")
+        XCTAssertTrue(onlyQ3.runs.allSatisfy { $0.kind == .q3Cohort })
+        let ddpOnly = plan(gpus: [1, 2]) { $0.strategies = [.ddp] }
+        XCTAssertFalse(ddpOnly.runs.contains { $0.strategy == .dp })
+        // Q4 on 2 GPUs: the same global batch, 4096 each.
+        let two = plan(gpus: [1, 2])
+        XCTAssertEqual(two.runs.first { $0.kind == .q4 && $0.lrRule == .sqrt }?.perDeviceBatch, 4096)
+        XCTAssertEqual(two.q4Recipe(rule: .sqrt, labelSmoothing: 0),
+                       "SGD, momentum 0.9 Nesterov, weight decay 0.0005, LR 0.8 after 2 warm-up epochs, linear decay over 5 epochs, bf16")
+    }
+
+    // MARK: Results from the runs' files
+
+    /// Writes what a 1- and 2-GPU suite's runs would write, and reads the results back.
+    func testResultsAreBuiltFromTheRunsFilesAndNameWhatIsMissing() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("cohort-gpu-suite-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        var settings = GPUSuiteSettings()
+        settings.gpuCounts = [1, 2]
+        settings.q2Batches = [128]
+        settings.strategies = [.ddp, .dp]
+        settings.warmupSteps = 10
+        settings.eagerWarmupSteps = 2
+        settings.python = "python3"
+        settings.dataDirectory = "/data"
+        settings.q4.ranks = 2
+        settings.parts = [.q1, .q2, .q3, .allreduce, .q4]
+        let plan = GPUSuitePlan(settings: settings, executable: "/bin/cohort", outputDirectory: out.path)
+
+        func write(_ id: String, _ file: String, _ text: String) throws {
+            let folder = out.appendingPathComponent("runs/\(id)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try text.write(to: folder.appendingPathComponent(file), atomically: true, encoding: .utf8)
+        }
+        try write("q1-cohort", "bench.json", """
+            [{"model":"resnet18","backend":"cuda","precision":"bf16","batchSize":512,"warmupSteps":5,"timedSteps":20,
+              "medianStepSeconds":0.00817,"imagesPerSecond":62665,"epochSeconds":0.8,"graphs":true,"graphNote":"graph",
+              "peakMemoryBytes":3221225472}]
+            """)
+        // A graph run per configuration: the 1-GPU rate 40,000 and the 2-GPU rate 39,000 per GPU.
+        func graphRun(rate: Int) -> String {
+            (1...4).map { """
+                {"event":"step","global_step":\($0 * 5),"steps_timed":5,"graph_replayed_steps":\(rate == 40_000 ? 0 : 5),"images_per_second":\($0 <= 2 ? 100 : rate)}
+                """ }.joined(separator: "\n")
+        }
+        try write("q2-1gpu-b128", "metrics.jsonl", graphRun(rate: 40_000))
+        try write("q2-ddp-2gpus-b128", "metrics-rank0.jsonl", graphRun(rate: 39_000))
+        try write("q3-1gpu-b128", "metrics.jsonl", """
+            {"event":"step","global_step":3,"steps_timed":1,"device_step_seconds":0.0061,"device_forward_seconds":0.002,"device_backward_seconds":0.0038,"device_optimizer_seconds":0.0003}
+            """)
+        try write("q3-ddp-2gpus-b128", "metrics-rank0.jsonl", GPUMeasurementsTests.eagerRun())
+        try write("q3-ddp-2gpus-b128", "metrics-rank1.jsonl", GPUMeasurementsTests.eagerRun(exposedScale: 0))
+        try write("allreduce-2gpus", "allreduce.json", """
+            [{"communicator":"nccl","ranks":2,"bytes":1024,"seconds":0.00002,"algbwGBps":0.0512,"busbwGBps":0.0512}]
+            """)
+        try write("allreduce-2gpus-gradients", "allreduce.json", """
+            [{"communicator":"nccl","ranks":2,"bytes":44695848,"seconds":0.000191,"algbwGBps":234.0,"busbwGBps":234.0}]
+            """)
+        try write("q2-pytorch-ddp-2gpus", "pytorch.json", """
+            {"framework":"pytorch","version":"2.11.0","mode":"ddp","gpus":2,"precision":"bf16",
+             "results":[{"per_gpu_batch":128,"epoch_seconds":1.2}]}
+            """)
+        try write("q4-reference", "metrics.jsonl", """
+            {"event":"epoch","epoch":1,"train_loss":1.6,"train_accuracy":0.4,"seconds":2.0}
+            {"event":"eval","epoch":1,"test_loss":1.3,"test_accuracy":0.52}
+            """)
+        try write("q4-linear", "metrics-rank0.jsonl", """
+            {"event":"epoch","epoch":1,"train_loss":2.2,"train_accuracy":0.2,"seconds":0.5}
+            {"event":"eval","epoch":1,"test_loss":2.0,"test_accuracy":0.25}
+            """)
+
+        var executed: [ExecutedRun] = []
+        for run in plan.runs {
+            let outcome: RunOutcome
+            switch run.id {
+            case "q1-pytorch": outcome = .failed(reason: "exit status 1: ModuleNotFoundError: No module named 'torch'")
+            case let id where id.contains("dp-2gpus") && !id.contains("ddp"):
+                outcome = .failed(reason: "exit status 64: Error: Unknown option '--strategy'")
+            case "q4-linear": outcome = .failed(reason: "exit status 1: training diverged")
+            case "q2-pytorch-1gpu": outcome = .skipped(reason: "out of time")
+            case let id where id.hasPrefix("q4-") && id != "q4-reference": outcome = .skipped(reason: "out of time")
+            default: outcome = .finished(seconds: 5)
+            }
+            executed.append(ExecutedRun(run: run, outcome: outcome))
+        }
+        var assembly = GPUSuiteResults(plan: plan, executed: executed)
+        let metadata = RunMetadata(machine: "test", card: "NVIDIA H200", deviceCount: 2, commit: "abc", date: "2026-11-27T00:00:00Z",
+                                   command: "cohort experiments", profile: .gpu, syntheticData: true, imagesPerEpoch: 50_000)
+        let results = assembly.assemble(metadata: metadata)
+
+        XCTAssertEqual(results.q1.records.count, 1)
+        XCTAssertEqual(results.q1.records.first?.peakMemoryBytes, 3_221_225_472)
+        XCTAssertEqual(results.q1.records.first?.epochSeconds ?? 0, 50_000 / 62_665.0, accuracy: 1e-12)
+        XCTAssertTrue(results.q1.notRunReason?.contains("No module named 'torch'") ?? false, "\(results.q1)")
+
+        let cohort2 = try XCTUnwrap(results.q2.records.first { $0.framework == .cohort && $0.gpus == 2 })
+        XCTAssertEqual(cohort2.epochSeconds, 50_000 / (2 * 39_000.0), accuracy: 1e-12)
+        XCTAssertEqual(cohort2.efficiency ?? 0, 39_000.0 / 40_000, accuracy: 1e-12)
+        let pytorch2 = try XCTUnwrap(results.q2.records.first { $0.framework == .pytorch })
+        XCTAssertNil(pytorch2.speedup, "PyTorch's 1-GPU run was skipped: no baseline, no made-up speedup")
+        XCTAssertTrue(results.q2.notRunReason?.contains("Unknown option '--strategy'") ?? false)
+        XCTAssertTrue(results.q2.notRunReason?.contains("Q2 PyTorch 1 GPU: out of time") ?? false)
+        XCTAssertTrue(results.q2.notRunReason?.contains("Q2 1 GPU × 128 (graphs): measured, but its timed steps ran eagerly") ?? false,
+                      "a graph run without replays says so")
+        XCTAssertFalse(results.q2.notRunReason?.contains("Q2 DDP 2 GPUs × 128 (graphs): measured") ?? true)
+
+        let q3 = try XCTUnwrap(results.q3.records.first)
+        XCTAssertEqual(results.q3.records.count, 1)
+        XCTAssertEqual(q3.stepSecondsWithoutCommunication, 0.0061, "the 1-GPU eager step at the same batch")
+        XCTAssertEqual(q3.gpus, 2)
+        XCTAssertEqual(results.allReduceSweep.records.map(\.bytes), [1024, 44_695_848])
+        XCTAssertEqual(results.timelines.records.first?.ranks, 2)
+        XCTAssertEqual(results.timelines.records.first?.configuration, "DDP 2 GPUs × 128")
+
+        // Q4: the reference, and (b)'s epoch before it diverged; (e) has no candidate that finished.
+        XCTAssertEqual(results.q4.records.map(\.lrRule), [.reference, .linear])
+        XCTAssertEqual(results.q4.records[1].globalBatch, 8192)
+        XCTAssertEqual(results.q4.records[1].peakLearningRate, 6.4, accuracy: 1e-12)
+        XCTAssertTrue(results.q4.notRunReason?.contains("stopped after epoch 1: exit status 1: training diverged") ?? false,
+                      results.q4.notRunReason ?? "")
+        XCTAssertEqual(results.timeToAccuracy.notRunReason, "not requested (--only)")
+        XCTAssertTrue(results.metadata.notes.contains { $0.contains("EXTRAPOLATED") })
+        XCTAssertEqual(results.metadata.libraries.pytorch, "2.11.0")
+
+        // The reports render, with the targets read off the records.
+        let targets = ReportTargets.rows(results)
+        XCTAssertTrue(targets.contains { $0.target.contains("busbw") && $0.met == false })
+        XCTAssertTrue(targets.contains { $0.target.contains("≥ 95%") && $0.configuration.contains("2 GPUs (4 were not measured) × 128") && $0.met == true })
+        XCTAssertTrue(targets.contains { $0.target.contains("dp epoch") && $0.met == nil })
+        let markdown = MarkdownReport.render(results)
+        XCTAssertTrue(markdown.contains("## Targets"), markdown)
+        XCTAssertTrue(ReportSections.all(results).contains { $0.id == "targets" })
+    }
+}
