@@ -87,20 +87,39 @@ extension CUDABackend {
     /// Statistics partials of `input` ([rows, channels]) into the reduction
     /// scratch: `partial[slice][0/1][c]`, sums of (x - x[0, c]) and its square.
     func batchNormStatistics(input: Tensor, rows: Int, channels: Int, vector: Bool) -> (partial: CUdeviceptr, count: Int) {
-        if vector {
-            let kernel = "bn_statistics_partials_bf16x8"
-            let launch = batchNormVectorLaunch(kernel, rows: rows, channels: channels, unroll: 8)
-            let partial = reductionScratch.pointer(byteCount: launch.slices * 2 * channels * 8)
-            kernels.launch(.batchNormVector, kernel, grid: launch.grid, block: launch.block,
-                           [.pointer(partial), .tensor(input), .count(rows), .int(channels / 8), .count(launch.rowsPerSlice)])
-            return (partial, launch.slices)
+        let slices = batchNormPartialSlices(.statisticsPartials, rows: rows, channels: channels, vector: vector)
+        if let launch = slices.vector {
+            kernels.launch(.batchNormVector, "bn_statistics_partials_bf16x8", grid: launch.grid, block: launch.block,
+                           [.pointer(slices.partial), .tensor(input), .count(rows), .int(channels / 8),
+                            .count(slices.rowsPerSlice)])
+        } else {
+            kernels.launch(.batchNorm, kernelName("bn_statistics_partials", input.dtype),
+                           grid: ((channels + 31) / 32, slices.count, 1), block: (32, 8, 1),
+                           [.pointer(slices.partial), .tensor(input), .count(rows), .int(channels),
+                            .count(slices.rowsPerSlice)])
         }
-        let slicing = batchNormSlicing(rows: rows, channels: channels)
-        let partial = reductionScratch.pointer(byteCount: slicing.slices * 2 * channels * 8)
-        kernels.launch(.batchNorm, kernelName("bn_statistics_partials", input.dtype),
-                       grid: ((channels + 31) / 32, slicing.slices, 1), block: (32, 8, 1),
-                       [.pointer(partial), .tensor(input), .count(rows), .int(channels), .count(slicing.rowsPerSlice)])
-        return (partial, slicing.slices)
+        return (slices.partial, slices.count)
+    }
+
+    /// Where a partials kernel (`.statisticsPartials` or `.backwardPartials`)
+    /// writes, how many slices it makes, and its vector launch shape (nil:
+    /// the scalar kernel, sliced by `batchNormSlicing`). The unroll given to
+    /// the vector shape is the kernel's U (rows per thread per tile); the
+    /// kernels stay correct for any, only the balance between blocks needs it.
+    func batchNormPartialSlices(_ kernel: BatchNormKernel, rows: Int, channels: Int, vector: Bool)
+        -> (partial: CUdeviceptr, count: Int, rowsPerSlice: Int, vector: BatchNormVectorLaunch?) {
+        precondition(kernel == .statisticsPartials || kernel == .backwardPartials, "\(kernel) writes no partial sums")
+        var launch: BatchNormVectorLaunch?
+        let count: Int, rowsPerSlice: Int
+        if vector {
+            let statistics = kernel == .statisticsPartials
+            let shape = batchNormVectorLaunch(statistics ? "bn_statistics_partials_bf16x8" : "bn_backward_partials_bf16x8",
+                                              rows: rows, channels: channels, unroll: statistics ? 8 : 4)
+            (launch, count, rowsPerSlice) = (shape, shape.slices, shape.rowsPerSlice)
+        } else {
+            (count, rowsPerSlice) = batchNormSlicing(rows: rows, channels: channels)
+        }
+        return (reductionScratch.pointer(byteCount: count * 2 * channels * 8), count, rowsPerSlice, launch)
     }
 
     /// Mean, inverse std and the running statistics from the statistics
@@ -138,22 +157,18 @@ extension CUDABackend {
     func batchNormBackwardSums(dOutput: Tensor, input: Tensor, output: Tensor, mean: Tensor, invStd: Tensor,
                                rows: Int, channels: Int, fuseReLU: Bool, vector: Bool) -> (partial: CUdeviceptr, count: Int) {
         let relu: KernelArgument = .int32(fuseReLU ? 1 : 0)
-        if vector {
-            let kernel = "bn_backward_partials_bf16x8"
-            let launch = batchNormVectorLaunch(kernel, rows: rows, channels: channels, unroll: 4)
-            let partial = reductionScratch.pointer(byteCount: launch.slices * 2 * channels * 8)
-            kernels.launch(.batchNormVector, kernel, grid: launch.grid, block: launch.block,
-                           [.pointer(partial), .tensor(dOutput), .tensor(input), .tensor(output), .tensor(mean),
-                            .tensor(invStd), .count(rows), .int(channels / 8), .count(launch.rowsPerSlice), relu])
-            return (partial, launch.slices)
+        let slices = batchNormPartialSlices(.backwardPartials, rows: rows, channels: channels, vector: vector)
+        let tensors: [KernelArgument] = [.pointer(slices.partial), .tensor(dOutput), .tensor(input), .tensor(output),
+                                         .tensor(mean), .tensor(invStd), .count(rows)]
+        if let launch = slices.vector {
+            kernels.launch(.batchNormVector, "bn_backward_partials_bf16x8", grid: launch.grid, block: launch.block,
+                           tensors + [.int(channels / 8), .count(slices.rowsPerSlice), relu])
+        } else {
+            kernels.launch(.batchNorm, kernelName("bn_backward_partials", input.dtype),
+                           grid: ((channels + 31) / 32, slices.count, 1), block: (32, 8, 1),
+                           tensors + [.int(channels), .count(slices.rowsPerSlice), relu])
         }
-        let slicing = batchNormSlicing(rows: rows, channels: channels)
-        let partial = reductionScratch.pointer(byteCount: slicing.slices * 2 * channels * 8)
-        kernels.launch(.batchNorm, kernelName("bn_backward_partials", input.dtype),
-                       grid: ((channels + 31) / 32, slicing.slices, 1), block: (32, 8, 1),
-                       [.pointer(partial), .tensor(dOutput), .tensor(input), .tensor(output), .tensor(mean),
-                        .tensor(invStd), .count(rows), .int(channels), .count(slicing.rowsPerSlice), relu])
-        return (partial, slicing.slices)
+        return (slices.partial, slices.count)
     }
 
     /// dShift and dScale from the backward partials (32 x 8 threads per 32 channels).
