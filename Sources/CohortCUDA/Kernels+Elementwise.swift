@@ -3,7 +3,8 @@
 /// linear layer's bias, and the OIHW <-> KRSC weight transposes around cuDNN.
 ///
 /// Launch shapes: grid-stride kernels use `Kernels.elementwise` (256 threads,
-/// at most 16 blocks per SM). The column reductions (`global_average_pool`,
+/// at most 16 blocks per SM), the `*_bf16x8` ones `Kernels.vectorElementwise`
+/// (256 threads, one wave: as many blocks as the GPU holds). The column reductions (`global_average_pool`,
 /// `column_sums`) use 32 x 8 blocks: the 32 threads of a warp take 32
 /// consecutive channels (one 128-byte transaction per row, coalesced) and the
 /// 8 warps split the rows, then combine in shared memory in a fixed order
@@ -18,9 +19,13 @@
 /// pointer is 16-byte aligned (`CUDABackend.vectorizable`): always for
 /// ResNet-18's activations (C a multiple of 64, tensors from the caching
 /// allocator); views at odd offsets and odd shapes use the scalar `*_bf16`
-/// kernel. The batch-norm `x8` kernels also need C % 8 == 0, so the eight
-/// elements share one row and take channels c..c+7. Measured payoff: not
-/// yet (to time on the GPU against the scalar `*_bf16` kernels).
+/// kernel. Each thread takes four units per pass, all loaded before any is
+/// stored (64 bytes per input in flight per thread: one 16-byte load each,
+/// about 32 KB per SM at full occupancy, is just what Little's law asks for
+/// at 4.8 TB/s, with no margin). The batch-norm `x8` kernels
+/// (Note [Vector batch norm]) also need C % 8 == 0, so the eight elements
+/// share one row and take channels c..c+7. Measured: `cohort bench convs`
+/// prints each kernel's GB/s.
 extension KernelSource {
     static let elementwise = KernelSource(name: "elementwise", source: kernelPrelude + #"""
 extern "C" __global__ void convert_f32_to_bf16(bf16* y, const float* x, long long n) {
