@@ -7,7 +7,9 @@
 # Steps: the card (nvidia-smi), CIFAR-10 converted into /tmp/cifar, `cohort
 # info`, `cohort selftest --device cuda` (float32 and bf16 rows, graph
 # replay), `cohort bench --device cuda` in fp32 and in bf16 (steps replayed
-# from a CUDA graph) and bf16 again with `--no-graphs` (eager), the PyTorch
+# from a CUDA graph) and bf16 again with `--no-graphs` (eager), `cohort bench
+# convs` (bf16 batch 512: each convolution against a cuBLAS GEMM, each
+# batch-norm kernel's GB/s), the PyTorch
 # reference in fp32 and in bf16 + channels_last, the comparison tables, and
 # last a short summary. A failing step does not stop the ones after it; each
 # runs under `timeout` and the whole stays within about 9 minutes.
@@ -69,6 +71,7 @@ step "cohort bench bf16" 100 "$cohort" bench --device cuda --precision bf16 --ba
     --json "$OUT/bench-cohort-bf16.json"
 step "cohort bench bf16 eager" 60 "$cohort" bench --device cuda --precision bf16 --no-graphs \
     --batch-sizes "${batches[@]}" --json "$OUT/bench-cohort-bf16-eager.json"
+step "cohort bench convs" 90 "$cohort" bench convs --device cuda --json "$OUT/bench-convs.json"
 step "pytorch fp32" 60 python3 .gpu/pytorch_resnet18.py --device cuda --batch-sizes "${batches[@]}" \
     --json "$OUT/bench-pytorch-fp32.json"
 step "pytorch bf16" 60 python3 .gpu/pytorch_resnet18.py --device cuda --precision bf16 --channels-last \

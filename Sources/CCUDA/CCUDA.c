@@ -117,6 +117,8 @@ LOADER(cohort_cuda_load_driver, CohortCUDADriver, cohort_cuda_driver, {
     LOOKUP_OPTIONAL(cuEventRecord);
     LOOKUP_OPTIONAL(cuEventSynchronize);
     LOOKUP_OPTIONAL(cuEventDestroy_v2);
+    LOOKUP_OPTIONAL(cuEventElapsedTime_v2);
+    LOOKUP_OPTIONAL(cuOccupancyMaxActiveBlocksPerMultiprocessor);
 })
 
 LOADER(cohort_cuda_load_nvrtc, CohortNVRTC, cohort_nvrtc, {

@@ -45,15 +45,16 @@ extension CUDABackend {
 
     /// Launches elementwise kernel `base` over `count` elements for the
     /// activation dtype: the float32 kernel, `base_bf16x8` over count / 8
-    /// units when `vectorizable`, else `base_bf16`. `arguments(n)` gives the
-    /// kernel's arguments for the element (or unit) count n.
+    /// units when `vectorizable` (one wave, four units per thread per pass:
+    /// `Kernels.vectorElementwise`), else `base_bf16`. `arguments(n)` gives
+    /// the kernel's arguments for the element (or unit) count n.
     func elementwise(_ module: KernelSource, _ base: String, dtype: DType, count: Int, vectorizable: Bool,
                      _ arguments: (Int) -> [KernelArgument]) {
         switch dtype {
         case .float32:
             kernels.elementwise(module, base, count: count, arguments(count))
         case .bfloat16 where vectorizable:
-            kernels.elementwise(module, base + "_bf16x8", count: count / 8, arguments(count / 8))
+            kernels.vectorElementwise(module, base + "_bf16x8", units: count / 8, arguments(count / 8))
         default:
             kernels.elementwise(module, base + "_bf16", count: count, arguments(count))
         }

@@ -66,6 +66,8 @@ final class ConvolutionPlan {
         var milliseconds: Float
         /// cuDNN ran no bf16 algorithm: the direction runs in float32 on widened copies (Note [bf16 convolutions]).
         var widened = false
+        /// Every result Find returned, fastest first, as it reported them (`cohort bench convs` prints them).
+        var candidates: [ConvolutionAlgorithmReport.Candidate] = []
         var description: String {
             widened ? "float32 on widened bf16 operands (cuDNN found no bf16 algorithm)"
                 : "algorithm \(algorithm), math type \(mathType), \(workspaceBytes) bytes of workspace, \(milliseconds) ms"
@@ -280,6 +282,11 @@ extension CUDABackend {
                 find(scratchOutput, Int32(Self.algorithmsRequested), &returned, $0.baseAddress!, workspace, budget)
             }
             let candidates = results.prefix(Int(returned))
+            let reported = candidates.map {
+                ConvolutionAlgorithmReport.Candidate(algorithm: Int($0.algorithm), status: Int($0.status),
+                                                     milliseconds: Double($0.time), workspaceBytes: $0.memory,
+                                                     mathType: Int($0.mathType))
+            }
             // Without TF32, only FMA-math results qualify for float32 (Find may report tensor-op variants too).
             let best = candidates.first(where: {
                 $0.status == 0 && $0.memory <= budget
@@ -291,7 +298,8 @@ extension CUDABackend {
                 do { try checkCUDNN(status, "cudnnFindConvolution*AlgorithmEx", what) } catch { reason = "\(error)" }
                 FileHandle.standardError.write(Data(("cohort: cuDNN runs no bf16 NHWC algorithm for the \(what) ("
                     + reason + "); it runs in float32 on widened copies (Note [bf16 convolutions])\n").utf8))
-                return ConvolutionPlan.Choice(algorithm: -1, mathType: 0, workspaceBytes: 0, milliseconds: 0, widened: true)
+                return ConvolutionPlan.Choice(algorithm: -1, mathType: 0, workspaceBytes: 0, milliseconds: 0, widened: true,
+                                              candidates: reported)
             }
             try checkCUDNN(status, "cudnnFindConvolution*AlgorithmEx", what)
             guard let best else {
@@ -302,7 +310,7 @@ extension CUDABackend {
             }
             try checkCUDNN(cudnn.cudnnSetConvolutionMathType(descriptor, best.mathType), "cudnnSetConvolutionMathType", what)
             return ConvolutionPlan.Choice(algorithm: best.algorithm, mathType: best.mathType,
-                                          workspaceBytes: best.memory, milliseconds: best.time)
+                                          workspaceBytes: best.memory, milliseconds: best.time, candidates: reported)
         }
     }
 

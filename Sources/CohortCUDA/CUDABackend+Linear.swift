@@ -76,7 +76,7 @@ extension CUDABackend {
     /// C = A' B' + beta C in column-major terms. A and B share a dtype
     /// (float32, or bf16: cuBLAS's 16BF x 16BF -> 16BF or 32F), C has
     /// `cType`; always float32 accumulation (CUBLAS_COMPUTE_32F, float alpha and beta).
-    private func gemm(_ what: String, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+    func gemm(_ what: String, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
                       a: Tensor, lda: Int, b: Tensor, ldb: Int, beta: Float, c: CUdeviceptr, cType: DType, ldc: Int) {
         var alpha: Float = 1, beta = beta
         require(a.dtype == b.dtype, "\(what): GEMM operands of different dtypes (\(a.dtype), \(b.dtype))")

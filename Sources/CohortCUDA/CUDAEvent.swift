@@ -18,7 +18,7 @@ final class CUDAEvent: DeviceTimestamp, @unchecked Sendable {
         let d = driver
         return d.cuEventCreate != nil && d.cuEventRecord != nil && d.cuEventDestroy_v2 != nil
             && d.cuEventSynchronize != nil && d.cuEventQuery != nil && d.cuStreamWaitEvent != nil
-            && d.cuEventElapsedTime != nil
+            && (d.cuEventElapsedTime_v2 ?? d.cuEventElapsedTime) != nil
     }
 
     init(context: CUDAContext, timed: Bool) throws(CUDAError) {
@@ -73,7 +73,8 @@ final class CUDAEvent: DeviceTimestamp, @unchecked Sendable {
         var milliseconds: Float = 0
         mustSucceed {
             try checkCUDA(driver.cuEventSynchronize!(event), "cuEventSynchronize")
-            try checkCUDA(driver.cuEventElapsedTime!(&milliseconds, start.event, event), "cuEventElapsedTime")
+            let elapsed = (driver.cuEventElapsedTime_v2 ?? driver.cuEventElapsedTime)!
+            try checkCUDA(elapsed(&milliseconds, start.event, event), "cuEventElapsedTime")
         }
         return Double(milliseconds) / 1000
     }

@@ -34,6 +34,7 @@ final class Kernels {
     let compiler: KernelCompiler
     let stream: CUDAStream
     let multiprocessorCount: Int
+    private var residentBlocks: [String: Int] = [:]
 
     init(compiler: KernelCompiler, stream: CUDAStream) {
         self.compiler = compiler
@@ -79,6 +80,27 @@ final class Kernels {
         }
     }
 
+    /// How many blocks of `threads` threads of `kernel` one SM holds at once
+    /// (its registers and static shared memory decide), from the driver's
+    /// occupancy calculator; 2 where the driver lacks it. Cached per kernel
+    /// and block size. Sizes the one-wave grids of the vector kernels
+    /// (Note [Vector batch norm]): every block resident, none waiting for a second wave.
+    func residentBlocksPerMultiprocessor(_ module: KernelSource, _ kernel: String, threads: Int) -> Int {
+        let key = "\(module.name).\(kernel)/\(threads)"
+        if let known = residentBlocks[key] { return known }
+        var blocks: Int32 = 2
+        if let occupancy = driver.cuOccupancyMaxActiveBlocksPerMultiprocessor {
+            let function = mustSucceed { try compiler.module(named: module.name, source: module.source).function(kernel) }
+            mustSucceed {
+                try checkCUDA(occupancy(&blocks, function, Int32(threads), 0), "cuOccupancyMaxActiveBlocksPerMultiprocessor",
+                              "\(key)")
+            }
+        }
+        let known = max(1, Int(blocks))
+        residentBlocks[key] = known
+        return known
+    }
+
     /// Launch shape of the grid-stride elementwise kernels: 256 threads (8
     /// warps, full occupancy at low register use), and at most 16 blocks per
     /// SM, after which each thread loops; enough blocks to hide memory
@@ -89,6 +111,17 @@ final class Kernels {
         let blocks = min((count + 255) / 256, multiprocessorCount * 16)
         launch(module, kernel, grid: (blocks, 1, 1), block: (256, 1, 1), sharedBytes: sharedBytes, arguments)
     }
+
+    /// Launch shape of the `*_bf16x8` elementwise kernels, which take four
+    /// 16-byte units per thread per iteration (Note [Vector bf16 access]):
+    /// 256 threads, as many blocks as the GPU holds at once (one wave, each
+    /// thread looping) or fewer when `units` is small.
+    func vectorElementwise(_ module: KernelSource, _ kernel: String, units: Int, _ arguments: [KernelArgument]) {
+        guard units > 0 else { return }
+        let resident = residentBlocksPerMultiprocessor(module, kernel, threads: 256) * multiprocessorCount
+        let blocks = min((units + 4 * 256 - 1) / (4 * 256), resident)
+        launch(module, kernel, grid: (blocks, 1, 1), block: (256, 1, 1), arguments)
+    }
 }
 
 /// CUDA C source of one module, compiled as a unit.
@@ -96,7 +129,7 @@ struct KernelSource: Sendable {
     let name: String
     let source: String
 
-    static let all: [KernelSource] = [.elementwise, .batchNorm, .loss, .optimizer, .augmentation]
+    static let all: [KernelSource] = [.elementwise, .batchNorm, .batchNormVector, .loss, .optimizer, .augmentation]
 }
 
 /// The CUDA C of every kernel module, exactly as NVRTC receives it: for

@@ -6,9 +6,13 @@
 /// covers 32 consecutive channels of one row (a coalesced 128-byte read),
 /// the 8 warps stride through the slice's rows, each thread accumulates in
 /// double, and the block combines its 8 partials in shared memory into
-/// `partial[slice][k][c]`. The `*_finalize` kernel then gives one thread per
-/// channel, summing the S slices in order. S is chosen on the host so that
-/// about four blocks run per SM.
+/// `partial[slice][k][c]`. The `*_finalize` kernels then take 32 x 8 blocks:
+/// 8 threads per channel each sum every eighth slice, and the block adds
+/// their 8 sums in order (fixed, so deterministic; 8 loads in flight per
+/// channel instead of one chain of S). S is chosen on the host so that
+/// about four blocks run per SM. bf16 with C % 8 == 0 takes the vector
+/// kernels instead (Kernels+BatchNormVector.swift, Note [Vector batch
+/// norm]), which write the same partials for the same finalize kernels.
 ///
 /// Statistics use the shifted-data algorithm: sums of (x - K) and (x - K)^2
 /// with K = the channel's value in row 0, in double, so the variance
@@ -18,8 +22,29 @@ extension KernelSource {
     static let batchNorm = KernelSource(name: "batch_norm", source: kernelPrelude + #"""
 // Each kernel is one template body over the activation type T (float or bf16;
 // scale, shift and statistics are always float32, sums in double as before),
-// instantiated as `<name>` and `<name>_bf16`; `_bf16x8` kernels take eight bf16
-// per thread (Note [Vector bf16 access] in Kernels+Elementwise.swift; they need C % 8 == 0).
+// instantiated as `<name>` and `<name>_bf16`.
+
+// Sums partial[s][kind][c] over the S slices for kind 0 and 1: thread (x, y) of a 32 x 8 block adds slices
+// y, y + 8, ... of channel c = blockIdx.x * 32 + x, then row y == 0 adds the 8 lanes in order. Every thread
+// of the block must call it (it synchronises); the totals are valid on threadIdx.y == 0 with c < C.
+__device__ __forceinline__ void sum_slices(double* first, double* second, const double* partial, int slices, int C, int c) {
+    __shared__ double lanes[2][8][32];
+    double a = 0.0, b = 0.0;
+    if (c < C) {
+        for (int s = threadIdx.y; s < slices; s += 8) {
+            a += partial[((long long)s * 2) * C + c];
+            b += partial[((long long)s * 2 + 1) * C + c];
+        }
+    }
+    lanes[0][threadIdx.y][threadIdx.x] = a;
+    lanes[1][threadIdx.y][threadIdx.x] = b;
+    __syncthreads();
+    a = 0.0;
+    b = 0.0;
+    for (int k = 0; k < 8; k++) { a += lanes[0][k][threadIdx.x]; b += lanes[1][k][threadIdx.x]; }
+    *first = a;
+    *second = b;
+}
 
 // partial[slice][0][c] = sum (x - x[0, c]), partial[slice][1][c] = sum (x - x[0, c])^2 over the slice's rows.
 template <typename T> __device__ __forceinline__ void bn_statistics_partials_body(
@@ -56,18 +81,15 @@ extern "C" __global__ void __launch_bounds__(256) bn_statistics_partials_bf16(
     bn_statistics_partials_body(partial, x, rows, C, rowsPerSlice);
 }
 
-// One thread per channel: mean, biased variance, saved statistics and PyTorch's running update
-// (running = (1 - momentum) * running + momentum * stat, the unbiased variance for runningVar).
+// 32 x 8 blocks, 32 channels each (sum_slices): mean, biased variance, saved statistics and PyTorch's
+// running update (running = (1 - momentum) * running + momentum * stat, the unbiased variance for runningVar).
 template <typename T> __device__ __forceinline__ void bn_statistics_finalize_body(
         float* savedMean, float* savedInvStd, float* runningMean, float* runningVar,
         const double* partial, const T* x, int slices, long long rows, int C, float momentum, float epsilon) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    double sum = 0.0, squares = 0.0;
-    for (int s = 0; s < slices; s++) {
-        sum += partial[((long long)s * 2) * C + c];
-        squares += partial[((long long)s * 2 + 1) * C + c];
-    }
+    int c = blockIdx.x * 32 + threadIdx.x;
+    double sum, squares;
+    sum_slices(&sum, &squares, partial, slices, C, c);
+    if (threadIdx.y != 0 || c >= C) return;
     double n = (double)rows;
     double shiftedMean = sum / n;
     double variance = squares / n - shiftedMean * shiftedMean;
@@ -78,12 +100,12 @@ template <typename T> __device__ __forceinline__ void bn_statistics_finalize_bod
     runningMean[c] = (1.0f - momentum) * runningMean[c] + momentum * (float)mean;
     runningVar[c] = (1.0f - momentum) * runningVar[c] + momentum * (float)(variance * n / (n - 1.0));
 }
-extern "C" __global__ void bn_statistics_finalize(
+extern "C" __global__ void __launch_bounds__(256) bn_statistics_finalize(
         float* savedMean, float* savedInvStd, float* runningMean, float* runningVar,
         const double* partial, const float* x, int slices, long long rows, int C, float momentum, float epsilon) {
     bn_statistics_finalize_body(savedMean, savedInvStd, runningMean, runningVar, partial, x, slices, rows, C, momentum, epsilon);
 }
-extern "C" __global__ void bn_statistics_finalize_bf16(
+extern "C" __global__ void __launch_bounds__(256) bn_statistics_finalize_bf16(
         float* savedMean, float* savedInvStd, float* runningMean, float* runningVar,
         const double* partial, const bf16* x, int slices, long long rows, int C, float momentum, float epsilon) {
     bn_statistics_finalize_body(savedMean, savedInvStd, runningMean, runningVar, partial, x, slices, rows, C, momentum, epsilon);
@@ -110,19 +132,6 @@ extern "C" __global__ void bn_normalize_bf16(
         const float* mean, const float* invStd, long long n, int C, int relu) {
     bn_normalize_body(y, x, scale, shift, mean, invStd, n, C, relu);
 }
-extern "C" __global__ void bn_normalize_bf16x8(
-        bf16x8* y, const bf16x8* x, const float* scale, const float* shift,
-        const float* mean, const float* invStd, long long n8, int C, int relu) {
-    GRID_STRIDE(i, n8) {
-        int c0 = (int)((i * 8) % C);
-        float v[8];
-        unpack_bf16x8(x[i], v);
-#pragma unroll
-        for (int k = 0; k < 8; k++) v[k] = bn_affine(v[k], scale, shift, mean, invStd, c0 + k, relu);
-        y[i] = pack_bf16x8(v);
-    }
-}
-
 // Evaluation mode: invStd = 1 / sqrt(runningVar + epsilon) (IEEE sqrt and division: no fast math).
 template <typename T> __device__ __forceinline__ void bn_inference_body(
         T* y, const T* x, const float* scale, const float* shift,
@@ -189,15 +198,13 @@ extern "C" __global__ void __launch_bounds__(256) bn_backward_partials_bf16(
     bn_backward_partials_body(partial, dy, x, y, mean, invStd, rows, C, rowsPerSlice, relu);
 }
 
-// dShift = sum g, dScale = sum g * xhat; one thread per channel (float32 for either activation type).
-extern "C" __global__ void bn_backward_finalize(float* dScale, float* dShift, const double* partial, int slices, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    double sumG = 0.0, sumGX = 0.0;
-    for (int s = 0; s < slices; s++) {
-        sumG += partial[((long long)s * 2) * C + c];
-        sumGX += partial[((long long)s * 2 + 1) * C + c];
-    }
+// dShift = sum g, dScale = sum g * xhat; 32 x 8 blocks, 32 channels each (sum_slices; float32 for either activation type).
+extern "C" __global__ void __launch_bounds__(256) bn_backward_finalize(
+        float* dScale, float* dShift, const double* partial, int slices, int C) {
+    int c = blockIdx.x * 32 + threadIdx.x;
+    double sumG, sumGX;
+    sum_slices(&sumG, &sumGX, partial, slices, C, c);
+    if (threadIdx.y != 0 || c >= C) return;
     dShift[c] = (float)sumG;
     dScale[c] = (float)sumGX;
 }
@@ -232,29 +239,6 @@ extern "C" __global__ void bn_backward_data_bf16(
         const float* mean, const float* invStd, const float* dScale, const float* dShift,
         long long n, int C, long long rows, int relu) {
     bn_backward_data_body(dx, dy, x, y, scale, mean, invStd, dScale, dShift, n, C, rows, relu);
-}
-// y is read only with the fused ReLU (without it the host passes dy, as for the scalar kernels).
-extern "C" __global__ void bn_backward_data_bf16x8(
-        bf16x8* dx, const bf16x8* dy, const bf16x8* x, const bf16x8* y, const float* scale,
-        const float* mean, const float* invStd, const float* dScale, const float* dShift,
-        long long n8, int C, long long rows, int relu) {
-    float inverseRows = 1.0f / (float)rows;
-    GRID_STRIDE(i, n8) {
-        int c0 = (int)((i * 8) % C);
-        float g[8], v[8], out[8];
-        unpack_bf16x8(dy[i], g);
-        unpack_bf16x8(x[i], v);
-        if (relu) {
-            float o[8];
-            unpack_bf16x8(y[i], o);
-#pragma unroll
-            for (int k = 0; k < 8; k++) g[k] = o[k] <= 0.0f ? 0.0f : g[k];
-        }
-#pragma unroll
-        for (int k = 0; k < 8; k++)
-            out[k] = bn_input_gradient(g[k], v[k], c0 + k, scale, mean, invStd, dScale, dShift, inverseRows);
-        dx[i] = pack_bf16x8(out);
-    }
 }
 """#)
 }

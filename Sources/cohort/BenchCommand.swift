@@ -4,11 +4,11 @@ import CohortNN
 import CohortTraining
 import Foundation
 
-/// `cohort bench` (training throughput, the default) and `cohort bench allreduce`.
+/// `cohort bench` (training throughput, the default), `cohort bench allreduce` and `cohort bench convs`.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure training throughput, or all-reduce bandwidth across ranks.",
-        subcommands: [BenchTraining.self, BenchAllReduce.self],
+        abstract: "Measure training throughput, all-reduce bandwidth across ranks, or a GPU step's ops one by one.",
+        subcommands: [BenchTraining.self, BenchAllReduce.self, BenchConvs.self],
         defaultSubcommand: BenchTraining.self)
 }
 

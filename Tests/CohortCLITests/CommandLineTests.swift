@@ -46,12 +46,23 @@ final class CommandLineTests: XCTestCase {
         try assertRejected(["frobnicate"], mentions: "Unexpected argument")
         try assertRejected(["bench", "allreduce"], mentions: "an all-reduce needs several ranks")
         try assertRejected(["bench", "allreduce", "--factor", "1"], mentions: "--factor")
+        try assertRejected(["bench", "convs", "--device", "cpu"], mentions: "it needs an NVIDIA GPU")
+        try assertRejected(["bench", "convs", "--batch", "0"], mentions: "--batch")
         try assertRejected(["train", "--dataset", "synthetic", "--backend", "onednn", "--precision", "bf16"],
                            mentions: "float32 only")
         try assertRejected(["train", "--dataset", "synthetic", "--precision", "fp16"], mentions: "--precision")
         try assertRejected(["launch", "--nproc-per-node", "2"], mentions: "give the command each rank runs after --")
         try assertRejected(["launch", "--nnodes", "2", "--node-rank", "2", "--", "cohort", "train"], mentions: "--node-rank must be in 0..<2")
         try assertRejected(["launch", "--nproc-per-node", "0", "--", "cohort", "train"], mentions: "--nproc-per-node")
+    }
+
+    /// Without a GPU (this machine, CI) `cohort bench convs` says it needs
+    /// one, names what is missing, and exits non-zero without a crash.
+    func testConvolutionBenchSaysItNeedsAGPU() throws {
+        let (status, output) = try cohort(["bench", "convs"])
+        if status == 0 { throw XCTSkip("a GPU is here: cohort bench convs ran") }
+        XCTAssertTrue(output.contains("cohort bench convs needs an NVIDIA GPU"), output)
+        XCTAssertFalse(output.contains("Fatal error"), output)
     }
 
     /// Several ranks on `--device cuda` take the NCCL path (no "not built"

@@ -99,6 +99,47 @@ final class LaunchShapeTests: XCTestCase {
             XCTAssertLessThanOrEqual(slices * ((channels + 31) / 32), 4 * 132 + (channels + 31) / 32)
         }
     }
+
+    /// The vector batch-norm kernels' loops (Note [Vector batch norm]), run
+    /// here with the host's launch shape: every (row, vector column) is
+    /// visited exactly once, blocks stay within 256 threads and one wave,
+    /// and no slice is empty. Mirrors the kernels' index arithmetic:
+    /// v = blockIdx.y * bx + tx (v < V), rows tile + k * by for tiles from
+    /// blockIdx.x * rowsPerSlice + ty in steps of U * by, below the slice's end.
+    func testVectorBatchNormLaunchVisitsEveryElementOnce() {
+        let cases: [(rows: Int, channels: Int, unroll: Int, resident: Int)] = [
+            (1, 8, 4, 264), (3, 64, 8, 264), (189, 64, 4, 264), (189, 64, 8, 3), (45, 512, 4, 264), (105, 24, 8, 264),
+            (15, 2056, 4, 264), (15, 2056, 8, 1), (8192, 64, 8, 264), (512, 512, 4, 396), (1000, 8, 8, 7),
+        ]
+        for (rows, channels, unroll, resident) in cases {
+            let launch = BatchNormVectorLaunch(rows: rows, channels: channels, unroll: unroll, residentBlocks: resident)
+            let what = "\(rows) x \(channels), unroll \(unroll), \(resident) resident: \(launch)"
+            let vectors = channels / 8
+            XCTAssertLessThanOrEqual(launch.columns * launch.rowsPerBlock, BatchNormVectorLaunch.maximumThreads, what)
+            XCTAssertEqual(launch.columns * launch.rowsPerBlock, BatchNormVectorLaunch.threads(channels: channels), what)
+            XCTAssertLessThanOrEqual(launch.slices * launch.columnGroups, max(resident, launch.columnGroups), what)
+            XCTAssertEqual(launch.rowsPerSlice % (unroll * launch.rowsPerBlock), 0, what)
+            XCTAssertLessThan((launch.slices - 1) * launch.rowsPerSlice, rows, "empty last slice: \(what)")
+            var visits = [Int](repeating: 0, count: rows * vectors)
+            for slice in 0..<launch.slices {
+                let begin = slice * launch.rowsPerSlice, end = min(begin + launch.rowsPerSlice, rows)
+                for group in 0..<launch.columnGroups {
+                    for ty in 0..<launch.rowsPerBlock {
+                        for tx in 0..<launch.columns {
+                            let v = group * launch.columns + tx
+                            guard v < vectors else { continue }
+                            for tile in stride(from: begin + ty, to: end, by: unroll * launch.rowsPerBlock) {
+                                for k in 0..<unroll where tile + k * launch.rowsPerBlock < end {
+                                    visits[(tile + k * launch.rowsPerBlock) * vectors + v] += 1
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            XCTAssertEqual(visits.filter { $0 != 1 }.count, 0, what)
+        }
+    }
 }
 
 final class ErrorMessageTests: XCTestCase {

@@ -47,7 +47,7 @@ final class SelfTestTests: XCTestCase {
         let broken = PerturbedBackend(.reluOutputOffByOneThousandth)
         let report = BackendSelfTest(backend: broken, options: .init(quick: true)).run()
         let relu = report.rows.filter { $0.check.hasPrefix("reluForward") }
-        XCTAssertEqual(relu.count, 4)
+        XCTAssertEqual(relu.count, 6)
         for row in relu {
             XCTAssertFalse(row.passed, "\(row.check) \(row.shape) should fail")
             XCTAssertGreaterThan(row.maxRelativeError, 1e-4)

@@ -102,6 +102,14 @@ typedef struct CohortCUDADriver {
     CUresult (*_Nullable cuStreamCreateWithPriority)(CUstream _Nullable *_Nonnull stream, unsigned int flags,
                                                      int priority);
     CUresult (*_Nullable cuCtxGetStreamPriorityRange)(int *_Nullable leastPriority, int *_Nullable greatestPriority);
+    // Timing between two events recorded without COHORT_CU_EVENT_DISABLE_TIMING (`cohort bench convs`):
+    // CUDA 12.8 added the _v2 name and CUDA 13 keeps only it; older drivers have the plain one.
+    CUresult (*_Nullable cuEventElapsedTime_v2)(float *_Nonnull milliseconds, CUevent _Nonnull start,
+                                                CUevent _Nonnull end);
+    // How many blocks of `function` fit on one SM at once (registers, shared memory, threads): sizes the
+    // grids of the one-wave kernels (Note [Vector batch norm]); without it they assume two.
+    CUresult (*_Nullable cuOccupancyMaxActiveBlocksPerMultiprocessor)(int *_Nonnull blocks, CUfunction _Nonnull function,
+                                                                      int blockSize, size_t dynamicSharedBytes);
 } CohortCUDADriver;
 
 // cuDeviceGetAttribute attributes used (CUdevice_attribute values).
