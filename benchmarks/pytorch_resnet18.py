@@ -31,7 +31,7 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def time_batch(device, batch_size, precision, channels_last, warmup, steps):
+def time_batch(device, batch_size, precision, channels_last, warmup, steps, block=1):
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -55,18 +55,25 @@ def time_batch(device, batch_size, precision, channels_last, warmup, steps):
     for _ in range(warmup):
         step()
     synchronize(device)
+    # Blocks of `block` steps between two synchronisations: with block > 1 the
+    # host queues the next step's kernels while the GPU runs the current one,
+    # as in a training loop that does not read the loss every step (eager
+    # PyTorch launches ~300 kernels a step, so a sync per step costs it more
+    # than a replayed graph). The per-step time is the block's time / block.
     durations = []
-    for _ in range(steps):
+    for _ in range(max(1, steps // block)):
         start = time.perf_counter()
-        step()
+        for _ in range(block):
+            step()
         synchronize(device)
-        durations.append(time.perf_counter() - start)
+        durations.append((time.perf_counter() - start) / block)
     median = statistics.median(durations)
     # The caching allocator's high-water mark over this batch size's model, warm-up and timed steps.
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     return {
         "framework": "pytorch", "version": torch.__version__, "device": str(device), "precision": precision,
         "channels_last": channels_last, "batch_size": batch_size, "warmup_steps": warmup, "timed_steps": steps,
+        "steps_per_sync": block, "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "median_step_seconds": median, "images_per_second": batch_size / median,
         "epoch_seconds": 50000 / batch_size * median, "threads": torch.get_num_threads(),
         "peak_memory_bytes": peak,
@@ -82,17 +89,23 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
+    parser.add_argument("--steps-per-sync", type=int, default=1,
+                        help="time blocks of this many steps between synchronisations (1: every step, as cohort bench)")
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="torch.backends.cudnn.benchmark = True: cuDNN algorithms chosen by timing, as Cohort does")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     device = torch.device(args.device)
     results = []
     print(f"pytorch {torch.__version__} on {device} ({platform.processor() or platform.machine()}), "
           f"{args.precision}{', channels_last' if args.channels_last else ''}, {torch.get_num_threads()} threads")
     print("batch  step (s)  images/s  epoch (s)")
     for batch_size in args.batch_sizes:
-        result = time_batch(device, batch_size, args.precision, args.channels_last, args.warmup, args.steps)
+        result = time_batch(device, batch_size, args.precision, args.channels_last, args.warmup, args.steps,
+                            args.steps_per_sync)
         results.append(result)
         print(f"{batch_size:5d}  {result['median_step_seconds']:8.3f}  {result['images_per_second']:8.1f}  "
               f"{result['epoch_seconds']:9.1f}", flush=True)

@@ -99,6 +99,7 @@ LOADER(cohort_cuda_load_driver, CohortCUDADriver, cohort_cuda_driver, {
     LOOKUP(cuLaunchKernel);
     LOOKUP_OPTIONAL(cuStreamBeginCapture_v2);
     LOOKUP_OPTIONAL(cuStreamWaitEvent);
+    LOOKUP_OPTIONAL(cuDevicePrimaryCtxSetFlags_v2);
     LOOKUP_OPTIONAL(cuEventQuery);
     LOOKUP_OPTIONAL(cuEventElapsedTime);
     LOOKUP_OPTIONAL(cuStreamCreateWithPriority);

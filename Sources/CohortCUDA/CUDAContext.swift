@@ -1,4 +1,5 @@
 import CCUDA
+import Foundation
 
 /// One GPU: the driver loaded and initialised, the device's primary context
 /// retained, and what the device and the libraries report about themselves.
@@ -78,6 +79,19 @@ final class CUDAContext: @unchecked Sendable {
         var device: CUdevice = 0
         try checkCUDA(driver.cuDeviceGet(&device, Int32(deviceIndex)), "cuDeviceGet", "ordinal \(deviceIndex)")
         self.device = device
+        // COHORT_CUDA_SCHEDULE=spin|yield|blocking: how host threads wait for
+        // this device (CU_CTX_SCHED_*; the driver's default, auto, spins while
+        // there are fewer busy contexts than cores). A knob for measuring
+        // several GPUs driven by one process (`--strategy dp`).
+        if let schedule = ProcessInfo.processInfo.environment["COHORT_CUDA_SCHEDULE"],
+           let setFlags = driver.cuDevicePrimaryCtxSetFlags_v2 {
+            let flags: UInt32? = ["spin": 1, "yield": 2, "blocking": 4, "auto": 0][schedule]
+            guard let flags else {
+                throw CUDAError(call: "COHORT_CUDA_SCHEDULE", code: 1, name: "CUDA_ERROR_INVALID_VALUE",
+                                message: "COHORT_CUDA_SCHEDULE is \(schedule); use spin, yield, blocking or auto")
+            }
+            try checkCUDA(setFlags(device, flags), "cuDevicePrimaryCtxSetFlags_v2", schedule)
+        }
         var context: CUcontext?
         try checkCUDA(driver.cuDevicePrimaryCtxRetain(&context, device), "cuDevicePrimaryCtxRetain")
         guard let context else {

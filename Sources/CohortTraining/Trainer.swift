@@ -85,10 +85,11 @@ public final class Trainer {
     ///     backward produced it (false: once after backward, `--no-overlap`).
     ///   - gradientDType: the dtype gradients are all-reduced in (float32,
     ///     or bfloat16 with NCCL: `--allreduce-dtype bf16`).
+    ///   - bucketCap: the gradient reducer's bucket size in bytes (`--bucket-cap-mb`).
     public init(configuration: TrainingConfiguration, backend: Backend, trainingSet: ImageDataset,
                 testSet: ImageDataset?, checkpointURL: URL?, metrics: MetricsLog?, display: ProgressDisplay,
                 communicator: Communicator = SingleProcessCommunicator(), overlapCommunication: Bool = true,
-                gradientDType: DType = .float32) throws {
+                gradientDType: DType = .float32, bucketCap: Int = GradientReducer.defaultBucketCap) throws {
         self.configuration = configuration
         self.communicator = communicator
         self.backend = backend
@@ -121,7 +122,7 @@ public final class Trainer {
         progress = TrainingProgress(epoch: 0, globalStep: 0, seed: configuration.seed)
         reducer = communicator.worldSize > 1
             ? try GradientReducer(store: model.store, communicator: communicator, overlap: overlapCommunication,
-                                  communicationDType: gradientDType) : nil
+                                  bucketCap: bucketCap, communicationDType: gradientDType) : nil
         // A data-parallel step is captured whole where its collectives can be (NCCL; Note [Communication stream]).
         if configuration.graphs && !backend.device.isHost && reducer?.isCapturable ?? true {
             let (model, criterion, reducer) = (model, criterion, reducer)

@@ -126,6 +126,9 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("no-overlap"), help: "Multi-rank runs: all-reduce the gradients once after backward instead of bucket by bucket during it (to measure the overlap).")
     var noOverlap = false
 
+    @Option(name: .customLong("bucket-cap-mb"), help: "Multi-rank runs: megabytes of gradients per all-reduce bucket (as PyTorch DDP's bucket_cap_mb; Note [Gradient bucketing]).")
+    var bucketCapMB = Double(GradientReducer.defaultBucketCap) / 1_048_576
+
     @Option(name: .customLong("allreduce-dtype"), help: "Multi-rank GPU runs: all-reduce the gradients in fp32, or in bf16 (half the bytes; NCCL only).")
     var allReduceDType: Precision = .float32
 
@@ -156,6 +159,7 @@ struct Train: ParsableCommand {
         if let targetAccuracy, !(targetAccuracy > 0 && targetAccuracy <= 1) {
             throw ValidationError("--target-accuracy is a fraction in (0, 1], e.g. 0.9 for 90%, not \(targetAccuracy)")
         }
+        guard bucketCapMB > 0, bucketCapMB.isFinite else { throw ValidationError("--bucket-cap-mb must be a positive number of megabytes") }
         guard collectiveTimeout >= 0 else { throw ValidationError("--collective-timeout must be 0 (off) or a number of seconds") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a positive number, not \(lr)") }
         guard warmupEpochs >= 0, warmupEpochs <= epochs else {
@@ -315,7 +319,8 @@ struct Train: ParsableCommand {
         let trainer = try Trainer(configuration: configuration, backend: backend, trainingSet: data.training,
                                   testSet: data.test, checkpointURL: checkpointURL,
                                   metrics: metrics, display: display, communicator: communicator,
-                                  overlapCommunication: !noOverlap, gradientDType: allReduceDType.dtype)
+                                  overlapCommunication: !noOverlap, gradientDType: allReduceDType.dtype,
+                                  bucketCap: Int(bucketCapMB * 1_048_576))
         // Note [Restarts]: a job restarted by `cohort launch --max-restarts`
         // resumes from the run folder's last checkpoint (rank 0 wrote it).
         let restart = Int(ProcessInfo.processInfo.environment[launchRestartCountVariable] ?? "") ?? 0

@@ -102,6 +102,8 @@ typedef struct CohortCUDADriver {
     CUresult (*_Nullable cuStreamCreateWithPriority)(CUstream _Nullable *_Nonnull stream, unsigned int flags,
                                                      int priority);
     CUresult (*_Nullable cuCtxGetStreamPriorityRange)(int *_Nullable leastPriority, int *_Nullable greatestPriority);
+    // How a host thread waits for the device (spin, yield, block): COHORT_CUDA_SCHEDULE in CUDAContext.swift.
+    CUresult (*_Nullable cuDevicePrimaryCtxSetFlags_v2)(CUdevice device, unsigned int flags);
     // Timing between two events recorded without COHORT_CU_EVENT_DISABLE_TIMING (`cohort bench convs`):
     // CUDA 12.8 added the _v2 name and CUDA 13 keeps only it; older drivers have the plain one.
     CUresult (*_Nullable cuEventElapsedTime_v2)(float *_Nonnull milliseconds, CUevent _Nonnull start,
