@@ -67,12 +67,16 @@ def time_batch(wrap, device, per_gpu_batch, global_batch, args):
     for _ in range(args.warmup):
         step()
     synchronize(device)
+    # Blocks of --steps-per-sync steps between synchronisations (the host
+    # queues ahead, as a training loop that reads the loss only when it logs).
     durations = []
-    for _ in range(args.steps):
+    block = max(1, args.steps_per_sync)
+    for _ in range(max(1, args.steps // block)):
         start = time.perf_counter()
-        step()
+        for _ in range(block):
+            step()
         synchronize(device)
-        durations.append(time.perf_counter() - start)
+        durations.append((time.perf_counter() - start) / block)
     del model, optimizer, images, labels
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -89,8 +93,11 @@ def main():
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps-per-sync", type=int, default=1, help="time blocks of this many steps between syncs")
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
     parser.add_argument("--json", help="rank 0 writes the results here")
     args = parser.parse_args()
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
 
     distributed = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     if distributed and args.dataparallel:

@@ -70,4 +70,11 @@ if [ -f "$report" ]; then
 else
     echo "no report: see $OUT/gpu-experiments.log"
 fi
+# The device tool returns at most 8 files: the results folder travels as one
+# archive (checkpoints left out), the report beside it for a first look.
+if [ -d "$OUT/experiments" ]; then
+    cp "$OUT/experiments/report.md" "$OUT/report.md" 2>/dev/null
+    tar czf "$OUT/experiments.tgz" -C "$OUT" --exclude='*.safetensors' experiments && rm -rf "$OUT/experiments"
+    ls -la "$OUT"
+fi
 exit $rc

@@ -187,6 +187,13 @@ public struct GPUSuitePlan: Sendable {
 
     func directory(_ id: String) -> String { outputDirectory + "/runs/" + id }
 
+    /// PyTorch as fast as its eager mode goes: cuDNN algorithms chosen by
+    /// timing (as Cohort's), and timed in blocks of 5 steps per
+    /// synchronisation, so its host queues kernels ahead as a training loop
+    /// does (a sync per step would charge it the ~300 launches of each step
+    /// that a replayed graph spares Cohort).
+    static let pytorchAtItsBest = ["--cudnn-benchmark", "--steps-per-sync", "5"]
+
     /// Note [Strategy commands]: the one place a strategy becomes a command.
     /// ddp: one process per GPU, `cohort launch --nproc-per-node N -- cohort train ...`
     /// (rank r takes cuda:r); dp: one process, a thread per GPU,
@@ -231,7 +238,7 @@ public struct GPUSuitePlan: Sendable {
                     [python, s.benchmarksDirectory + "/pytorch_resnet18.py", "--device", "cuda", "--precision", precision]
                         + (s.precision == .bf16 ? ["--channels-last"] : []) + ["--batch-sizes"] + batches(s.q1Batches)
                         + ["--warmup", String(s.q1WarmupSteps), "--steps", String(s.q1TimedSteps),
-                           "--json", folder + "/pytorch.json"]
+                           "--json", folder + "/pytorch.json"] + Self.pytorchAtItsBest
                 }
             }
         }
@@ -296,6 +303,7 @@ public struct GPUSuitePlan: Sendable {
         let script = s.benchmarksDirectory + "/pytorch_ddp.py"
         let common = ["--precision", precision] + (s.precision == .bf16 ? ["--channels-last"] : [])
             + ["--batch-sizes"] + batches(s.q2Batches) + ["--warmup", String(s.warmupSteps), "--steps", String(s.timedSteps)]
+            + Self.pytorchAtItsBest
         func pytorchScaling(gpus: Int, strategy: Strategy) {
             guard wantsQ2, let python = s.python else { return }
             let mode = gpus == 1 ? "1 GPU" : strategy == .ddp ? "DDP \(gpus) GPUs" : "DataParallel \(gpus) GPUs"
