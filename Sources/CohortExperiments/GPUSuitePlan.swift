@@ -270,7 +270,10 @@ public struct GPUSuitePlan: Sendable {
         let wantsQ2 = s.parts.contains(.q2), wantsQ3 = s.parts.contains(.q3)
         func training(batch: Int, gpus: Int, eager: Bool, folder: String) -> [String] {
             let steps = eager ? s.eagerWarmupSteps + s.eagerTimedSteps : s.warmupSteps + s.timedSteps
-            return ["--device", "cuda", "--dataset", "synthetic", "--model", "resnet18", "--precision", precision,
+            // Enough synthetic images that every rank has `steps` batches in its one epoch.
+            let images = max(50_000, steps * batch * gpus)
+            return ["--device", "cuda", "--dataset", "synthetic", "--synthetic-images", String(images),
+                    "--model", "resnet18", "--precision", precision,
                     "--batch-size", String(batch), "--epochs", "1", "--steps-per-epoch", String(steps),
                     "--log-every", eager ? "1" : String(s.logEvery),
                     // One evaluation batch per rank at the training batch: its convolutions reuse the training plans.

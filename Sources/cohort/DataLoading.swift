@@ -14,10 +14,10 @@ extension DataOptions {
     func load(log: (String) -> Void) throws -> LoadedData {
         switch dataset {
         case .synthetic:
-            let training = ImageDataset.synthetic(count: 50_000, seed: 1)
+            let training = ImageDataset.synthetic(count: syntheticImages, seed: 1)
             let test = ImageDataset.synthetic(count: 10_000, seed: 2)
             return LoadedData(training: training, test: test,
-                              description: "SYNTHETIC random images (CIFAR-10 shape, 50,000 train / 10,000 test): accuracy is meaningless")
+                              description: "SYNTHETIC random images (CIFAR-10 shape, \(syntheticImages.formatted()) train / 10,000 test): accuracy is meaningless")
         case .cifar10:
             var path = data ?? "data"
             if download {

@@ -45,7 +45,11 @@ struct DataOptions: ParsableArguments {
     @Flag(help: "Download CIFAR-10 into --data (default ./data) if it is not there; the archive's MD5 is checked.")
     var download = false
 
+    @Option(name: .customLong("synthetic-images"), help: "With --dataset synthetic: training images per epoch (default CIFAR-10's 50,000; more gives long epochs for timing runs).")
+    var syntheticImages = 50_000
+
     func validate() throws {
+        guard syntheticImages > 0 else { throw ValidationError("--synthetic-images must be positive") }
         if dataset == .synthetic && (data != nil || download) {
             throw ValidationError("--data and --download read CIFAR-10; they make no sense with --dataset synthetic")
         }
