@@ -132,7 +132,7 @@ public struct GPUSuiteSettings: Equatable, Sendable {
 /// One command of the suite, with what it measures.
 public struct PlannedRun: Equatable, Sendable {
     public enum Kind: String, Sendable, CaseIterable {
-        case q1Cohort, q1PyTorch, allReduceSweep, allReduceAtGradientSize, q2Cohort, q3Cohort, q2PyTorch, q4,
+        case q1Cohort, q1PyTorch, allReduceSweep, allReduceAtGradientSize, allReducePyTorch, q2Cohort, q3Cohort, q2PyTorch, q4,
              timeToAccuracy
     }
 
@@ -262,6 +262,19 @@ public struct GPUSuitePlan: Sendable {
                     [executable, "launch", "--nproc-per-node", String(gpus), "--master-port", String(sizePort), "--",
                      executable, "bench", "allreduce", "--device", "cuda", "--min-bytes", String(bytes),
                      "--max-bytes", String(bytes), "--iterations", "50", "--json", folder + "/allreduce.json"]
+                }
+                // NCCL alone at the same size, through PyTorch (the reference: Cohort's
+                // all-reduce must reach 90% of it).
+                if let python = s.python {
+                    let torchPort = nextPort()
+                    add(.allReducePyTorch, "allreduce-\(gpus)gpus-gradients-pytorch",
+                        "PyTorch's NCCL all-reduce of ResNet-18's gradients, \(gpus) GPUs", gpus: gpus, estimate: 15,
+                        limit: 90) { folder in
+                        [python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", String(gpus),
+                         "--master-port", String(torchPort), s.benchmarksDirectory + "/pytorch_allreduce.py",
+                         "--min-bytes", String(bytes), "--max-bytes", String(bytes), "--iterations", "50",
+                         "--json", folder + "/allreduce.json"]
+                    }
                 }
             }
         }

@@ -134,7 +134,7 @@ public struct GPUSuiteResults {
 
     mutating func sweepSection() -> Section<AllReduceSweepRecord> {
         var records: [AllReduceSweepRecord] = []
-        for run in runs(.allReduceSweep, .allReduceAtGradientSize) {
+        for run in runs(.allReduceSweep, .allReduceAtGradientSize, .allReducePyTorch) {
             records += read("allreduce", run, "allreduce.json") {
                 try JSONDecoder().decode([AllReduceSweepRecord].self, from: $0)
             } ?? []

@@ -70,8 +70,9 @@ extension Array where Element == Q2Record {
 extension Array where Element == AllReduceSweepRecord {
     /// The sweep's record for `ranks` at `bytes`, or the one nearest in log size when the
     /// sweep did not run that exact size; nil when the sweep has no record for `ranks`.
+    /// Cohort's record of `ranks` ranks nearest to `bytes` in size (PyTorch's reference rows left out).
     public func nearest(ranks: Int, bytes: Int) -> AllReduceSweepRecord? {
-        filter { $0.ranks == ranks && $0.bytes > 0 }.min { a, b in
+        filter { $0.ranks == ranks && $0.bytes > 0 && !$0.communicator.hasPrefix("pytorch") }.min { a, b in
             abs(log(Double(a.bytes) / Double(bytes))) < abs(log(Double(b.bytes) / Double(bytes)))
         }
     }
