@@ -3,7 +3,9 @@ import CohortKernels
 import CohortTensor
 import Foundation
 
-/// Convolutions through cuDNN's legacy API on NHWC activations.
+/// Convolutions through cuDNN's legacy API on NHWC activations, except the
+/// geometries Note [Convolution paths] (ConvolutionGEMM.swift) sends to
+/// cuBLAS GEMMs (CUDABackend+ConvolutionGEMM.swift).
 ///
 /// Note [KRSC weights]: our weights are OIHW (PyTorch's layout, see Note
 /// [Layout]); cuDNN's NHWC fp32/TF32 tensor-core kernels want the filter in
@@ -132,6 +134,10 @@ extension CUDABackend {
         let dtype = checkConvolution("conv2dForward", g, input: input, weight: weight, weightName: "weight",
                                      output: output, outputName: "output")
         context.makeCurrent()
+        let path = convolutionPath(g, .forward)
+        if path != .cudnn {
+            return gemmConvolutionForward(output: output, input: input, weight: weight, ConvolutionGEMMPlan(g, path))
+        }
         let plan = convolutionPlan(g, dtype)
         let w = krscWeight(from: weight, g)
         let x = devicePointer(input.devicePointer), y = devicePointer(output.devicePointer)
@@ -162,6 +168,11 @@ extension CUDABackend {
         let dtype = checkConvolution("conv2dBackwardData", g, input: dInput, inputName: "dInput", weight: weight,
                                      weightName: "weight", output: dOutput, outputName: "dOutput")
         context.makeCurrent()
+        let path = convolutionPath(g, .backwardData)
+        if path != .cudnn {
+            return gemmConvolutionBackwardData(dInput: dInput, dOutput: dOutput, weight: weight,
+                                               ConvolutionGEMMPlan(g, path))
+        }
         let plan = convolutionPlan(g, dtype)
         let w = krscWeight(from: weight, g)
         let dy = devicePointer(dOutput.devicePointer), dx = devicePointer(dInput.devicePointer)
@@ -195,6 +206,11 @@ extension CUDABackend {
         let dtype = checkConvolution("conv2dBackwardWeight", g, input: input, weight: dWeight, weightName: "dWeight",
                                      weightDType: .float32, output: dOutput, outputName: "dOutput")
         context.makeCurrent()
+        let path = convolutionPath(g, .backwardWeight)
+        if path != .cudnn {
+            return gemmConvolutionBackwardWeight(dWeight: dWeight, input: input, dOutput: dOutput,
+                                                 ConvolutionGEMMPlan(g, path))
+        }
         let plan = convolutionPlan(g, dtype)
         let x = devicePointer(input.devicePointer), dy = devicePointer(dOutput.devicePointer)
         // cuDNN writes dw in the filter's dtype: bf16 KRSC in bf16 mode.

@@ -78,8 +78,18 @@ extension CUDABackend {
     /// `cType`; always float32 accumulation (CUBLAS_COMPUTE_32F, float alpha and beta).
     func gemm(_ what: String, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
                       a: Tensor, lda: Int, b: Tensor, ldb: Int, beta: Float, c: CUdeviceptr, cType: DType, ldc: Int) {
-        var alpha: Float = 1, beta = beta
         require(a.dtype == b.dtype, "\(what): GEMM operands of different dtypes (\(a.dtype), \(b.dtype))")
+        gemm(what, GEMMCall(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc),
+             a: a.devicePointer, b: b.devicePointer, abType: a.dtype, beta: beta, c: c, cType: cType)
+    }
+
+    /// `call` on device addresses: A and B of `abType`, C of `cType`, float32
+    /// accumulation and float alpha (1) and beta. The compute type is
+    /// CUBLAS_COMPUTE_32F, or CUBLAS_COMPUTE_32F_FAST_TF32 when `tf32` (float32
+    /// operands rounded to TF32 for the tensor cores, sums in float32).
+    func gemm(_ what: String, _ call: GEMMCall, a: CUdeviceptr, b: CUdeviceptr, abType: DType, beta: Float,
+              c: CUdeviceptr, cType: DType, tf32: Bool = false) {
+        var alpha: Float = 1, beta = beta
         func cudaType(_ dtype: DType) -> Int32 {
             switch dtype {
             case .float32: return Int32(COHORT_CUDA_R_32F)
@@ -87,16 +97,17 @@ extension CUDABackend {
             default: fatalError("CUDABackend.\(what): no GEMM for \(dtype)")
             }
         }
-        let abType = cudaType(a.dtype)
+        require(!tf32 || abType == .float32, "\(what): TF32 compute asked for \(abType) operands")
+        let abCUDAType = cudaType(abType)
+        let computeType = Int32(tf32 ? COHORT_CUBLAS_COMPUTE_32F_FAST_TF32 : COHORT_CUBLAS_COMPUTE_32F)
         let status = cublas.cublasGemmEx(
-            cublasHandle, Int32(transposeA ? COHORT_CUBLAS_OP_T : COHORT_CUBLAS_OP_N),
-            Int32(transposeB ? COHORT_CUBLAS_OP_T : COHORT_CUBLAS_OP_N), Int32(m), Int32(n), Int32(k), &alpha,
-            devicePointer(a.devicePointer), abType, Int32(lda), devicePointer(b.devicePointer), abType, Int32(ldb),
-            &beta, devicePointer(c), cudaType(cType), Int32(ldc),
-            Int32(COHORT_CUBLAS_COMPUTE_32F), Int32(COHORT_CUBLAS_GEMM_DEFAULT))
+            cublasHandle, Int32(call.transposeA ? COHORT_CUBLAS_OP_T : COHORT_CUBLAS_OP_N),
+            Int32(call.transposeB ? COHORT_CUBLAS_OP_T : COHORT_CUBLAS_OP_N), Int32(call.m), Int32(call.n), Int32(call.k),
+            &alpha, devicePointer(a), abCUDAType, Int32(call.lda), devicePointer(b), abCUDAType, Int32(call.ldb),
+            &beta, devicePointer(c), cudaType(cType), Int32(call.ldc), computeType, Int32(COHORT_CUBLAS_GEMM_DEFAULT))
         mustSucceed {
             try checkCUBLAS(status, "cublasGemmEx",
-                            "\(what): m \(m) n \(n) k \(k), A/B \(a.dtype), C \(cType), compute 32F")
+                            "\(what): \(call), A/B \(abType), C \(cType), compute \(tf32 ? "32F_FAST_TF32" : "32F")")
         }
     }
 

@@ -42,6 +42,8 @@ public final class CUDABackend: Backend {
     var segmentPlans: [SegmentPlanKey: SegmentPlan] = [:]
     let convolutionWorkspace: ScratchBuffer
     let weightScratch: ScratchBuffer
+    /// X̂ and dX̂ of the convolutions that run as GEMMs (CUDABackend+ConvolutionGEMM.swift).
+    let convolutionOperands: ScratchBuffer
     let reductionScratch: ScratchBuffer
     let lossScratch: ScratchBuffer
 
@@ -53,9 +55,14 @@ public final class CUDABackend: Backend {
     /// Whether float32 convolutions may use TF32 tensor cores (PyTorch's
     /// default for convolutions); false gives true float32 throughout.
     public let allowsTF32: Bool
+    /// Whether convolutions may leave cuDNN for the GEMM paths (Note [Convolution paths]).
+    public let convolutionPathPolicy: ConvolutionPathPolicy
 
-    public init(deviceIndex: Int = 0, allowsTF32: Bool = true) throws {
+    /// `convolutionPaths`: nil reads `COHORT_CONV_PATH` (unset: `auto`); an
+    /// unknown value there throws `ConvolutionPathPolicyError`.
+    public init(deviceIndex: Int = 0, allowsTF32: Bool = true, convolutionPaths: ConvolutionPathPolicy? = nil) throws {
         self.allowsTF32 = allowsTF32
+        convolutionPathPolicy = try convolutionPaths ?? ConvolutionPathPolicy()
         context = try CUDAContext(deviceIndex: deviceIndex)
         device = .cuda(deviceIndex)
         rawAllocator = CUDADeviceAllocator(context: context)
@@ -65,7 +72,8 @@ public final class CUDABackend: Backend {
         kernels = Kernels(compiler: KernelCompiler(context: context), stream: stream)
         try kernels.prepare()
         convolutionWorkspace = ScratchBuffer("cuDNN workspace", allocator: allocator)
-        weightScratch = ScratchBuffer("KRSC weights", allocator: allocator)
+        weightScratch = ScratchBuffer("KRSC and padded weights", allocator: allocator)
+        convolutionOperands = ScratchBuffer("convolution GEMM operands", allocator: allocator)
         reductionScratch = ScratchBuffer("reduction partials", allocator: allocator)
         lossScratch = ScratchBuffer("per-row loss", allocator: allocator)
 

@@ -129,7 +129,8 @@ struct KernelSource: Sendable {
     let name: String
     let source: String
 
-    static let all: [KernelSource] = [.elementwise, .batchNorm, .batchNormVector, .loss, .optimizer, .augmentation]
+    static let all: [KernelSource] = [.elementwise, .batchNorm, .batchNormVector, .loss, .optimizer, .augmentation,
+                                      .convolutionGEMM]
 }
 
 /// The CUDA C of every kernel module, exactly as NVRTC receives it: for

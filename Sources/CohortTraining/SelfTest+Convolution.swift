@@ -1,3 +1,4 @@
+import CohortCUDA
 import CohortKernels
 import CohortTensor
 
@@ -18,7 +19,12 @@ extension Tolerance {
 /// `conv2dForward`, `conv2dBackwardData` and `conv2dBackwardWeight` on every
 /// convolution of ResNet-18's CIFAR form (at the run's small batch), and on
 /// shapes off that path: odd channel counts and image sizes, an odd batch,
-/// no padding, stride 2 without padding, a 5x5 kernel.
+/// no padding, stride 2 without padding, a 5x5 kernel. On CUDA each row
+/// names the path that ran (Note [Convolution paths]), and the shapes cover
+/// both GEMM paths: 1x1 at strides 1, 2 and 3 with C and K multiples of 8
+/// and not (so the gather and scatter move 16-, 4- and 2-byte units), and
+/// im2col for few input channels (the stem, also at batch 1; stride 2 with
+/// and without padding; a 5x5 filter of one channel).
 extension BackendSelfTest {
     var convolutionGeometries: [Conv2dGeometry] {
         let n = options.batch
@@ -44,6 +50,14 @@ extension BackendSelfTest {
             conv(5, 7, 9, s: 2, p: 0, batch: 3, width: 7),   // stride 2 without padding
             conv(7, 3, 9, k: 1, s: 2, p: 0, batch: 3, width: 7),
             conv(13, 11, 11, k: 5, p: 2, batch: 3, width: 5),
+            conv(16, 24, 6, k: 1, s: 1, p: 0, batch: 3, width: 5),  // 1x1 stride 1: x is the GEMM operand
+            conv(5, 7, 5, k: 1, s: 1, p: 0, batch: 2, width: 4),    // 1x1 stride 1, odd channels
+            conv(24, 16, 9, k: 1, s: 2, p: 0, batch: 3, width: 7),  // 1x1 stride 2, 16-byte units, odd image
+            conv(12, 8, 8, k: 1, s: 2, p: 0, batch: 1, width: 6),   // C 12: 4-byte units in bf16, 16 in fp32
+            conv(8, 16, 7, k: 1, s: 3, p: 0, batch: 2, width: 7),   // 1x1 stride 3, sizes it does not divide
+            conv(3, 64, 32, batch: 1),                              // the stem at batch 1
+            conv(4, 8, 6, s: 2, p: 1, batch: 2, width: 5),          // im2col at stride 2 with padding
+            conv(1, 4, 6, k: 5, p: 2, batch: 2, width: 5),          // im2col of a 5x5 filter, one channel
         ]
     }
 
@@ -51,12 +65,15 @@ extension BackendSelfTest {
     func convolutionChecks(_ dtype: DType) -> [SelfTestCheck] {
         let tolerance = dtype == .bfloat16 ? .bfloat16Matrix : Tolerance.matrix(options.matrixPrecision)
         return convolutionGeometries.flatMap { g in
-            [
+            let (forward, backwardData, backwardWeight) = (convolutionPathNote(g, .forward),
+                                                           convolutionPathNote(g, .backwardData),
+                                                           convolutionPathNote(g, .backwardWeight))
+            return [
                 SelfTestCheck(name: checkName("conv2dForward", dtype), shape: g.shortDescription) { c in
                     let x = c.pair(c.uniform(g.inputShape), dtype), w = c.pair(c.uniform(g.weightShape), dtype)
                     let y = c.output(g.outputShape, dtype: dtype)
                     c.run { backend, side in backend.conv2dForward(output: side(y), input: side(x), weight: side(w), geometry: g) }
-                    c.compare(nil, y, tolerance)
+                    c.compare(nil, y, tolerance, note: forward)
                 },
                 SelfTestCheck(name: checkName("conv2dBackwardData", dtype), shape: g.shortDescription) { c in
                     let dy = c.pair(c.uniform(g.outputShape), dtype), w = c.pair(c.uniform(g.weightShape), dtype)
@@ -64,7 +81,7 @@ extension BackendSelfTest {
                     c.run { backend, side in
                         backend.conv2dBackwardData(dInput: side(dx), dOutput: side(dy), weight: side(w), geometry: g)
                     }
-                    c.compare(nil, dx, tolerance)
+                    c.compare(nil, dx, tolerance, note: backwardData)
                 },
                 SelfTestCheck(name: checkName("conv2dBackwardWeight", dtype), shape: g.shortDescription) { c in
                     let x = c.pair(c.uniform(g.inputShape), dtype), dy = c.pair(c.uniform(g.outputShape), dtype)
@@ -72,10 +89,17 @@ extension BackendSelfTest {
                     c.run { backend, side in
                         backend.conv2dBackwardWeight(dWeight: side(dw), input: side(x), dOutput: side(dy), geometry: g)
                     }
-                    c.compare(nil, dw, tolerance)
+                    c.compare(nil, dw, tolerance, note: backwardWeight)
                 },
             ]
         }
+    }
+}
+
+extension BackendSelfTest {
+    /// `path: 1x1 GEMM` (cudnn, im2col GEMM): how the CUDA backend ran this direction; nil on other backends.
+    func convolutionPathNote(_ g: Conv2dGeometry, _ direction: ConvolutionDirection) -> String? {
+        (backend as? CUDABackend).map { "path: \($0.convolutionPath(g, direction).rawValue)" }
     }
 }
 

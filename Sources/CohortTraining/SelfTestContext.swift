@@ -83,10 +83,10 @@ final class SelfTestContext {
     // MARK: Comparison
 
     /// Downloads both sides of `pair` and records a row named
-    /// `<check>.<output>` (or `<check>` when `output` is nil).
-    func compare(_ output: String?, _ pair: TensorPair, _ tolerance: Tolerance) {
+    /// `<check>.<output>` (or `<check>` when `output` is nil), with `note` unless elements are not finite.
+    func compare(_ output: String?, _ pair: TensorPair, _ tolerance: Tolerance, note: String? = nil) {
         compare(output, actual: tested.download(pair.tested).toArray(),
-                expected: reference.download(pair.reference).toArray(), tolerance)
+                expected: reference.download(pair.reference).toArray(), tolerance, note: note)
     }
 
     /// Records a row comparing host values.

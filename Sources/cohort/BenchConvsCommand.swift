@@ -5,6 +5,8 @@ import CohortNN
 import CohortTensor
 import Foundation
 
+extension ConvolutionPathPolicy: ExpressibleByArgument {}
+
 /// `cohort bench convs`: where a ResNet-18 training step's GPU time goes, op
 /// by op, to decide what to optimise next. For every distinct convolution of
 /// ResNet-18 (CIFAR stem) it times the forward, data gradient and weight
@@ -25,9 +27,11 @@ struct BenchConvs: ParsableCommand {
             Needs an NVIDIA GPU. Convolutions: forward, backward data and backward weight of each \
             distinct geometry, as the backend runs them (the forward and data gradient include the \
             OIHW->KRSC weight transpose, the weight gradient its KRSC->OIHW widening: microseconds), \
-            TFLOP/s counting 2*N*P*Q*K*C*R*S, cuDNN's chosen algorithm and every candidate Find \
-            timed, and a cuBLAS GEMM (bf16 in and out, fp32 accumulation, TN) of the implicit-GEMM \
-            dimensions: forward m=K n=NPQ k=CRS, backward data m=CRS n=NPQ k=K, backward weight \
+            TFLOP/s counting 2*N*P*Q*K*C*R*S, the path that ran (cuDNN, or the 1x1 and im2col GEMM \
+            paths with their gather, im2col and scatter kernels included; --conv-path cudnn or \
+            COHORT_CONV_PATH=cudnn keeps every convolution on cuDNN), cuDNN's chosen algorithm and \
+            every candidate Find timed, and a cuBLAS GEMM (bf16 in and out, fp32 accumulation, TN) \
+            of the implicit-GEMM dimensions: forward m=K n=NPQ k=CRS, backward data m=CRS n=NPQ k=K, backward weight \
             m=CRS n=K k=NPQ (the same FLOPs). Then the batch-norm kernels, add and ReLU backward \
             at ResNet-18's activation shapes with the bytes each moves. Per-step totals weight \
             every row by how often a training step runs it.
@@ -48,6 +52,10 @@ struct BenchConvs: ParsableCommand {
     @Flag(name: .customLong("no-tf32"), help: "Keep float32 convolutions off TF32 tensor cores.")
     var noTF32 = false
 
+    @Option(name: .customLong("conv-path"),
+            help: "auto: the 1x1 and few-channel convolutions as cuBLAS GEMMs (Note [Convolution paths]); cudnn: every convolution on cuDNN. Default: COHORT_CONV_PATH, else auto.")
+    var convPath: ConvolutionPathPolicy?
+
     @Option(help: ArgumentHelp("Also write the results as JSON to this file.", valueName: "file"))
     var json: String?
 
@@ -61,7 +69,9 @@ struct BenchConvs: ParsableCommand {
     func run() throws {
         let backend: CUDABackend
         do {
-            backend = try CUDABackend(deviceIndex: device.index, allowsTF32: !noTF32)
+            backend = try CUDABackend(deviceIndex: device.index, allowsTF32: !noTF32, convolutionPaths: convPath)
+        } catch let error as ConvolutionPathPolicyError {
+            throw BenchConvsError("\(error)")
         } catch {
             throw BenchConvsError("cohort bench convs needs an NVIDIA GPU with its driver, NVRTC, cuDNN and cuBLAS; "
                                   + "\(device) is not usable here: \(error)")
@@ -69,8 +79,11 @@ struct BenchConvs: ParsableCommand {
         let dtype = precision.dtype
         print("bench convs: ResNet-18 (CIFAR) at batch \(batch) in \(precision.rawValue) on \(backend.details)")
         print("each time: one call, the median of 3 CUDA-graph replays of \(repetitions) calls between CUDA events")
+        print("convolution paths: \(backend.convolutionPathPolicy.rawValue) (Note [Convolution paths]; "
+              + (backend.convolutionPathPolicy == .cudnn ? "every convolution on cuDNN)"
+                 : "--conv-path cudnn or COHORT_CONV_PATH=cudnn runs every one on cuDNN)"))
         var report = BenchConvsReport(device: backend.details, batch: batch, precision: precision.rawValue,
-                                      repetitions: repetitions)
+                                      repetitions: repetitions, convolutionPaths: backend.convolutionPathPolicy.rawValue)
         let filler = RandomFiller(backend: backend)
         report.convolutions = try timeConvolutions(backend, dtype, filler)
         report.memoryBound = try timeMemoryBound(backend, dtype, filler)
@@ -108,7 +121,7 @@ struct BenchConvs: ParsableCommand {
 
     func timeConvolutions(_ backend: CUDABackend, _ dtype: DType, _ filler: RandomFiller) throws -> [ConvolutionRow] {
         print("\n" + pad("convolution (calls per step)", 44) + pad("direction", 16) + lpad("ms", 8) + lpad("TFLOP/s", 9)
-              + "  " + pad("algo/math  workspace", 22) + pad("GEMM m x n x k", 22) + lpad("GEMM ms", 8)
+              + "  " + pad("path or algo/math  MB", 22) + pad("GEMM m x n x k", 22) + lpad("GEMM ms", 8)
               + lpad("TFLOP/s", 9) + lpad("conv/GEMM", 10) + "  cuDNN Find (algo: ms)")
         var rows: [ConvolutionRow] = []
         for layer in resnet18Convolutions() {
@@ -135,14 +148,15 @@ struct BenchConvs: ParsableCommand {
                     gemm = (crs, k, npq)
                 }
                 call()  // cuDNN's Find, workspace growth
-                let algorithm = backend.convolutionAlgorithm(g, dtype: dtype, direction)
+                let path = backend.convolutionPath(g, direction)
+                let algorithm = path == .cudnn ? backend.convolutionAlgorithm(g, dtype: dtype, direction) : nil
                 // A widened direction allocates float32 copies per call: it cannot be captured.
                 let time = try backend.deviceMilliseconds(repetitions: repetitions, capture: !(algorithm?.widened ?? false),
                                                           call)
                 let gemmTime = try timeGEMM(backend, m: gemm.m, n: gemm.n, k: gemm.k, filler)
                 let row = ConvolutionRow(layers: layer.layers, geometry: "\(g)", callsPerStep: layer.calls,
                                          inStep: direction != .backwardData || layer.needsInputGradient,
-                                         direction: direction.rawValue, milliseconds: time.milliseconds,
+                                         direction: direction.rawValue, path: path.rawValue, milliseconds: time.milliseconds,
                                          tflops: flops / time.milliseconds / 1e9, captured: time.captured,
                                          algorithm: algorithm,
                                          gemm: GEMMRow(m: gemm.m, n: gemm.n, k: gemm.k, milliseconds: gemmTime,
@@ -226,6 +240,8 @@ struct BenchConvsReport: Codable {
     var batch: Int
     var precision: String
     var repetitions: Int
+    /// `auto` or `cudnn` (Note [Convolution paths]); each row says which path it ran.
+    var convolutionPaths: String
     var timing = "one call: median of 3 CUDA-graph replays of `repetitions` calls, CUDA events"
     var convolutions: [ConvolutionRow] = []
     var memoryBound: [KernelRow] = []
@@ -245,15 +261,18 @@ struct ConvolutionRow: Codable {
     /// False for the stem's data gradient, which a training step skips.
     var inStep: Bool
     var direction: String
+    /// `cudnn`, `1x1 GEMM` or `im2col GEMM` (Note [Convolution paths]).
+    var path: String
     var milliseconds: Double
     var tflops: Double
     /// False: timed eagerly (a widened bf16 direction), host launch time may show.
     var captured: Bool
+    /// cuDNN's choice (nil on the GEMM paths).
     var algorithm: ConvolutionAlgorithmReport?
     var gemm: GEMMRow
 
     func print() {
-        let choice = algorithm.map {
+        let choice = path != ConvolutionPath.cudnn.rawValue ? path : algorithm.map {
             $0.widened ? "fp32 widened" : "\($0.algorithm)/\($0.mathType)  " + String(format: "%6.1f MB", Double($0.workspaceBytes) / 1e6)
         } ?? "?"
         let find = (algorithm?.candidates ?? []).map {

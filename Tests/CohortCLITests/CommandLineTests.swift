@@ -48,6 +48,7 @@ final class CommandLineTests: XCTestCase {
         try assertRejected(["bench", "allreduce", "--factor", "1"], mentions: "--factor")
         try assertRejected(["bench", "convs", "--device", "cpu"], mentions: "it needs an NVIDIA GPU")
         try assertRejected(["bench", "convs", "--batch", "0"], mentions: "--batch")
+        try assertRejected(["bench", "convs", "--conv-path", "gemm"], mentions: "--conv-path")
         try assertRejected(["train", "--dataset", "synthetic", "--backend", "onednn", "--precision", "bf16"],
                            mentions: "float32 only")
         try assertRejected(["train", "--dataset", "synthetic", "--precision", "fp16"], mentions: "--precision")

@@ -1,4 +1,5 @@
 import CohortCUDA
+import CohortKernels
 import Foundation
 import XCTest
 
@@ -14,6 +15,11 @@ import XCTest
 /// blocks), a block of 3 x 85 threads (C = 24), two column groups (C =
 /// 2,056), rows that end inside a tile, a mean 100 times the spread, and
 /// elementwise grids whose last pass ends inside a thread's four units.
+/// The convolution GEMM operand kernels (Note [Convolution paths]) run on
+/// the geometries' definitions: gather and scatter in each unit size the
+/// host picks (`CUDABackend.pixelUnitBytes`), im2col with the row length the
+/// plan pads to (`ConvolutionGEMMPlan.paddedDepth`), padding and narrowing
+/// columns; grids of 1-3 blocks, so every thread loops.
 final class KernelEmulationTests: XCTestCase {
     static let emulation = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Emulation")
 
@@ -25,6 +31,22 @@ final class KernelEmulationTests: XCTestCase {
     ]
     /// (units of eight bf16, blocks of 256 threads).
     static let elementwiseCases: [(units: Int, blocks: Int)] = [(189, 1), (189, 4), (100_000, 7)]
+    /// 1x1 convolutions: (N, H, W, C, stride, element bytes, blocks). C = 64 bf16 and C = 12 float32 move
+    /// 16-byte units, C = 12 bf16 and C = 7 float32 4-byte ones, C = 7 bf16 2-byte ones.
+    static let pixelCases: [(n: Int, h: Int, w: Int, c: Int, stride: Int, bytes: Int, blocks: Int)] = [
+        (4, 16, 16, 64, 2, 2, 2), (3, 7, 5, 12, 2, 2, 1), (3, 9, 7, 7, 3, 2, 3), (2, 8, 6, 12, 2, 4, 2),
+        (3, 9, 7, 7, 2, 4, 1), (2, 4, 3, 8, 1, 4, 1), (1, 5, 5, 16, 4, 2, 1),
+    ]
+    /// im2col: convolutions of few channels (N, H, W, C, k, stride, padding, element bytes, blocks).
+    static let im2colCases: [(n: Int, h: Int, w: Int, c: Int, k: Int, stride: Int, padding: Int, bytes: Int, blocks: Int)] = [
+        (2, 8, 8, 3, 3, 1, 1, 2, 2), (2, 8, 8, 3, 3, 1, 1, 4, 2), (3, 9, 7, 5, 3, 2, 0, 2, 1), (3, 7, 9, 6, 3, 1, 0, 4, 3),
+        (2, 6, 5, 1, 5, 1, 2, 2, 1), (2, 6, 5, 4, 3, 2, 1, 4, 2),
+    ]
+    /// copy_columns: (rows, destination columns, source columns, source stride, element bytes, blocks): the
+    /// stem's weight padded in both dtypes and its gradient narrowed, and odd sizes.
+    static let copyColumnsCases: [(rows: Int, columns: Int, sourceColumns: Int, stride: Int, bytes: Int, blocks: Int)] = [
+        (64, 32, 27, 27, 2, 2), (64, 32, 27, 27, 4, 1), (64, 27, 32, 32, 4, 3), (5, 48, 45, 45, 2, 1), (7, 45, 48, 48, 4, 1),
+    ]
 
     func testVectorKernelsMatchDoubleSumsAndTheScalarKernels() throws {
         let compiler = ["/opt/swift/usr/bin/clang++", "/usr/bin/clang++"].first { FileManager.default.isExecutableFile(atPath: $0) }
@@ -36,7 +58,7 @@ final class KernelEmulationTests: XCTestCase {
         let sources = Dictionary(uniqueKeysWithValues: CUDAKernelSources.modules.map { ($0.name, $0.source) })
         let rounding = #"asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(f));"#
         var objects: [String] = []
-        for name in ["batch_norm", "batch_norm_bf16x8", "elementwise"] {
+        for name in ["batch_norm", "batch_norm_bf16x8", "elementwise", "convolution_gemm"] {
             let source = try XCTUnwrap(sources[name], "no module \(name)")
             XCTAssertTrue(source.contains(rounding), "the prelude's bf16 rounding changed: update the emulation")
             let file = folder.appendingPathComponent("\(name).cpp"), object = folder.appendingPathComponent("\(name).o")
@@ -61,9 +83,27 @@ final class KernelEmulationTests: XCTestCase {
                 + "\(scalar.slices) \(scalar.rowsPerSlice)\n"
         }
         for c in Self.elementwiseCases { input += "ew \(c.units) \(c.blocks)\n" }
+        for c in Self.pixelCases {
+            let unit = CUDABackend.pixelUnitBytes(rowBytes: c.c * c.bytes, 0, 0)
+            input += "px \(c.n) \(c.h) \(c.w) \(c.c) \(c.stride) \(c.bytes) \(unit) \(c.blocks)\n"
+        }
+        XCTAssertEqual(Self.pixelCases.map { CUDABackend.pixelUnitBytes(rowBytes: $0.c * $0.bytes, 0, 0) }, [16, 4, 2, 16, 4, 16, 16])
+        for c in Self.im2colCases {
+            let g = Conv2dGeometry(batch: c.n, inputChannels: c.c, outputChannels: 8, inputHeight: c.h, inputWidth: c.w,
+                                   kernelSize: c.k, stride: c.stride, padding: c.padding)
+            input += "im \(c.n) \(c.h) \(c.w) \(c.c) \(c.k) \(c.stride) \(c.padding) \(ConvolutionGEMMPlan.paddedDepth(g)) "
+                + "\(c.bytes) \(c.blocks)\n"
+        }
+        for c in Self.copyColumnsCases {
+            input += "cc \(c.rows) \(c.columns) \(c.sourceColumns) \(c.stride) \(c.bytes) \(c.blocks)\n"
+        }
         let (status, output) = try run(program, [], input: input, checked: false)
         XCTAssertEqual(status, 0, output)
-        XCTAssertTrue(output.contains("0 failed"), output)
+        XCTAssertTrue(output.contains("\n0 failed"), output)
+        func cases(_ header: String) -> Int { output.components(separatedBy: "\n").filter { $0.hasPrefix(header) }.count }
+        XCTAssertEqual(cases("1x1 pixels:"), Self.pixelCases.count, output)
+        XCTAssertEqual(cases("im2col:"), Self.im2colCases.count, output)
+        XCTAssertEqual(cases("copy_columns:"), Self.copyColumnsCases.count, output)
     }
 
     /// Runs `executable`; fails the test with its output on a non-zero exit when `checked`.

@@ -51,6 +51,9 @@ final class KernelSyntaxTests: XCTestCase {
             "batch_norm_bf16x8": ["bn_statistics_partials", "bn_normalize", "bn_backward_partials", "bn_backward_data"]
                 .map { $0 + "_bf16x8" },
             "loss": ["softmax_xent_reduce"] + ["softmax_xent_rows", "softmax_xent_backward"].flatMap { [$0, $0 + "_bf16"] },
+            // CUDABackend+ConvolutionGEMM.swift: `<name>_<unit bytes>` and kernelName's `_bf16`.
+            "convolution_gemm": ["gather_pixels", "scatter_pixels"].flatMap { name in [16, 4, 2].map { "\(name)_\($0)" } }
+                + ["im2col", "copy_columns"].flatMap { [$0, $0 + "_bf16"] },
         ]
         let sources = Dictionary(uniqueKeysWithValues: CUDAKernelSources.modules.map { ($0.name, $0.source) })
         for (module, names) in launched {
@@ -80,7 +83,7 @@ final class KernelSyntaxTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: folder) }
         let shim = folder.appendingPathComponent("nvrtc-builtins.h")
         try Self.builtins.write(to: shim, atomically: true, encoding: .utf8)
-        XCTAssertEqual(CUDAKernelSources.modules.count, 6)
+        XCTAssertEqual(CUDAKernelSources.modules.count, 7)
         for module in CUDAKernelSources.modules {
             let file = folder.appendingPathComponent("\(module.name).cu")
             try module.source.write(to: file, atomically: true, encoding: .utf8)

@@ -189,6 +189,7 @@ enum {
     COHORT_CUDA_R_32F = 0,
     COHORT_CUDA_R_16BF = 14,
     COHORT_CUBLAS_COMPUTE_32F = 68,
+    COHORT_CUBLAS_COMPUTE_32F_FAST_TF32 = 77,  // float32 data, TF32 tensor-core products, float32 sums
     COHORT_CUBLAS_GEMM_DEFAULT = -1,
 };
 

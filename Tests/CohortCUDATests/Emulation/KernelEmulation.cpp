@@ -2,12 +2,17 @@
 // with launch shapes the Swift host code computed, and checks them: the vector
 // kernels (Note [Vector batch norm]) against double-precision sums and against
 // the scalar kernels the GPU self-test has proven (same arithmetic: identical
-// bf16 results for normalise and dx), outputs poisoned with NaN first.
+// bf16 results for normalise and dx), outputs poisoned with NaN first. Then the
+// convolution GEMM operand kernels (Note [Convolution paths]), which only move
+// values, bit for bit against the definitions of X̂, dx and the padded matrices.
 //
 // Input, one case per line (KernelEmulationTests writes them):
 //   bn <rows> <C> <relu> <seed> <mean offset> <unroll-8 launch> <unroll-4 launch> <scalar slices> <scalar rows per slice>
 //      where a launch is <columns> <rows per block> <column groups> <slices> <rows per slice>
 //   ew <units of 8> <blocks>
+//   px <N> <H> <W> <C> <stride> <element bytes> <unit bytes> <blocks>     gather_pixels and scatter_pixels
+//   im <N> <H> <W> <C> <k> <stride> <pad> <ld> <element bytes> <blocks>  im2col
+//   cc <rows> <dst columns> <src columns> <src stride> <element bytes> <blocks>  copy_columns
 // Prints one line per check; exits with the number of failures.
 #include "KernelEmulation.h"
 #include <algorithm>
@@ -45,6 +50,16 @@ void bn_backward_data_bf16(bf16*, const bf16*, const bf16*, const bf16*, const f
 void residual_add_bf16x8(bf16x8*, const bf16x8*, const bf16x8*, long long, int);
 void relu_backward_bf16x8(bf16x8*, const bf16x8*, const bf16x8*, long long);
 void relu_forward_bf16x8(bf16x8*, const bf16x8*, long long);
+void gather_pixels_16(bf16x8*, const bf16x8*, int, int, int, int, int, int, int);
+void scatter_pixels_16(bf16x8*, const bf16x8*, int, int, int, int, int, int, int);
+void gather_pixels_4(unsigned*, const unsigned*, int, int, int, int, int, int, int);
+void scatter_pixels_4(unsigned*, const unsigned*, int, int, int, int, int, int, int);
+void gather_pixels_2(unsigned short*, const unsigned short*, int, int, int, int, int, int, int);
+void scatter_pixels_2(unsigned short*, const unsigned short*, int, int, int, int, int, int, int);
+void im2col(float*, const float*, int, int, int, int, int, int, int, int, int, int);
+void im2col_bf16(bf16*, const bf16*, int, int, int, int, int, int, int, int, int, int);
+void copy_columns(float*, const float*, int, int, int, int);
+void copy_columns_bf16(bf16*, const bf16*, int, int, int, int);
 }
 
 // Every block of `grid`, one after another; each as block.x * block.y host threads.
@@ -233,6 +248,125 @@ static void elementwise(long long units, unsigned blocks) {
     (void)ys;
 }
 
+
+// MARK: Convolution GEMM operands
+
+// A buffer of `count` elements of `bytes` bytes each (2: bf16, 4: float32), 16-byte aligned, every
+// element's bits random (finite bf16 and float values: the kernels copy bits, whatever they mean).
+struct Elements {
+    int bytes;
+    std::vector<bf16x8> storage;
+    Elements(long long count, int bytes) : bytes(bytes), storage((count * bytes + 15) / 16 + 1) {}
+    void* data() { return storage.data(); }
+    unsigned get(long long i) const {
+        const unsigned char* p = (const unsigned char*)storage.data() + i * bytes;
+        return bytes == 2 ? *(const unsigned short*)p : *(const unsigned*)p;
+    }
+    void set(long long i, unsigned v) {
+        unsigned char* p = (unsigned char*)storage.data() + i * bytes;
+        if (bytes == 2) *(unsigned short*)p = (unsigned short)v; else *(unsigned*)p = v;
+    }
+    void randomize(std::mt19937& random) {  // values in +-[1, 2): no zero, so an element left 0 shows
+        for (long long i = 0; i < (long long)(storage.size() * 16 / bytes); i++) {
+            unsigned sign = random() & 1, mantissa = random() & 0x7fffffu;
+            unsigned f = (sign << 31) | (127u << 23) | mantissa;
+            set(i, bytes == 2 ? (f >> 16) | 0x0001 : f);
+        }
+    }
+    void poison() { std::fill(storage.begin(), storage.end(), ::poison); }
+};
+
+// Elements of `actual` (first `count`) whose bits differ from `expected`.
+static long long mismatches(const Elements& actual, const std::vector<unsigned>& expected) {
+    long long count = 0;
+    for (size_t i = 0; i < expected.size(); i++) count += actual.get(i) != expected[i];
+    return count;
+}
+
+// Pixels (n, p*s, q*s) of [N, H, W, C] into [N*P*Q, C], and back into [N, H, W, C] with zeros elsewhere,
+// moved in units of `unit` bytes as CUDABackend.pixelUnitBytes chose.
+static void pixels(int N, int H, int W, int C, int s, int bytes, int unit, unsigned blocks) {
+    int P = (H - 1) / s + 1, Q = (W - 1) / s + 1;
+    printf("1x1 pixels: [%d, %d, %d, %d] stride %d (P %d, Q %d), %d-byte elements in %d-byte units, %u blocks\n", N, H, W,
+           C, s, P, Q, bytes, unit, blocks);
+    std::mt19937 random(N * 1000 + H * 100 + C + s);
+    long long inPixels = (long long)N * H * W, outPixels = (long long)N * P * Q;
+    int rowUnits = C * bytes / unit;
+    Elements x(inPixels * C, bytes), gathered(outPixels * C, bytes), dx(inPixels * C, bytes);
+    x.randomize(random);
+    gathered.poison();
+    std::vector<unsigned> expected(outPixels * C), expectedDx(inPixels * C, 0);
+    for (int n = 0; n < N; n++)
+        for (int p = 0; p < P; p++)
+            for (int q = 0; q < Q; q++)
+                for (int c = 0; c < C; c++) {
+                    long long row = ((long long)n * P + p) * Q + q, pixel = ((long long)n * H + p * s) * W + q * s;
+                    expected[row * C + c] = x.get(pixel * C + c);
+                    expectedDx[pixel * C + c] = x.get(pixel * C + c);  // scattering the gather back restores x there
+                }
+    auto run = [&](bool gather, void* dst, const void* src) {
+        int count = (int)(gather ? outPixels : inPixels);
+        launch({blocks, 1, 1}, {256, 1, 1}, [&] {
+            if (unit == 16) (gather ? gather_pixels_16 : scatter_pixels_16)((bf16x8*)dst, (const bf16x8*)src, count, rowUnits, H, W, P, Q, s);
+            else if (unit == 4) (gather ? gather_pixels_4 : scatter_pixels_4)((unsigned*)dst, (const unsigned*)src, count, rowUnits, H, W, P, Q, s);
+            else (gather ? gather_pixels_2 : scatter_pixels_2)((unsigned short*)dst, (const unsigned short*)src, count, rowUnits, H, W, P, Q, s);
+        });
+    };
+    run(true, gathered.data(), x.data());
+    check("gather: elements unlike x's sampled pixels", (double)mismatches(gathered, expected), 0);
+    dx.poison();
+    run(false, dx.data(), gathered.data());
+    check("scatter: elements unlike dX^ or 0", (double)mismatches(dx, expectedDx), 0);
+}
+
+// The im2col matrix [N*P*Q, ld]: column j = (c*k + r)*k + s holds x[n, p*stride - pad + r, q*stride - pad + s, c],
+// 0 outside the image and for j >= C*k*k.
+static void im2colCase(int N, int H, int W, int C, int k, int stride, int pad, int ld, int bytes, unsigned blocks) {
+    int P = (H + 2 * pad - k) / stride + 1, Q = (W + 2 * pad - k) / stride + 1;
+    printf("im2col: [%d, %d, %d, %d] k %d stride %d pad %d (P %d, Q %d), ld %d, %d-byte elements, %u blocks\n", N, H, W, C, k,
+           stride, pad, P, Q, ld, bytes, blocks);
+    std::mt19937 random(N * 7 + C * 3 + k + ld);
+    long long rows = (long long)N * P * Q;
+    Elements x((long long)N * H * W * C, bytes), cols(rows * ld, bytes);
+    x.randomize(random);
+    cols.poison();
+    std::vector<unsigned> expected(rows * ld, 0);
+    for (int n = 0; n < N; n++)
+        for (int p = 0; p < P; p++)
+            for (int q = 0; q < Q; q++)
+                for (int c = 0; c < C; c++)
+                    for (int r = 0; r < k; r++)
+                        for (int t = 0; t < k; t++) {
+                            int h = p * stride - pad + r, w = q * stride - pad + t;
+                            if (h < 0 || h >= H || w < 0 || w >= W) continue;
+                            long long row = ((long long)n * P + p) * Q + q;
+                            expected[row * ld + (c * k + r) * k + t] = x.get((((long long)n * H + h) * W + w) * C + c);
+                        }
+    launch({blocks, 1, 1}, {256, 1, 1}, [&] {
+        if (bytes == 2) im2col_bf16((bf16*)cols.data(), (const bf16*)x.data(), (int)rows, ld, C, H, W, P, Q, k, stride, pad);
+        else im2col((float*)cols.data(), (const float*)x.data(), (int)rows, ld, C, H, W, P, Q, k, stride, pad);
+    });
+    check("im2col: elements unlike the definition", (double)mismatches(cols, expected), 0);
+}
+
+// dst [rows, dstColumns] from src [rows, srcStride]: column j < srcColumns copied, else 0.
+static void copyColumnsCase(int rows, int dstColumns, int srcColumns, int srcStride, int bytes, unsigned blocks) {
+    printf("copy_columns: %d rows, %d columns from %d of a %d-column matrix, %d-byte elements, %u blocks\n", rows, dstColumns,
+           srcColumns, srcStride, bytes, blocks);
+    std::mt19937 random(rows + dstColumns + srcStride);
+    Elements src((long long)rows * srcStride, bytes), dst((long long)rows * dstColumns, bytes);
+    src.randomize(random);
+    dst.poison();
+    std::vector<unsigned> expected((long long)rows * dstColumns, 0);
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < dstColumns && j < srcColumns; j++) expected[(long long)r * dstColumns + j] = src.get((long long)r * srcStride + j);
+    launch({blocks, 1, 1}, {256, 1, 1}, [&] {
+        if (bytes == 2) copy_columns_bf16((bf16*)dst.data(), (const bf16*)src.data(), rows, dstColumns, srcColumns, srcStride);
+        else copy_columns((float*)dst.data(), (const float*)src.data(), rows, dstColumns, srcColumns, srcStride);
+    });
+    check("copy_columns: elements unlike the definition", (double)mismatches(dst, expected), 0);
+}
+
 int main() {
     std::string line;
     while (std::getline(std::cin, line)) {
@@ -254,6 +388,24 @@ int main() {
             unsigned blocks;
             fields >> units >> blocks;
             elementwise(units, blocks);
+        } else if (kind == "px") {
+            int N, H, W, C, stride, bytes, unit;
+            unsigned blocks;
+            fields >> N >> H >> W >> C >> stride >> bytes >> unit >> blocks;
+            pixels(N, H, W, C, stride, bytes, unit, blocks);
+        } else if (kind == "im") {
+            int N, H, W, C, k, stride, pad, ld, bytes;
+            unsigned blocks;
+            fields >> N >> H >> W >> C >> k >> stride >> pad >> ld >> bytes >> blocks;
+            im2colCase(N, H, W, C, k, stride, pad, ld, bytes, blocks);
+        } else if (kind == "cc") {
+            int rows, dstColumns, srcColumns, srcStride, bytes;
+            unsigned blocks;
+            fields >> rows >> dstColumns >> srcColumns >> srcStride >> bytes >> blocks;
+            copyColumnsCase(rows, dstColumns, srcColumns, srcStride, bytes, blocks);
+        } else if (!kind.empty()) {
+            printf("unknown case %s\n", kind.c_str());
+            failures++;
         }
     }
     printf("%d failed\n", failures);
