@@ -116,7 +116,7 @@ final class GPUSuitePlanTests: XCTestCase {
         XCTAssertFalse(noData.runs.contains { $0.kind == .q4 || $0.kind == .timeToAccuracy })
         XCTAssertFalse(noData.runs.contains { $0.kind == .q1PyTorch || $0.kind == .q2PyTorch })
         let onlySweep = plan(gpus: [1, 2], parts: [.allreduce])
-        XCTAssertEqual(onlySweep.runs.map(\.kind), [.allReduceSweep, .allReduceAtGradientSize])
+        XCTAssertEqual(onlySweep.runs.map(\.kind), [.allReduceSweep, .allReduceAtGradientSize, .allReducePyTorch])
         let onlyQ3 = plan(gpus: [1, 2], parts: [.q3], python: "python3")
         XCTAssertTrue(onlyQ3.runs.allSatisfy { $0.kind == .q3Cohort })
         let ddpOnly = plan(gpus: [1, 2]) { $0.strategies = [.ddp] }
@@ -243,7 +243,12 @@ final class GPUSuitePlanTests: XCTestCase {
 
         // The reports render, with the targets read off the records.
         let targets = ReportTargets.rows(results)
-        XCTAssertTrue(targets.contains { $0.target.contains("busbw") && $0.met == false })
+        // Cohort's all-reduce at the gradient size ran, PyTorch's did not: that row is not measured.
+        XCTAssertTrue(targets.contains { $0.target.contains("busbw") && $0.met == nil && $0.measured.contains("PyTorch") })
+        var withReference = results
+        withReference.allReduceSweep.records.append(AllReduceSweepRecord(
+            communicator: "pytorch nccl", ranks: 2, bytes: 44_695_848, seconds: 1, algbwGBps: 1, busbwGBps: 1e9))
+        XCTAssertTrue(ReportTargets.rows(withReference).contains { $0.target.contains("busbw") && $0.met == false })
         XCTAssertTrue(targets.contains { $0.target.contains("≥ 95%") && $0.configuration.contains("2 GPUs (4 were not measured) × 128") && $0.met == true })
         XCTAssertTrue(targets.contains { $0.target.contains("dp epoch") && $0.met == nil })
         let markdown = MarkdownReport.render(results)
