@@ -89,6 +89,14 @@ public struct ReportWriter {
         files.append((Self.markdownFileName, Data(MarkdownReport.render(results).utf8)))
         files.append((Self.htmlFileName, Data(HTMLReport.render(results).utf8)))
         files.append((Self.traceFileName, try ChromeTrace.encode(results.timelines.records)))
+        // Each chart of report.html also as a file of its own, for pages that
+        // embed images (the README) rather than a whole report.
+        for section in ReportSections.all(results) {
+            for (index, chart) in section.charts.enumerated() {
+                let svg = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" + chart.svg + "\n"
+                files.append(("chart-\(section.id)-\(index + 1).svg", Data(svg.utf8)))
+            }
+        }
         return files
     }
 

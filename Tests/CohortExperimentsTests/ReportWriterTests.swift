@@ -30,8 +30,16 @@ final class ReportWriterTests: XCTestCase {
 
     func testEveryFileIsWritten() throws {
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
-        XCTAssertEqual(names, ["allreduce-sweep.csv", "q1.csv", "q2.csv", "q3.csv", "q4.csv", "report.html", "report.md",
+        XCTAssertEqual(names, ["allreduce-sweep.csv", "chart-allreduce-1.svg", "chart-q1-1.svg", "chart-q2-1.svg",
+                               "chart-q2-2.svg", "chart-q3-1.svg", "chart-q4-1.svg", "chart-q4-2.svg",
+                               "q1.csv", "q2.csv", "q3.csv", "q4.csv", "report.html", "report.md",
                                "results.json", "time-to-accuracy.csv", "trace.json"])
+        // A chart file is a standalone SVG document: the chart report.html draws inline.
+        let chart = try read("chart-q1-1.svg")
+        XCTAssertTrue(chart.hasPrefix("<?xml"), chart)
+        XCTAssertTrue(chart.contains("<svg xmlns=\"http://www.w3.org/2000/svg\""), chart)
+        XCTAssertTrue(try read("report.html").contains(chart.split(separator: "\n")[1]), "the same chart as the report's")
+        XCTAssertNotNil(try XMLDocument(xmlString: chart, options: []))
     }
 
     func testJSONRoundTripsAndIsStable() throws {
