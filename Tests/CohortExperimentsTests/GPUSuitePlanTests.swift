@@ -249,6 +249,9 @@ final class GPUSuitePlanTests: XCTestCase {
         withReference.allReduceSweep.records.append(AllReduceSweepRecord(
             communicator: "pytorch nccl", ranks: 2, bytes: 44_695_848, seconds: 1, algbwGBps: 1, busbwGBps: 1e9))
         XCTAssertTrue(ReportTargets.rows(withReference).contains { $0.target.contains("busbw") && $0.met == false })
+        // Q4 ran the reference and (b) only: the gap cannot be read without (a); no time-to-accuracy run.
+        XCTAssertTrue(targets.contains { $0.target.contains("accuracy gap") && $0.met == nil && $0.measured.contains("(a)") })
+        XCTAssertTrue(targets.contains { $0.target.contains("time to 90%") && $0.met == nil })
         XCTAssertTrue(targets.contains { $0.target.contains("≥ 95%") && $0.configuration.contains("2 GPUs (4 were not measured) × 128") && $0.met == true })
         XCTAssertTrue(targets.contains { $0.target.contains("dp epoch") && $0.met == nil })
         let markdown = MarkdownReport.render(results)
