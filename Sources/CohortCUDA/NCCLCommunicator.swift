@@ -191,27 +191,18 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
     /// Joins the communicator of `worldSize` ranks that share `uniqueId`
     /// (made by rank 0's `makeUniqueId()`); returns once every rank has joined.
     /// `timeout`: the watchdog's limit (nil: no watchdog).
-    public init(backend: CUDABackend, rank: Int, worldSize: Int, uniqueId: [UInt8],
-                bootstrap: Communicator? = nil, timeout: Duration? = NCCLCommunicator.defaultTimeout) throws {
+    public convenience init(backend: CUDABackend, rank: Int, worldSize: Int, uniqueId: [UInt8],
+                            bootstrap: Communicator? = nil, timeout: Duration? = NCCLCommunicator.defaultTimeout) throws {
         try Self.validate(rank: rank, worldSize: worldSize, uniqueId: uniqueId)
         try loadNCCL()
-        var versionCode: Int32 = 0
-        try checkNCCL(nccl.ncclGetVersion(&versionCode), "ncclGetVersion")
-        self.rank = rank
-        self.worldSize = worldSize
-        self.version = Int(versionCode)
-        self.backend = backend
-        self.bootstrap = bootstrap
         backend.context.makeCurrent()
         var id = CohortNCCLUniqueId()
         withUnsafeMutableBytes(of: &id) { $0.copyBytes(from: uniqueId) }
         var comm: ncclComm_t?
         try checkNCCL(cohort_nccl_comm_init_rank(&comm, Int32(worldSize), &id, Int32(rank)), "ncclCommInitRank")
         guard let comm else { throw NCCLError.call("ncclCommInitRank", code: 0, message: "returned no communicator", detail: "") }
-        self.comm = comm
-        barrierScalar = try backend.makeTensor([1], dtype: .float32)
-        backend.fill(barrierScalar, value: 1)
-        try setUpStreamAndWatchdog(timeout: timeout)
+        try self.init(backend: backend, rank: rank, worldSize: worldSize, adopting: comm, bootstrap: bootstrap,
+                      timeout: timeout)
     }
 
     /// The communication stream, its events and the watchdog (Note [Communication stream]).
@@ -237,11 +228,11 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
         }
     }
 
-    /// Takes over `comm`, rank `rank` of the `worldSize` communicators that
-    /// one `ncclCommInitAll` made for the replica threads of one process
-    /// (`makeGroup(backends:)`, Note [NCCL for replica threads]); from here
-    /// on it is used like one from `ncclCommInitRank`.
-    init(backend: CUDABackend, rank: Int, worldSize: Int, adopting comm: ncclComm_t,
+    /// Takes over `comm`, rank `rank` of `worldSize`: one `ncclCommInitRank`
+    /// made (the initializer above), or one of those that one `ncclCommInitAll`
+    /// made for the replica threads of one process (`makeGroup(backends:)`,
+    /// Note [NCCL for replica threads]).
+    init(backend: CUDABackend, rank: Int, worldSize: Int, adopting comm: ncclComm_t, bootstrap: Communicator? = nil,
          timeout: Duration? = NCCLCommunicator.defaultTimeout) throws {
         try loadNCCL()
         var versionCode: Int32 = 0
@@ -250,7 +241,7 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
         self.worldSize = worldSize
         self.version = Int(versionCode)
         self.backend = backend
-        self.bootstrap = nil
+        self.bootstrap = bootstrap
         self.comm = comm
         backend.context.makeCurrent()
         barrierScalar = try backend.makeTensor([1], dtype: .float32)
