@@ -132,7 +132,7 @@ public struct GPUSuiteSettings: Equatable, Sendable {
 /// One command of the suite, with what it measures.
 public struct PlannedRun: Equatable, Sendable {
     public enum Kind: String, Sendable, CaseIterable {
-        case q1Cohort, q1PyTorch, allReduceSweep, allReduceAtGradientSize, allReducePyTorch, q2Cohort, q3Cohort, q2PyTorch, q4,
+        case q1Cohort, q1PyTorch, allReduceSweep, allReduceAtGradientSize, allReducePyTorch, q4PyTorch, q2Cohort, q3Cohort, q2PyTorch, q4,
              timeToAccuracy
     }
 
@@ -349,6 +349,20 @@ public struct GPUSuitePlan: Sendable {
                 var best = q4Run(rule: .linear, labelSmoothing: s.q4.labelSmoothing, port: nextPort())
                 best.isBestOfQ4 = true
                 runs.append(best)
+                // PyTorch's reference recipe on the same copy: the baseline must at least match it.
+                if let python = s.python {
+                    let r = s.q4
+                    add(.q4PyTorch, "q4-pytorch-reference", "Q4 PyTorch reference, 1 GPU × \(r.referenceBatch)", gpus: 1,
+                        batch: r.referenceBatch, rule: .reference, estimate: 30, limit: 150) { folder in
+                        [python, s.benchmarksDirectory + "/pytorch_train_cifar.py", "--data", s.dataDirectory ?? "",
+                         "--epochs", String(r.epochs), "--batch-size", String(r.referenceBatch),
+                         "--lr", Format.compact(r.baseLearningRate), "--momentum", Format.compact(r.momentum)]
+                            + (r.nesterov ? ["--nesterov"] : [])
+                            + ["--weight-decay", Format.compact(r.weightDecay), "--warmup-epochs", "0",
+                               "--schedule", r.schedule, "--label-smoothing", "0", "--precision", s.precision.rawValue,
+                               "--json", folder + "/pytorch.json"]
+                    }
+                }
             }
             if s.parts.contains(.tta) {
                 for gpus in Set([1, s.gpuCounts.max() ?? 1]).sorted() {

@@ -239,6 +239,15 @@ public struct GPUSuiteResults {
                                     peakLearningRate: r.learningRate(rule), warmupEpochs: Double(r.warmup(rule)),
                                     labelSmoothing: smoothing, epochs: epochs))
         }
+        let referenceRecipe = plan.q4Recipe(rule: .reference, labelSmoothing: 0)
+        for run in runs(.q4PyTorch) {
+            if let record = read("q4", run, "pytorch.json", {
+                try PyTorchResults.q4Reference(from: $0, recipe: referenceRecipe, batch: r.referenceBatch,
+                                               learningRate: r.baseLearningRate)
+            }) {
+                records.append(record)
+            }
+        }
         var tta: [TimeToAccuracyRecord] = []
         let t = settings.timeToAccuracy
         for run in runs(.timeToAccuracy) {

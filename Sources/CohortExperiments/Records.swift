@@ -201,9 +201,14 @@ public struct Q4Record: Codable, Equatable, Sendable {
     public var warmupEpochs: Double
     public var labelSmoothing: Double
     public var epochs: [Q4Epoch]
+    /// Who trained it: Cohort, or PyTorch's reference script on the same data (results files
+    /// written before this field existed hold Cohort's runs only).
+    public var framework: Framework
 
     public init(label: String, recipe: String, lrRule: LearningRateRule, ranks: Int, globalBatch: Int,
-                peakLearningRate: Double, warmupEpochs: Double, labelSmoothing: Double, epochs: [Q4Epoch]) {
+                peakLearningRate: Double, warmupEpochs: Double, labelSmoothing: Double, epochs: [Q4Epoch],
+                framework: Framework = .cohort) {
+        self.framework = framework
         self.label = label
         self.recipe = recipe
         self.lrRule = lrRule
@@ -217,6 +222,22 @@ public struct Q4Record: Codable, Equatable, Sendable {
 
     public var finalTestAccuracy: Double? { epochs.last?.testAccuracy }
     public var totalSeconds: Double { epochs.reduce(0) { $0 + $1.seconds } }
+
+    enum CodingKeys: String, CodingKey {
+        case label, recipe, lrRule, ranks, globalBatch, peakLearningRate, warmupEpochs, labelSmoothing, epochs, framework
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        try self.init(label: c.decode(String.self, forKey: .label), recipe: c.decode(String.self, forKey: .recipe),
+                      lrRule: c.decode(LearningRateRule.self, forKey: .lrRule), ranks: c.decode(Int.self, forKey: .ranks),
+                      globalBatch: c.decode(Int.self, forKey: .globalBatch),
+                      peakLearningRate: c.decode(Double.self, forKey: .peakLearningRate),
+                      warmupEpochs: c.decode(Double.self, forKey: .warmupEpochs),
+                      labelSmoothing: c.decode(Double.self, forKey: .labelSmoothing),
+                      epochs: c.decode([Q4Epoch].self, forKey: .epochs),
+                      framework: c.decodeIfPresent(Framework.self, forKey: .framework) ?? .cohort)
+    }
 }
 
 /// Q4: time until the test accuracy first reaches a target.

@@ -178,4 +178,35 @@ final class GPUMeasurementsTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("pytorch_resnet18.py"), "\(error)")
         }
     }
+
+    /// pytorch_train_cifar.py's JSON becomes Q4's PyTorch reference, which the targets compare with Cohort's.
+    func testPyTorchTrainingBecomesTheQ4Reference() throws {
+        let json = """
+            {"framework": "pytorch", "version": "2.11.0", "epochs": [
+              {"epoch": 1, "test_accuracy": 0.35, "test_loss": 1.8, "train_loss": 1.9, "seconds": 3.1},
+              {"epoch": 2, "test_accuracy": 0.62, "test_loss": 1.1, "train_loss": 1.2, "seconds": 2.9}]}
+            """
+        let record = try PyTorchResults.q4Reference(from: Data(json.utf8), recipe: "SGD", batch: 128, learningRate: 0.1)
+        XCTAssertEqual(record.framework, .pytorch)
+        XCTAssertEqual(record.lrRule, .reference)
+        XCTAssertEqual(record.finalTestAccuracy, 0.62)
+        XCTAssertEqual(record.epochs.map(\.trainLoss), [1.9, 1.2])
+        XCTAssertTrue(record.recipe.contains("PyTorch 2.11.0"))
+        // Older files without the field read as Cohort's; the field round-trips.
+        let encoded = try JSONEncoder().encode(record)
+        XCTAssertEqual(try JSONDecoder().decode(Q4Record.self, from: encoded), record)
+        var object = try XCTUnwrap(JSONSerialization.jsonObject(with: encoded) as? [String: Any])
+        object.removeValue(forKey: "framework")
+        let old = try JSONDecoder().decode(Q4Record.self, from: JSONSerialization.data(withJSONObject: object))
+        XCTAssertEqual(old.framework, .cohort)
+
+        let ours = Q4Record(label: "reference", recipe: "SGD", lrRule: .reference, ranks: 1, globalBatch: 128,
+                            peakLearningRate: 0.1, warmupEpochs: 0, labelSmoothing: 0,
+                            epochs: [Q4Epoch(epoch: 1, testAccuracy: 0.64, testLoss: 1, trainLoss: 1, seconds: 1)])
+        var results = ExperimentResults(metadata: SampleResults.make().metadata)
+        results.q4 = Section(records: [ours, record])
+        let row = try XCTUnwrap(ReportTargets.rows(results).first { $0.target.contains("baseline") })
+        XCTAssertEqual(row.met, true, row.measured)
+        XCTAssertEqual(row.measured, "64.00% vs 62.00%")
+    }
 }
