@@ -175,6 +175,9 @@ LOADER(cohort_cuda_load_cudnn, CohortCUDNN, cohort_cudnn, {
     LOOKUP(cudnnConvolutionForward);
     LOOKUP(cudnnConvolutionBackwardData);
     LOOKUP(cudnnConvolutionBackwardFilter);
+    LOOKUP_OPTIONAL(cudnnGetConvolutionForwardWorkspaceSize);
+    LOOKUP_OPTIONAL(cudnnGetConvolutionBackwardDataWorkspaceSize);
+    LOOKUP_OPTIONAL(cudnnGetConvolutionBackwardFilterWorkspaceSize);
 })
 
 LOADER(cohort_nccl_load, CohortNCCL, cohort_nccl, {

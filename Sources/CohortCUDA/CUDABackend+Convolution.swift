@@ -76,6 +76,12 @@ final class ConvolutionPlan {
         }
     }
 
+    /// The math type a descriptor starts with, before a search sets its winner's.
+    static func initialMathType(_ dtype: DType, allowsTF32: Bool) -> Int32 {
+        Int32(dtype == .bfloat16 ? COHORT_CUDNN_TENSOR_OP_MATH
+              : allowsTF32 ? COHORT_CUDNN_DEFAULT_MATH : COHORT_CUDNN_FMA_MATH)
+    }
+
     /// `allowsTF32`: float32 convolutions may run on TF32 tensor cores (off: FMA math only, true fp32).
     init(_ g: Conv2dGeometry, dtype: DType, allowsTF32: Bool) throws(CUDNNError) {
         geometry = g
@@ -90,8 +96,7 @@ final class ConvolutionPlan {
         let data = dtype == .bfloat16 ? Int32(COHORT_CUDNN_DATA_BFLOAT16) : float
         // Tensor-op math for bf16 (what Find will pick anyway); DEFAULT for float32 (TF32 allowed),
         // FMA when it is not (PyTorch's `torch.backends.cudnn.allow_tf32 = False`).
-        let math = Int32(dtype == .bfloat16 ? COHORT_CUDNN_TENSOR_OP_MATH
-                         : allowsTF32 ? COHORT_CUDNN_DEFAULT_MATH : COHORT_CUDNN_FMA_MATH)
+        let math = Self.initialMathType(dtype, allowsTF32: allowsTF32)
         try checkCUDNN(cudnn.cudnnSetTensor4dDescriptor(input!, nhwc, data, Int32(g.batch), Int32(g.inputChannels),
                                                         Int32(g.inputHeight), Int32(g.inputWidth)),
                        "cudnnSetTensor4dDescriptor", "input of \(what)")
@@ -142,7 +147,12 @@ extension CUDABackend {
         let w = krscWeight(from: weight, g)
         let x = devicePointer(input.devicePointer), y = devicePointer(output.devicePointer)
         if plan.forward == nil {
-            plan.forward = chooseAlgorithm("forward", plan, plan.forwardDescriptor, outputBytes: output.byteCount) {
+            plan.forward = chooseAlgorithm("forward", plan, plan.forwardDescriptor, outputBytes: output.byteCount,
+                                           workspaceOf: { algorithm, bytes in
+                cudnn.cudnnGetConvolutionForwardWorkspaceSize.map {
+                    $0(cudnnHandle, plan.input, plan.filter, plan.forwardDescriptor, plan.output, algorithm, &bytes)
+                }
+            }) {
                 cudnn.cudnnFindConvolutionForwardAlgorithmEx(cudnnHandle, plan.input, x, plan.filter, w,
                                                              plan.forwardDescriptor, plan.output, $0, $1, &$2, $3, $4, $5)
             }
@@ -178,7 +188,11 @@ extension CUDABackend {
         let dy = devicePointer(dOutput.devicePointer), dx = devicePointer(dInput.devicePointer)
         if plan.backwardData == nil {
             plan.backwardData = chooseAlgorithm("backward data", plan, plan.backwardDataDescriptor,
-                                                outputBytes: dInput.byteCount) {
+                                                outputBytes: dInput.byteCount, workspaceOf: { algorithm, bytes in
+                cudnn.cudnnGetConvolutionBackwardDataWorkspaceSize.map {
+                    $0(cudnnHandle, plan.filter, plan.output, plan.backwardDataDescriptor, plan.input, algorithm, &bytes)
+                }
+            }) {
                 cudnn.cudnnFindConvolutionBackwardDataAlgorithmEx(cudnnHandle, plan.filter, w, plan.output, dy,
                                                                   plan.backwardDataDescriptor, plan.input,
                                                                   $0, $1, &$2, $3, $4, $5)
@@ -218,7 +232,11 @@ extension CUDABackend {
         let dwKRSC = devicePointer(weightScratch.pointer(byteCount: krscBytes))
         if plan.backwardFilter == nil {
             plan.backwardFilter = chooseAlgorithm("backward filter", plan, plan.backwardFilterDescriptor,
-                                                  outputBytes: krscBytes) {
+                                                  outputBytes: krscBytes, workspaceOf: { algorithm, bytes in
+                cudnn.cudnnGetConvolutionBackwardFilterWorkspaceSize.map {
+                    $0(cudnnHandle, plan.input, plan.output, plan.backwardFilterDescriptor, plan.filter, algorithm, &bytes)
+                }
+            }) {
                 cudnn.cudnnFindConvolutionBackwardFilterAlgorithmEx(cudnnHandle, plan.input, x, plan.output, dy,
                                                                     plan.backwardFilterDescriptor, plan.filter,
                                                                     $0, $1, &$2, $3, $4, $5)
@@ -279,14 +297,33 @@ extension CUDABackend {
 
     /// Runs one Find call on scratch output and workspace (Note [Convolution
     /// algorithms]); `find(outputScratch, requested, &returned, results, workspace, workspaceBytes)`.
+    /// `workspaceOf(algorithm, &bytes)`: cuDNN's workspace size for one
+    /// algorithm on these descriptors (nil where the library lacks the call),
+    /// which checks a choice read from the cache (Note [Convolution algorithm cache]).
     private func chooseAlgorithm(
         _ direction: String, _ plan: ConvolutionPlan, _ descriptor: cudnnConvolutionDescriptor_t, outputBytes: Int,
+        workspaceOf: (Int32, inout Int) -> cudnnStatus_t?,
         _ find: (UnsafeMutableRawPointer, Int32, inout Int32, UnsafeMutablePointer<CohortCUDNNConvolutionPerf>,
                  UnsafeMutableRawPointer, Int) -> cudnnStatus_t
     ) -> ConvolutionPlan.Choice {
         mustSucceed {
             let what = "\(direction) of \(plan.geometry) \(plan.dtype)"
             let budget = min(Self.findWorkspaceLimit, try context.memoryInfo().free / 2)
+            let cacheKey = ConvolutionAlgorithmCache.key(
+                device: context.properties.name, cudnnVersion: context.versions.cudnn, geometry: plan.geometry,
+                dtype: plan.dtype, direction: direction, allowsTF32: allowsTF32)
+            if usesAlgorithmCache, let cached = algorithmCache.entry(cacheKey),
+               cudnn.cudnnSetConvolutionMathType(descriptor, cached.mathType) == 0 {
+                var bytes = 0
+                if workspaceOf(cached.algorithm, &bytes) == 0, bytes <= budget {
+                    return ConvolutionPlan.Choice(algorithm: cached.algorithm, mathType: cached.mathType,
+                                                  workspaceBytes: bytes, milliseconds: cached.milliseconds)
+                }
+                // Not usable here: search as if nothing was cached, from the descriptor's first math type.
+                try checkCUDNN(cudnn.cudnnSetConvolutionMathType(
+                    descriptor, ConvolutionPlan.initialMathType(plan.dtype, allowsTF32: allowsTF32)),
+                               "cudnnSetConvolutionMathType", what)
+            }
             let workspace = try rawAllocator.allocateRaw(byteCount: max(budget, 256))
             defer { rawAllocator.release(address: workspace, byteCount: max(budget, 256)) }
             let scratchOutput = try rawAllocator.allocateRaw(byteCount: outputBytes)
@@ -325,6 +362,10 @@ extension CUDABackend {
                                      + tried.joined(separator: "; "), context: what)
             }
             try checkCUDNN(cudnn.cudnnSetConvolutionMathType(descriptor, best.mathType), "cudnnSetConvolutionMathType", what)
+            if usesAlgorithmCache {
+                algorithmCache.store(.init(algorithm: best.algorithm, mathType: best.mathType, milliseconds: best.time),
+                                     for: cacheKey)
+            }
             return ConvolutionPlan.Choice(algorithm: best.algorithm, mathType: best.mathType,
                                           workspaceBytes: best.memory, milliseconds: best.time, candidates: reported)
         }

@@ -39,6 +39,10 @@ public final class CUDABackend: Backend {
 
     // Plans and scratch, made at the first use of a shape.
     var convolutions: [ConvolutionPlan.Key: ConvolutionPlan] = [:]
+    /// cuDNN's algorithm choices of earlier runs (Note [Convolution algorithm cache]).
+    let algorithmCache = ConvolutionAlgorithmCache(directory: KernelCacheKey.cacheDirectory())
+    /// False: every geometry is searched afresh (`cohort bench convs`, which prints the search's timings).
+    public var usesAlgorithmCache = true
     var segmentPlans: [SegmentPlanKey: SegmentPlan] = [:]
     let convolutionWorkspace: ScratchBuffer
     let weightScratch: ScratchBuffer

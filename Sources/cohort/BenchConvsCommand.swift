@@ -70,6 +70,7 @@ struct BenchConvs: ParsableCommand {
         let backend: CUDABackend
         do {
             backend = try CUDABackend(deviceIndex: device.index, allowsTF32: !noTF32, convolutionPaths: convPath)
+            backend.usesAlgorithmCache = false  // it prints every candidate's timing: always search
         } catch let error as ConvolutionPathPolicyError {
             throw BenchConvsError("\(error)")
         } catch {

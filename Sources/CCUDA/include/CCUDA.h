@@ -276,6 +276,20 @@ typedef struct CohortCUDNN {
         const void *_Nonnull x, cudnnTensorDescriptor_t _Nonnull dyDesc, const void *_Nonnull dy,
         cudnnConvolutionDescriptor_t _Nonnull convDesc, int algorithm, void *_Nullable workspace,
         size_t workspaceBytes, const void *_Nonnull beta, cudnnFilterDescriptor_t _Nonnull dwDesc, void *_Nonnull dw);
+    // The workspace a known algorithm needs (optional): checks an algorithm read back from
+    // the on-disk cache of earlier searches (Note [Convolution algorithm cache]).
+    cudnnStatus_t (*_Nullable cudnnGetConvolutionForwardWorkspaceSize)(
+        cudnnHandle_t _Nonnull handle, cudnnTensorDescriptor_t _Nonnull xDesc, cudnnFilterDescriptor_t _Nonnull wDesc,
+        cudnnConvolutionDescriptor_t _Nonnull convDesc, cudnnTensorDescriptor_t _Nonnull yDesc, int algorithm,
+        size_t *_Nonnull bytes);
+    cudnnStatus_t (*_Nullable cudnnGetConvolutionBackwardDataWorkspaceSize)(
+        cudnnHandle_t _Nonnull handle, cudnnFilterDescriptor_t _Nonnull wDesc, cudnnTensorDescriptor_t _Nonnull dyDesc,
+        cudnnConvolutionDescriptor_t _Nonnull convDesc, cudnnTensorDescriptor_t _Nonnull dxDesc, int algorithm,
+        size_t *_Nonnull bytes);
+    cudnnStatus_t (*_Nullable cudnnGetConvolutionBackwardFilterWorkspaceSize)(
+        cudnnHandle_t _Nonnull handle, cudnnTensorDescriptor_t _Nonnull xDesc, cudnnTensorDescriptor_t _Nonnull dyDesc,
+        cudnnConvolutionDescriptor_t _Nonnull convDesc, cudnnFilterDescriptor_t _Nonnull dwDesc, int algorithm,
+        size_t *_Nonnull bytes);
 } CohortCUDNN;
 
 enum {
