@@ -45,6 +45,9 @@ public struct Q4Recipe: Equatable, Sendable {
     /// Used by (e) only.
     public var labelSmoothing = 0.1
     public var larsEta = 0.001
+    /// The large-batch runs start each residual block as the identity
+    /// (`cohort train --zero-init-residual`; off by default: not measured yet).
+    public var zeroInitResidual = false
     /// nil: the linear rule's learning rate.
     public var larsLearningRate: Double?
 
@@ -400,6 +403,7 @@ public struct GPUSuitePlan: Sendable {
         train += ["--weight-decay", Format.compact(r.weightDecay), "--warmup-epochs", String(r.warmup(rule)),
                   "--schedule", r.schedule, "--label-smoothing", Format.compact(labelSmoothing)]
         if rule == .lars { train += ["--optimizer", "lars", "--lars-eta", Format.compact(r.larsEta)] }
+        if r.zeroInitResidual && rule != .reference { train.append("--zero-init-residual") }
         train += ["--log-every", "50", "--no-progress", "--run-dir", folder]
         return PlannedRun(kind: .q4, id: id, label: "Q4 \(label), \(gpus) GPU\(gpus == 1 ? "" : "s") × \(batch)",
                           arguments: trainCommand(strategy: .ddp, gpus: gpus, masterPort: port, train),
@@ -417,6 +421,7 @@ public struct GPUSuitePlan: Sendable {
             + (warmup > 0 ? " after \(warmup) warm-up epoch\(warmup == 1 ? "" : "s")" : "")
             + ", \(r.schedule) decay over \(r.epochs) epochs"
             + (labelSmoothing > 0 ? ", label smoothing \(Format.compact(labelSmoothing))" : "")
+            + (r.zeroInitResidual && rule != .reference ? ", zero-init residual" : "")
             + ", \(settings.precision.rawValue)"
     }
 

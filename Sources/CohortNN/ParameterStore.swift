@@ -201,4 +201,26 @@ public final class ParameterStore {
     }
 
     func gradientReady(_ reference: ParameterReference) { gradientReadyHandler?(reference) }
+
+    /// Sets the scale of every residual block's last batch norm
+    /// (`layerN.M.bn2.weight`, torchvision's names) to 0, so each block starts
+    /// as its shortcut (torchvision's `zero_init_residual`); returns how many
+    /// it set. Throws where the model has none (not a ResNet).
+    @discardableResult
+    public func zeroInitializeResidualScales() throws -> Int {
+        let targets = entries.filter { $0.kind == .trainable && $0.name.hasPrefix("layer") && $0.name.hasSuffix(".bn2.weight") }
+        guard !targets.isEmpty else {
+            throw ParameterStoreError(description: "zero-init residual: the model has no residual block (layerN.M.bn2.weight)")
+        }
+        for entry in targets {
+            backend.fill(parameters.view(elementOffset: entry.offset, shape: [entry.shape.elementCount]), value: 0)
+        }
+        refreshComputeParameters()
+        return targets.count
+    }
+}
+
+/// A request the store cannot carry out for this model.
+public struct ParameterStoreError: Error, CustomStringConvertible {
+    public let description: String
 }

@@ -103,6 +103,9 @@ public final class Trainer {
         }
         model = try configuration.architecture.build(backend: backend, classCount: trainingSet.classCount,
                                                      seed: configuration.seed, precision: configuration.precision)
+        if configuration.zeroInitResidual {
+            try model.store.zeroInitializeResidualScales()
+        }
         if configuration.noDecayOnNormAndBias {
             model.store.setWeightDecay(false) { $0.shape.rank == 1 }
         }

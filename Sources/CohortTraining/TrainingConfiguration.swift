@@ -39,6 +39,10 @@ public struct TrainingConfiguration: Sendable {
     /// schedule still spans `epochs`, so the trajectory up to the stop is
     /// the full run's.
     public var targetAccuracy: Double?
+    /// Start every residual block's last batch-norm scale at 0, so each block
+    /// begins as the identity (torchvision's `zero_init_residual`, Goyal et
+    /// al.'s remedy for large batches); ResNet only.
+    public var zeroInitResidual = false
 
     public init(architecture: ModelArchitecture = .resnet18, precision: Precision = .float32, epochs: Int, batchSize: Int, learningRate: Float,
                 decay: LearningRateSchedule.Decay = .constant, warmupEpochs: Int = 0,
@@ -77,6 +81,7 @@ public struct TrainingConfiguration: Sendable {
         if optimizer.kind == .lars { fields["lars_trust_coefficient"] = String(optimizer.larsTrustCoefficient) }
         if let stepsPerEpochLimit { fields["steps_per_epoch_limit"] = String(stepsPerEpochLimit) }
         if let targetAccuracy { fields["target_accuracy"] = String(targetAccuracy) }
+        if zeroInitResidual { fields["zero_init_residual"] = "true" }
         return fields
     }
 }

@@ -87,6 +87,9 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("no-decay-on-norm-and-bias"), help: "Exempt batch-norm parameters and biases from weight decay.")
     var noDecayOnNormAndBias = false
 
+    @Flag(name: .customLong("zero-init-residual"), help: "ResNet: start each residual block's last batch-norm scale at 0, so every block begins as its shortcut (a large-batch remedy; torchvision's zero_init_residual).")
+    var zeroInitResidual = false
+
     @Option(name: .customLong("lars-eta"), help: "LARS trust coefficient (with --optimizer lars).")
     var larsEta: Float = 0.001
 
@@ -309,6 +312,7 @@ struct Train: ParsableCommand {
             logEvery: logEvery)
         configuration.graphs = !noGraphs
         configuration.targetAccuracy = targetAccuracy
+        configuration.zeroInitResidual = zeroInitResidual
 
         let directory = URL(fileURLWithPath: runDirectory
             ?? resume.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path }
@@ -351,7 +355,7 @@ struct Train: ParsableCommand {
         } else {
             display.log("batch \(batchSize) on 1 \(strategy == .dp ? "replica" : "rank") (global batch \(batchSize)), \(trainer.stepsPerEpoch) steps per epoch; lr \(scaledLR) (\(scalingText)); \(trainer.schedule)")
         }
-        display.log("optimizer \(optimizer.rawValue), momentum \(momentum)\(nesterov ? " (Nesterov)" : ""), weight decay \(weightDecay)\(noDecayOnNormAndBias ? " (not on norms and biases)" : ""), label smoothing \(labelSmoothing), seed \(seed)")
+        display.log("optimizer \(optimizer.rawValue), momentum \(momentum)\(nesterov ? " (Nesterov)" : ""), weight decay \(weightDecay)\(noDecayOnNormAndBias ? " (not on norms and biases)" : ""), label smoothing \(labelSmoothing), seed \(seed)\(zeroInitResidual ? ", residual blocks starting as the identity (--zero-init-residual)" : "")")
         display.log("run folder: \(directory.path)\(resumeFrom.map { "; resuming from \($0) at epoch \(trainer.progress.epoch)" } ?? "")\(restart > 0 ? " (restart \(restart))" : "")")
 
         var header = configuration.summary

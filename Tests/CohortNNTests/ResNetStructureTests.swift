@@ -76,4 +76,22 @@ final class ResNetStructureTests: XCTestCase {
         }
         XCTAssertEqual(model.store.segments.map(\.count).reduce(0, +), model.store.parameterCount)
     }
+
+    /// --zero-init-residual: every block's bn2 scale starts at 0 (torchvision's
+    /// zero_init_residual), nothing else changes; a model without blocks refuses.
+    func testZeroInitResidualZeroesEachBlocksLastScaleOnly() throws {
+        let plain = try ResNet18(backend: ReferenceBackend(), seed: 4)
+        let model = try ResNet18(backend: ReferenceBackend(), seed: 4)
+        XCTAssertEqual(try model.store.zeroInitializeResidualScales(), 8, "ResNet-18 has 8 basic blocks")
+        let before = plain.store.parameters.toArray(), after = model.store.parameters.toArray()
+        for entry in model.store.entries where entry.kind == .trainable {
+            let range = entry.offset..<(entry.offset + entry.shape.elementCount)
+            if entry.name.hasPrefix("layer") && entry.name.hasSuffix(".bn2.weight") {
+                XCTAssertTrue(after[range].allSatisfy { $0 == 0 }, entry.name)
+            } else {
+                XCTAssertEqual(Array(after[range]), Array(before[range]), entry.name)
+            }
+        }
+        XCTAssertThrowsError(try SmallCNN(backend: ReferenceBackend(), classCount: 10, seed: 0).store.zeroInitializeResidualScales())
+    }
 }
