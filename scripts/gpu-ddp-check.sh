@@ -31,9 +31,9 @@ nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,nohea
 gpus=$(nvidia-smi -L | wc -l)
 ranks=${DDP_RANKS:-$gpus}
 [ "$ranks" -gt "$gpus" ] && ranks=$gpus
-cohort=/tmp/cohort-gpu-run/cohort
-mkdir -p "$(dirname "$cohort")"
-xz -dc .gpu/cohort.xz > "$cohort" && chmod +x "$cohort"
+source scripts/gpu-common.sh
+rm -f "$cohort"
+unpack_cohort || exit 1
 if [ ! -d /tmp/cifar/cifar-10-batches-bin ]; then
     python3 .gpu/jpeg_to_cifar_binary.py .gpu/cifar-10-jpeg.tar.xz /tmp/cifar >/dev/null || echo "data conversion failed"
 fi

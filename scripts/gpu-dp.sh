@@ -17,16 +17,10 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-./gpu-out}"
 batch="${1:-128}"
 steps="${2:-80}"
-cohort=/tmp/cohort-gpu-run/cohort
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu-dp.log") 2>&1
-if [ ! -x "$cohort" ]; then
-    mkdir -p "$(dirname "$cohort")"
-    xz -dc .gpu/cohort.xz > "$cohort" 2>/dev/null \
-        || python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
-            .gpu/cohort.xz "$cohort"
-    chmod +x "$cohort"
-fi
+source scripts/gpu-common.sh
+unpack_cohort || exit 1
 nvidia-smi -L
 cat .gpu/build-info.txt 2>/dev/null
 run=(train --device cuda --dataset synthetic --model resnet18 --epochs 1 --batch-size "$batch" --steps-per-epoch "$steps"

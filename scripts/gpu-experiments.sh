@@ -26,19 +26,9 @@ echo "gpu-experiments: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname); output in 
 COHORT_BUILD_COMMIT="$(awk '/^commit/ { print substr($2, 1, 7) ($3 != "" ? " (uncommitted changes)" : ""); exit }' .gpu/build-info.txt 2>/dev/null)"
 export COHORT_BUILD_COMMIT
 
-# The binary travels xz-compressed (build-static.sh); python3's lzma stands in where xz is missing.
-cohort=/tmp/cohort-gpu-run/cohort
-mkdir -p "$(dirname "$cohort")"
-if [ ! -x "$cohort" ]; then
-    if [ ! -f .gpu/cohort.xz ]; then
-        echo "gpu-experiments: .gpu/cohort.xz is missing: run scripts/build-static.sh on the build machine and carry .gpu" >&2
-        exit 1
-    fi
-    xz -dc .gpu/cohort.xz > "$cohort" 2>/dev/null \
-        || python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
-            .gpu/cohort.xz "$cohort"
-    chmod +x "$cohort"
-fi
+# The binary travels xz-compressed (build-static.sh, gpu-common.sh).
+source scripts/gpu-common.sh
+unpack_cohort || exit 1
 
 nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader || true
 data=/tmp/cifar

@@ -12,19 +12,13 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-./gpu-out}"
 epochs="${1:-30}"
 precision="${2:-fp32}"
-cohort=/tmp/cohort-gpu-run/cohort
 data=/tmp/cifar
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu-parity.log") 2>&1
 # A fresh machine has neither the unpacked binary nor the data (gpu-run.sh makes both the same way).
-if [ ! -x "$cohort" ]; then
-    mkdir -p "$(dirname "$cohort")"
-    xz -dc .gpu/cohort.xz > "$cohort" 2>/dev/null \
-        || python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
-            .gpu/cohort.xz "$cohort"
-    chmod +x "$cohort"
-fi
-[ -f "$data/cifar-10-batches-bin/test_batch.bin" ] || python3 .gpu/jpeg_to_cifar_binary.py .gpu/cifar-10-jpeg.tar.xz "$data"
+source scripts/gpu-common.sh
+unpack_cohort || exit 1
+convert_cifar "$data"
 recipe=(--epochs "$epochs" --batch-size 512 --lr 0.4 --nesterov --warmup-epochs 2 --schedule linear
         --label-smoothing 0.1 --weight-decay 5e-4)
 

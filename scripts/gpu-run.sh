@@ -47,18 +47,10 @@ step() {
 
 echo "gpu-run: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname); output in $OUT"
 [ -f .gpu/build-info.txt ] && cat .gpu/build-info.txt
-# The binary travels xz-compressed (see build-static.sh); it is unpacked outside
-# the checkout so .gpu/ stays small. python3's lzma stands in where xz is missing.
-cohort=/tmp/cohort-gpu-run/cohort
-mkdir -p "$(dirname "$cohort")"
-if [ -f .gpu/cohort.xz ]; then
-    xz -dc .gpu/cohort.xz > "$cohort" 2>/dev/null \
-        || python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
-            .gpu/cohort.xz "$cohort"
-    chmod +x "$cohort"
-else
-    echo "gpu-run: .gpu/cohort.xz is missing: run scripts/build-static.sh on the build machine and carry .gpu" >&2
-fi
+# The binary travels xz-compressed (see build-static.sh and gpu-common.sh).
+source scripts/gpu-common.sh
+rm -f "$cohort"  # this script always unpacks the carried binary afresh
+unpack_cohort
 
 step "nvidia-smi" 15 nvidia-smi --query-gpu=index,name,driver_version,memory.total,temperature.gpu,utilization.gpu,clocks.sm,clocks.max.sm --format=csv
 step "cifar10 to /tmp/cifar" 60 python3 .gpu/jpeg_to_cifar_binary.py .gpu/cifar-10-jpeg.tar.xz /tmp/cifar
