@@ -6,7 +6,8 @@
 #   bash scripts/gpu-ddp-check.sh          # results under $OUT (default ./gpu-out)
 #
 # 1. Speed, synthetic data, bf16: 1 GPU against N GPUs (ddp, one process per
-#    GPU, and dp, one process with a thread per GPU) at per-GPU batch 32, 128 and 512; at 512 also --no-graphs (eager,
+#    GPU, and dp, one process with a thread per GPU) at per-GPU batch 32, 128 and 512; at 512 also
+#    --no-communication (the same step without the all-reduce, ddp and dp), --no-graphs (eager,
 #    with the device-timed phase split), --no-graphs --no-overlap, and
 #    --allreduce-dtype bf16. Median device step time of the logged steps.
 # 2. Loss curves on the real data: 1 GPU at batch 2B against N GPUs x B/N
@@ -60,9 +61,12 @@ for b in 32 128 512; do
     run "speed-${ranks}gpu-b$b-dp" 90 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks \
         --batch-size $b --steps-per-epoch $steps --run-dir "$OUT/speed-${ranks}gpu-b$b-dp"
 done
+# dp with communication off: is what slows dp down NCCL, or the one process?
+run "speed-${ranks}gpu-b512-dp-nocomm" 90 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks \
+    --batch-size 512 --steps-per-epoch 100 --no-communication --run-dir "$OUT/speed-${ranks}gpu-b512-dp-nocomm"
 run "speed-1gpu-b512-eager" 60 "$cohort" train "${common[@]}" --batch-size 512 --steps-per-epoch 60 --no-graphs \
     --run-dir "$OUT/speed-1gpu-b512-eager"
-for variant in eager:--no-graphs nooverlap:--no-graphs:--no-overlap bf16ar:--allreduce-dtype:bf16 bf16ar-eager:--allreduce-dtype:bf16:--no-graphs; do
+for variant in nocomm:--no-communication eager:--no-graphs nooverlap:--no-graphs:--no-overlap bf16ar:--allreduce-dtype:bf16 bf16ar-eager:--allreduce-dtype:bf16:--no-graphs; do
     name=${variant%%:*}; flags=${variant#*:}; IFS=: read -r -a extra <<< "$flags"
     run "speed-${ranks}gpu-b512-$name" 90 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
         --batch-size 512 --steps-per-epoch 60 "${extra[@]}" --run-dir "$OUT/speed-${ranks}gpu-b512-$name"

@@ -86,10 +86,16 @@ public final class Trainer {
     ///   - gradientDType: the dtype gradients are all-reduced in (float32,
     ///     or bfloat16 with NCCL: `--allreduce-dtype bf16`).
     ///   - bucketCap: the gradient reducer's bucket size in bytes (`--bucket-cap-mb`).
+    ///   - averagesGradients: false (`--no-communication`) trains every rank on
+    ///     its own, no all-reduce at all: not data-parallel training, but the
+    ///     same step with communication off, which Q3's exposed communication
+    ///     is defined against (and a way to tell communication from the rest
+    ///     when a multi-rank step is slow).
     public init(configuration: TrainingConfiguration, backend: Backend, trainingSet: ImageDataset,
                 testSet: ImageDataset?, checkpointURL: URL?, metrics: MetricsLog?, display: ProgressDisplay,
                 communicator: Communicator = SingleProcessCommunicator(), overlapCommunication: Bool = true,
-                gradientDType: DType = .float32, bucketCap: Int = GradientReducer.defaultBucketCap) throws {
+                gradientDType: DType = .float32, bucketCap: Int = GradientReducer.defaultBucketCap,
+                averagesGradients: Bool = true) throws {
         self.configuration = configuration
         self.communicator = communicator
         self.backend = backend
@@ -123,7 +129,7 @@ public final class Trainer {
                                             epochs: configuration.epochs, stepsPerEpoch: stepsPerEpoch,
                                             warmupEpochs: configuration.warmupEpochs)
         progress = TrainingProgress(epoch: 0, globalStep: 0, seed: configuration.seed)
-        reducer = communicator.worldSize > 1
+        reducer = communicator.worldSize > 1 && averagesGradients
             ? try GradientReducer(store: model.store, communicator: communicator, overlap: overlapCommunication,
                                   bucketCap: bucketCap, communicationDType: gradientDType) : nil
         // A data-parallel step is captured whole where its collectives can be (NCCL; Note [Communication stream]).

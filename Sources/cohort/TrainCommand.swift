@@ -129,6 +129,9 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("no-overlap"), help: "Multi-rank runs: all-reduce the gradients once after backward instead of bucket by bucket during it (to measure the overlap).")
     var noOverlap = false
 
+    @Flag(name: .customLong("no-communication"), help: "Multi-rank runs, for measurement only: ranks train independently, gradients are never all-reduced (the same step with communication off; the model is NOT data-parallel).")
+    var noCommunication = false
+
     @Option(name: .customLong("bucket-cap-mb"), help: "Multi-rank runs: megabytes of gradients per all-reduce bucket (as PyTorch DDP's bucket_cap_mb; Note [Gradient bucketing]).")
     var bucketCapMB = Double(GradientReducer.defaultBucketCap) / 1_048_576
 
@@ -324,7 +327,7 @@ struct Train: ParsableCommand {
                                   testSet: data.test, checkpointURL: checkpointURL,
                                   metrics: metrics, display: display, communicator: communicator,
                                   overlapCommunication: !noOverlap, gradientDType: allReduceDType.dtype,
-                                  bucketCap: Int(bucketCapMB * 1_048_576))
+                                  bucketCap: Int(bucketCapMB * 1_048_576), averagesGradients: !noCommunication)
         // Note [Restarts]: a job restarted by `cohort launch --max-restarts`
         // resumes from the run folder's last checkpoint (rank 0 wrote it).
         let restart = Int(ProcessInfo.processInfo.environment[launchRestartCountVariable] ?? "") ?? 0
@@ -349,7 +352,11 @@ struct Train: ParsableCommand {
             let ranks = strategy == .dp
                 ? "strategy dp: \(worldSize) replicas as threads of one process, \(placement ?? "") (\(communicator.name)\(library))"
                 : "strategy ddp: \(worldSize) ranks, one process each (\(communicator.name)\(library), from \(environment.source.rawValue) variables)"
-            display.log("\(ranks); gradients averaged in \(trainer.reducer!.buckets.count) buckets (\(trainer.reducer!.buckets.map { Self.megabytes($0.byteCount) }.joined(separator: ", "))), \(noOverlap ? "one all-reduce after backward (--no-overlap)" : "each all-reduced as soon as backward produced it") in \(allReduceDType.rawValue)\(trainer.capturesSteps ? "; steps captured as CUDA graphs" : "")")
+            if let reducer = trainer.reducer {
+                display.log("\(ranks); gradients averaged in \(reducer.buckets.count) buckets (\(reducer.buckets.map { Self.megabytes($0.byteCount) }.joined(separator: ", "))), \(noOverlap ? "one all-reduce after backward (--no-overlap)" : "each all-reduced as soon as backward produced it") in \(allReduceDType.rawValue)\(trainer.capturesSteps ? "; steps captured as CUDA graphs" : "")")
+            } else {
+                display.log("\(ranks); gradients NOT averaged (--no-communication): every \(unit) trains on its own, a timing run, not data-parallel training\(trainer.capturesSteps ? "; steps captured as CUDA graphs" : "")")
+            }
             display.log("global batch \(globalBatch) = \(worldSize) \(unit)s x \(batchSize); sampler: each epoch's shuffled order padded to \(sampler.totalSize) and split into \(worldSize) disjoint shards of \(sampler.samplesPerRank) (\(unit) r takes positions r, r+\(worldSize), ...); \(trainer.stepsPerEpoch) steps per epoch; lr \(scaledLR) (\(scalingText)); \(trainer.schedule)")
             display.log("batch norm: per-\(unit) batch statistics; \(unit) 0's running statistics are broadcast before each evaluation and checkpoint")
         } else {
@@ -369,6 +376,7 @@ struct Train: ParsableCommand {
         header["rank"] = String(communicator.rank)
         header["global_batch_size"] = String(globalBatch)
         header["pid"] = String(ProcessInfo.processInfo.processIdentifier)
+        if noCommunication { header["communication"] = "off" }
         if let reducer = trainer.reducer {
             header["overlap"] = String(reducer.overlap)
             header["allreduce_dtype"] = allReduceDType.rawValue

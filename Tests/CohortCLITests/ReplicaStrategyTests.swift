@@ -40,6 +40,26 @@ final class ReplicaStrategyTests: XCTestCase {
         }
     }
 
+    /// --no-communication: the replicas train on their own (the step with
+    /// communication off, for timing): no all-reduce is recorded, and
+    /// the header says it is not data-parallel training.
+    func testNoCommunicationTrainsEachReplicaOnItsOwn() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cohort-dp-nocomm-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (status, output) = try cohort(quickRun + ["--strategy", "dp", "--device", "cpu", "--replicas", "2",
+                                                      "--no-communication", "--run-dir", folder.path])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("gradients NOT averaged (--no-communication)"), output)
+        for rank in 0..<2 {
+            let records = try String(contentsOf: folder.appendingPathComponent("metrics-rank\(rank).jsonl"), encoding: .utf8)
+                .split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+            XCTAssertEqual(records.first { $0["event"] as? String == "run" }?["communication"] as? String, "off")
+            let steps = records.filter { $0["event"] as? String == "step" }
+            XCTAssertEqual(steps.count, 2)
+            XCTAssertTrue(steps.allSatisfy { $0["communication_seconds"] == nil }, "replica \(rank): no all-reduce")
+        }
+    }
+
     /// A replica that throws ends the run with its name and error, promptly:
     /// the learning rate makes the loss infinite at step 2 on every replica.
     func testAFailingReplicaEndsTheRunAndIsNamed() throws {
