@@ -135,7 +135,7 @@ public struct GPUSuiteSettings: Equatable, Sendable {
 /// One command of the suite, with what it measures.
 public struct PlannedRun: Equatable, Sendable {
     public enum Kind: String, Sendable, CaseIterable {
-        case q1Cohort, q1PyTorch, allReduceSweep, allReduceAtGradientSize, allReducePyTorch, q4PyTorch, q2Cohort, q3Cohort, q2PyTorch, q4,
+        case q1Cohort, q1PyTorch, allReduceSweep, allReduceAtGradientSize, allReducePyTorch, q4PyTorch, q3NoCommunication, q2Cohort, q3Cohort, q2PyTorch, q4,
              timeToAccuracy
     }
 
@@ -308,6 +308,17 @@ public struct GPUSuitePlan: Sendable {
                         limit: 120) { folder in
                         trainCommand(strategy: strategy, gpus: gpus, masterPort: runPort,
                                      training(batch: batch, gpus: gpus, eager: eager, folder: folder))
+                    }
+                }
+                // Q3's "the same step with communication off": this configuration's eager run
+                // again with `--no-communication` (every rank on its own, no all-reduce).
+                if wantsQ3 && gpus > 1 {
+                    let runPort = nextPort()
+                    add(.q3NoCommunication, "q3-\(prefix)-b\(batch)-nocomm",
+                        "Q3 \(name) × \(batch) (eager, communication off)", gpus: gpus, strategy: strategy, batch: batch,
+                        estimate: 8, limit: 120) { folder in
+                        trainCommand(strategy: strategy, gpus: gpus, masterPort: runPort,
+                                     training(batch: batch, gpus: gpus, eager: true, folder: folder) + ["--no-communication"])
                     }
                 }
             }

@@ -179,8 +179,22 @@ public struct GPUSuiteResults {
         return steps
     }
 
+    /// Median eager device step of each configuration run with `--no-communication`, by (strategy, GPUs, batch).
+    mutating func stepsWithoutCommunication() -> [String: Double] {
+        var steps: [String: Double] = [:]
+        for run in runs(.q3NoCommunication) {
+            guard let batch = run.run.perDeviceBatch,
+                  let log = read("q3", run, Self.metricsFile(gpus: run.run.gpus), { TrainingLog(text: String(decoding: $0, as: UTF8.self)) })
+            else { continue }
+            steps["\(run.run.strategy ?? .ddp) \(run.run.gpus) \(batch)"] =
+                GPUMeasurements.deviceStepSeconds(log, warmupSteps: settings.eagerWarmupSteps)
+        }
+        return steps
+    }
+
     mutating func q3Sections() -> (Section<Q3Record>, Section<StepTimeline>) {
         let baselines = singleGPUEagerSteps()
+        let withoutCommunication = stepsWithoutCommunication()
         var records: [Q3Record] = []
         var timelines: [StepTimeline] = []
         for run in runs(.q3Cohort) where run.run.gpus > 1 {
@@ -190,12 +204,16 @@ public struct GPUSuiteResults {
                 missing["timelines", default: []].append("\(run.run.label): \(run.outcome.reason ?? "no metrics")")
                 continue
             }
-            if baselines[batch] == nil {
-                note("q3", run, "no 1-GPU eager step at \(batch) per GPU: the step without communication is this run's own compute time")
+            // The same configuration with communication off; else the 1-GPU eager step at this batch.
+            let sameWithoutCommunication = withoutCommunication["\(run.run.strategy ?? .ddp) \(gpus) \(batch)"]
+            if sameWithoutCommunication == nil {
+                note("q3", run, baselines[batch] == nil
+                     ? "no run without communication and no 1-GPU eager step at \(batch) per GPU: the step without communication is this run's own compute time"
+                     : "no run without communication: the 1-GPU eager step at \(batch) per GPU stands in for it")
             }
             if let record = GPUMeasurements.q3(log, strategy: run.run.strategy ?? .ddp, precision: settings.precision,
                                                gpus: gpus, perDeviceBatch: batch, warmupSteps: settings.eagerWarmupSteps,
-                                               withoutCommunication: baselines[batch]) {
+                                               withoutCommunication: sameWithoutCommunication ?? baselines[batch]) {
                 records.append(record)
             } else {
                 note("q3", run, "its step records have no device timing of eager steps")
@@ -295,8 +313,8 @@ public struct GPUSuiteResults {
             notes.append("Q3 and the timelines: eager runs (`--no-graphs --log-every 1`, \(s.eagerWarmupSteps) warm-up + "
                 + "\(s.eagerTimedSteps) timed steps), medians of rank 0's device timings: compute = forward + backward + optimizer "
                 + "on the compute stream; communication busy = the bucket all-reduces' time on NCCL's stream; exposed = the compute "
-                + "stream's measured wait for the last all-reduce; step without communication = the 1-GPU eager step at the same "
-                + "batch; algbw = bytes / busy time (waits for slower peers included). Eager steps issue kernels one by one, so at small "
+                + "stream's measured wait for the last all-reduce; step without communication = the same configuration run with "
+                + "`--no-communication` (the 1-GPU eager step at the same batch where that run is missing); algbw = bytes / busy time (waits for slower peers included). Eager steps issue kernels one by one, so at small "
                 + "batches their compute time includes waiting for the host; Q2's graph steps do not")
         }
         if runs(.allReduceSweep).contains(where: \.outcome.succeeded) {

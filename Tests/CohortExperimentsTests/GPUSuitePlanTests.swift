@@ -130,7 +130,12 @@ final class GPUSuitePlanTests: XCTestCase {
         let onlySweep = plan(gpus: [1, 2], parts: [.allreduce])
         XCTAssertEqual(onlySweep.runs.map(\.kind), [.allReduceSweep, .allReduceAtGradientSize, .allReducePyTorch])
         let onlyQ3 = plan(gpus: [1, 2], parts: [.q3], python: "python3")
-        XCTAssertTrue(onlyQ3.runs.allSatisfy { $0.kind == .q3Cohort })
+        XCTAssertTrue(onlyQ3.runs.allSatisfy { $0.kind == .q3Cohort || $0.kind == .q3NoCommunication })
+        // Each multi-GPU Q3 configuration has its twin without communication.
+        let nocomm = onlyQ3.runs.filter { $0.kind == .q3NoCommunication }
+        XCTAssertEqual(nocomm.count, onlyQ3.runs.filter { $0.kind == .q3Cohort && $0.gpus > 1 }.count)
+        XCTAssertTrue(nocomm.allSatisfy { $0.gpus > 1 && $0.arguments.contains("--no-communication")
+                                          && $0.arguments.contains("--no-graphs") })
         let ddpOnly = plan(gpus: [1, 2]) { $0.strategies = [.ddp] }
         XCTAssertFalse(ddpOnly.runs.contains { $0.strategy == .dp })
         // Q4 on 2 GPUs: the same global batch, 4096 each.
@@ -237,7 +242,16 @@ final class GPUSuitePlanTests: XCTestCase {
 
         let q3 = try XCTUnwrap(results.q3.records.first)
         XCTAssertEqual(results.q3.records.count, 1)
-        XCTAssertEqual(q3.stepSecondsWithoutCommunication, 0.0061, "the 1-GPU eager step at the same batch")
+        XCTAssertEqual(q3.stepSecondsWithoutCommunication, 0.0061,
+                       "no run without communication: the 1-GPU eager step at the same batch stands in")
+
+        // With the same configuration run without communication, that run is the baseline.
+        try write("q3-ddp-2gpus-b128-nocomm", "metrics-rank0.jsonl", """
+            {"event":"step","global_step":3,"steps_timed":1,"device_step_seconds":0.0064,"device_forward_seconds":0.002,"device_backward_seconds":0.0041,"device_optimizer_seconds":0.0003}
+            """)
+        var again = GPUSuiteResults(plan: plan, executed: executed)
+        let rebuilt = try XCTUnwrap(again.assemble(metadata: metadata).q3.records.first)
+        XCTAssertEqual(rebuilt.stepSecondsWithoutCommunication, 0.0064, "the same 2-GPU step with communication off")
         XCTAssertEqual(q3.gpus, 2)
         XCTAssertEqual(results.allReduceSweep.records.map(\.bytes), [1024, 44_695_848])
         XCTAssertEqual(results.timelines.records.first?.ranks, 2)
