@@ -48,6 +48,9 @@ public struct Q4Recipe: Equatable, Sendable {
     /// The large-batch runs start each residual block as the identity
     /// (`cohort train --zero-init-residual`; off by default: not measured yet).
     public var zeroInitResidual = false
+    /// The large-batch runs recompute batch-norm statistics over this many
+    /// batches before each evaluation (`cohort train --bn-recalibration-batches`); 0: off.
+    public var recalibrationBatches = 0
     /// nil: the linear rule's learning rate.
     public var larsLearningRate: Double?
 
@@ -415,6 +418,9 @@ public struct GPUSuitePlan: Sendable {
                   "--schedule", r.schedule, "--label-smoothing", Format.compact(labelSmoothing)]
         if rule == .lars { train += ["--optimizer", "lars", "--lars-eta", Format.compact(r.larsEta)] }
         if r.zeroInitResidual && rule != .reference { train.append("--zero-init-residual") }
+        if r.recalibrationBatches > 0 && rule != .reference {
+            train += ["--bn-recalibration-batches", String(r.recalibrationBatches)]
+        }
         train += ["--log-every", "50", "--no-progress", "--run-dir", folder]
         return PlannedRun(kind: .q4, id: id, label: "Q4 \(label), \(gpus) GPU\(gpus == 1 ? "" : "s") × \(batch)",
                           arguments: trainCommand(strategy: .ddp, gpus: gpus, masterPort: port, train),
@@ -433,6 +439,8 @@ public struct GPUSuitePlan: Sendable {
             + ", \(r.schedule) decay over \(r.epochs) epochs"
             + (labelSmoothing > 0 ? ", label smoothing \(Format.compact(labelSmoothing))" : "")
             + (r.zeroInitResidual && rule != .reference ? ", zero-init residual" : "")
+            + (r.recalibrationBatches > 0 && rule != .reference
+               ? ", batch-norm statistics recomputed over \(r.recalibrationBatches) batches before evaluating" : "")
             + ", \(settings.precision.rawValue)"
     }
 

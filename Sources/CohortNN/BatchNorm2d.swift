@@ -62,6 +62,12 @@ public final class BatchNorm2d {
             store.incrementCounter(batchesTracked)
             input = x
             trainingOutput = y
+        case .recalibration(let momentum):
+            backend.batchNormForwardTraining(
+                output: y, input: x, scale: store.value(scale), shift: store.value(shift),
+                runningMean: store.value(runningMean), runningVar: store.value(runningVar),
+                savedMean: savedMean, savedInvStd: savedInvStd,
+                momentum: momentum, epsilon: epsilon, fuseReLU: fusesReLU)
         case .evaluation:
             backend.batchNormForwardInference(
                 output: y, input: x, scale: store.value(scale), shift: store.value(shift),

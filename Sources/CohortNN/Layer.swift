@@ -16,6 +16,11 @@ public enum Precision: String, CaseIterable, Sendable {
 public enum ForwardMode: Sendable {
     case training
     case evaluation
+    /// Batch statistics as in training, each batch norm's running statistics
+    /// updated with `momentum` (instead of its own), nothing kept for a
+    /// backward and no batch counted: the passes of a statistics
+    /// recalibration (Note [Batch-norm recalibration] in Trainer+Recalibration.swift).
+    case recalibration(momentum: Float)
 }
 
 /// A tensor a layer reuses from step to step, reallocated only when the

@@ -34,3 +34,29 @@ public enum BuiltExecutables {
         return found
     }
 }
+
+/// Runs the built `cohort` with `arguments` (and `environment` added to this
+/// process's, less the rank variables a test runner may have set); returns the
+/// exit status and what it printed (stdout and stderr together). Killed after
+/// `limit` seconds, so a hung command fails its test instead of the suite.
+public func cohort(_ arguments: [String], environment: [String: String] = [:],
+                   limit: Double = 120) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = try BuiltExecutables.url(of: "cohort")
+    process.arguments = arguments
+    var variables = ProcessInfo.processInfo.environment
+    for name in ["RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"] {
+        variables[name] = nil
+    }
+    process.environment = variables.merging(environment) { $1 }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let killer = DispatchWorkItem { process.terminate() }
+    DispatchQueue.global().asyncAfter(deadline: .now() + limit, execute: killer)
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    killer.cancel()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}

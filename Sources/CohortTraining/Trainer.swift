@@ -70,7 +70,7 @@ public final class Trainer {
     public let reducer: GradientReducer?
     public private(set) var progress: TrainingProgress
     private let criterion: SoftmaxCrossEntropy
-    private let stager: BatchStager
+    let stager: BatchStager
     /// The step as a replayable graph (device backends, one rank); nil: eager steps.
     private var capturedStep: CapturedStep?
     /// What the captured step reads: the staged batch of the step being run.
@@ -176,6 +176,7 @@ public final class Trainer {
             epochSeconds += try trainEpoch(progress.epoch)
             progress.epoch += 1
             var record: [String: Any] = ["epoch": progress.epoch, "global_step": progress.globalStep]
+            if configuration.recalibrationBatches > 0 { try recalibrateBatchNorm() }
             try reducer?.broadcastStatistics()
             if let testSet {
                 let result = try evaluateOnEveryRank(testSet)

@@ -43,6 +43,9 @@ public struct TrainingConfiguration: Sendable {
     /// begins as the identity (torchvision's `zero_init_residual`, Goyal et
     /// al.'s remedy for large batches); ResNet only.
     public var zeroInitResidual = false
+    /// Before each evaluation, recompute the batch-norm running statistics
+    /// over this many training batches (Note [Batch-norm recalibration]); 0: off.
+    public var recalibrationBatches = 0
 
     public init(architecture: ModelArchitecture = .resnet18, precision: Precision = .float32, epochs: Int, batchSize: Int, learningRate: Float,
                 decay: LearningRateSchedule.Decay = .constant, warmupEpochs: Int = 0,
@@ -82,6 +85,7 @@ public struct TrainingConfiguration: Sendable {
         if let stepsPerEpochLimit { fields["steps_per_epoch_limit"] = String(stepsPerEpochLimit) }
         if let targetAccuracy { fields["target_accuracy"] = String(targetAccuracy) }
         if zeroInitResidual { fields["zero_init_residual"] = "true" }
+        if recalibrationBatches > 0 { fields["bn_recalibration_batches"] = String(recalibrationBatches) }
         return fields
     }
 }

@@ -216,6 +216,8 @@ struct GPUExperimentOptions: ParsableArguments {
     @Option(name: .customLong("q4-lars-eta"), help: "Q4: LARS trust coefficient of (d).") var q4LarsEta = 0.001
     @Flag(name: .customLong("q4-zero-init-residual"), help: "Q4: the large-batch runs start each residual block as the identity (cohort train --zero-init-residual).")
     var q4ZeroInitResidual = false
+    @Option(name: .customLong("q4-bn-recalibration"), help: "Q4: the large-batch runs recompute batch-norm statistics over this many batches before each evaluation (0: off).")
+    var q4BNRecalibration = 0
     @Option(name: .customLong("q4-lars-lr"), help: "Q4: (d)'s peak learning rate (default: the linear rule's).") var q4LarsLR: Double?
     @Option(name: .customLong("tta-target"), help: "Time to accuracy: the test accuracy to reach (fraction).") var ttaTarget = 0.90
     @Option(name: .customLong("tta-epochs"), help: "Time to accuracy: most epochs (the schedule spans them).") var ttaEpochs = 30
@@ -324,6 +326,7 @@ struct GPUExperimentOptions: ParsableArguments {
         s.q4.labelSmoothing = q4LabelSmoothing
         s.q4.larsEta = q4LarsEta
         s.q4.zeroInitResidual = q4ZeroInitResidual
+        s.q4.recalibrationBatches = q4BNRecalibration
         s.q4.larsLearningRate = q4LarsLR
         guard q4GlobalBatch % s.q4.ranks == 0 else {
             throw ValidationError("--q4-global-batch \(q4GlobalBatch) does not split evenly over \(s.q4.ranks) GPUs")

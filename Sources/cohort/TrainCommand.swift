@@ -87,6 +87,9 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("no-decay-on-norm-and-bias"), help: "Exempt batch-norm parameters and biases from weight decay.")
     var noDecayOnNormAndBias = false
 
+    @Option(name: .customLong("bn-recalibration-batches"), help: "Before each evaluation, recompute the batch-norm running statistics over this many training batches (precise BN; 0: off).")
+    var bnRecalibrationBatches = 0
+
     @Flag(name: .customLong("zero-init-residual"), help: "ResNet: start each residual block's last batch-norm scale at 0, so every block begins as its shortcut (a large-batch remedy; torchvision's zero_init_residual).")
     var zeroInitResidual = false
 
@@ -165,6 +168,7 @@ struct Train: ParsableCommand {
         if let targetAccuracy, !(targetAccuracy > 0 && targetAccuracy <= 1) {
             throw ValidationError("--target-accuracy is a fraction in (0, 1], e.g. 0.9 for 90%, not \(targetAccuracy)")
         }
+        guard bnRecalibrationBatches >= 0 else { throw ValidationError("--bn-recalibration-batches must be 0 or more") }
         guard bucketCapMB > 0, bucketCapMB.isFinite else { throw ValidationError("--bucket-cap-mb must be a positive number of megabytes") }
         guard collectiveTimeout >= 0 else { throw ValidationError("--collective-timeout must be 0 (off) or a number of seconds") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a positive number, not \(lr)") }
@@ -316,6 +320,7 @@ struct Train: ParsableCommand {
         configuration.graphs = !noGraphs
         configuration.targetAccuracy = targetAccuracy
         configuration.zeroInitResidual = zeroInitResidual
+        configuration.recalibrationBatches = bnRecalibrationBatches
 
         let directory = URL(fileURLWithPath: runDirectory
             ?? resume.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path }
@@ -362,7 +367,7 @@ struct Train: ParsableCommand {
         } else {
             display.log("batch \(batchSize) on 1 \(strategy == .dp ? "replica" : "rank") (global batch \(batchSize)), \(trainer.stepsPerEpoch) steps per epoch; lr \(scaledLR) (\(scalingText)); \(trainer.schedule)")
         }
-        display.log("optimizer \(optimizer.rawValue), momentum \(momentum)\(nesterov ? " (Nesterov)" : ""), weight decay \(weightDecay)\(noDecayOnNormAndBias ? " (not on norms and biases)" : ""), label smoothing \(labelSmoothing), seed \(seed)\(zeroInitResidual ? ", residual blocks starting as the identity (--zero-init-residual)" : "")")
+        display.log("optimizer \(optimizer.rawValue), momentum \(momentum)\(nesterov ? " (Nesterov)" : ""), weight decay \(weightDecay)\(noDecayOnNormAndBias ? " (not on norms and biases)" : ""), label smoothing \(labelSmoothing), seed \(seed)\(zeroInitResidual ? ", residual blocks starting as the identity (--zero-init-residual)" : "")\(bnRecalibrationBatches > 0 ? ", batch-norm statistics recomputed over \(bnRecalibrationBatches) batches before each evaluation" : "")")
         display.log("run folder: \(directory.path)\(resumeFrom.map { "; resuming from \($0) at epoch \(trainer.progress.epoch)" } ?? "")\(restart > 0 ? " (restart \(restart))" : "")")
 
         var header = configuration.summary

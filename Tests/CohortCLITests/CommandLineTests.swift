@@ -7,20 +7,6 @@ import XCTest
 final class CommandLineTests: XCTestCase {
     var executable: URL { get throws { try BuiltExecutables.url(of: "cohort") } }
 
-    /// Runs cohort with `arguments`; returns the exit status and what it printed (stdout and stderr).
-    func cohort(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = try executable
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-
     func assertRejected(_ arguments: [String], mentions text: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let (status, output) = try cohort(arguments)
         XCTAssertNotEqual(status, 0, "\(arguments) should fail", file: file, line: line)

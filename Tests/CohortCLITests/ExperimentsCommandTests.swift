@@ -6,19 +6,6 @@ import XCTest
 /// `cohort experiments --quick` end to end: every report file written, the
 /// results file reads back, and the report shows what was measured.
 final class ExperimentsCommandTests: XCTestCase {
-    func cohort(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = try BuiltExecutables.url(of: "cohort")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-
     func testQuickRunWritesEveryReportFile() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cohort-experiments-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: folder) }

@@ -90,27 +90,6 @@ final class ReplicaStrategyTests: XCTestCase {
 
     // MARK: Helpers
 
-    /// Runs cohort with `arguments` (and `environment` added); returns the exit status and its output.
-    func cohort(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = try BuiltExecutables.url(of: "cohort")
-        process.arguments = arguments
-        var variables = ProcessInfo.processInfo.environment
-        for name in ["RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"] {
-            variables[name] = nil
-        }
-        process.environment = variables.merging(environment) { $1 }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let killer = DispatchWorkItem { process.terminate() }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 120, execute: killer)
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        killer.cancel()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
 
     func assertRejected(_ arguments: [String], environment: [String: String] = [:], mentions text: String,
                         file: StaticString = #filePath, line: UInt = #line) throws {

@@ -113,11 +113,12 @@ final class GPUSuitePlanTests: XCTestCase {
 
     /// --q4-zero-init-residual reaches the large-batch runs (and their recipe text), not the reference.
     func testZeroInitResidualReachesTheLargeBatchRunsOnly() {
-        let zeroed = plan(gpus: [1, 4]) { $0.q4.zeroInitResidual = true }
+        let zeroed = plan(gpus: [1, 4]) { $0.q4.zeroInitResidual = true; $0.q4.recalibrationBatches = 20 }
         let q4 = zeroed.runs.filter { $0.kind == .q4 }
         XCTAssertFalse(q4.isEmpty)
         for run in q4 {
             XCTAssertEqual(run.arguments.contains("--zero-init-residual"), run.lrRule != .reference, run.label)
+            XCTAssertEqual(run.arguments.contains("--bn-recalibration-batches"), run.lrRule != .reference, run.label)
         }
         XCTAssertTrue(zeroed.q4Recipe(rule: .lars, labelSmoothing: 0).contains("zero-init residual"))
         XCTAssertFalse(plan(gpus: [1, 4]).runs.contains { $0.arguments.contains("--zero-init-residual") })
