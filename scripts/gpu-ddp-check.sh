@@ -10,8 +10,8 @@
 #    --no-communication (the same step without the all-reduce, ddp and dp), --no-graphs (eager,
 #    with the device-timed phase split), --no-graphs --no-overlap, and
 #    --allreduce-dtype bf16. Median device step time of the logged steps.
-# 2. Loss curves on the real data: 1 GPU at batch 2B against N GPUs x B/N
-#    for 3 epochs (the same global batch), test accuracy per epoch.
+# 2. Loss curves on the real data, global batch 1024 for 3 epochs: 1 GPU
+#    against 2, 4 (and 8) GPUs, ddp and dp, test loss and accuracy per epoch.
 # 3. NCCL on sockets (NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1): the multi-node
 #    transport, on two ranks started by hand with torchrun's variables
 #    (each rank its own "node", the NCCL id through the TCP store).
@@ -76,10 +76,16 @@ done
 real=(--device cuda --precision bf16 --data /tmp/cifar --epochs 3 --lr 0.8 --nesterov --warmup-epochs 1 --schedule linear
       --label-smoothing 0.1 --no-progress --log-every 20)
 run "curve-1gpu" 90 "$cohort" train "${real[@]}" --batch-size 1024 --run-dir "$OUT/curve-1gpu"
-run "curve-${ranks}gpu" 90 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${real[@]}" \
-    --batch-size $((1024 / ranks)) --run-dir "$OUT/curve-${ranks}gpu"
-run "curve-${ranks}gpu-dp" 90 "$cohort" train "${real[@]}" --strategy dp --replicas $ranks \
-    --batch-size $((1024 / ranks)) --run-dir "$OUT/curve-${ranks}gpu-dp"
+# Every GPU count from 2 up to all of them (2 and 4 on a 4-GPU machine), both strategies.
+curves=(curve-1gpu)
+for n in 2 4 8; do
+    [ "$n" -gt "$ranks" ] && break
+    run "curve-${n}gpu" 90 "$cohort" launch --nproc-per-node $n -- "$cohort" train "${real[@]}" \
+        --batch-size $((1024 / n)) --run-dir "$OUT/curve-${n}gpu"
+    run "curve-${n}gpu-dp" 90 "$cohort" train "${real[@]}" --strategy dp --replicas $n \
+        --batch-size $((1024 / n)) --run-dir "$OUT/curve-${n}gpu-dp"
+    curves+=("curve-${n}gpu" "curve-${n}gpu-dp")
+done
 run "dp-failing" 40 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks --batch-size 128 --lr 1e30 \
     --steps-per-epoch 50 --run-dir "$OUT/dp-failing"
 
@@ -113,7 +119,7 @@ if [ $(left) -gt 60 ]; then
     kill -9 $pid0 2>/dev/null
 fi
 
-# 5. Two launchers as two nodes (one GPU each), NCCL on sockets: the launchers
+# 5. Two launchers as two nodes (half the GPUs each), NCCL on sockets: the launchers
 #    meet at node 0's store and node 0's mpirun starts both ranks (a local
 #    "rsh" agent stands in for ssh).
 if [ $(left) -gt 60 ]; then
@@ -122,7 +128,7 @@ if [ $(left) -gt 60 ]; then
     start=$SECONDS
     for node in 1 0; do
         OMPI_MCA_plm_rsh_agent=/tmp/local-rsh NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 timeout 120 \
-            "$cohort" launch --nnodes 2 --node-rank $node --nproc-per-node 1 --master-addr 127.0.0.1 --master-port 29700 \
+            "$cohort" launch --nnodes 2 --node-rank $node --nproc-per-node $((ranks / 2)) --master-addr 127.0.0.1 --master-port 29700 \
             -- "$cohort" train "${common[@]}" --batch-size 256 --steps-per-epoch 40 --run-dir "$OUT/two-launchers" \
             > "$OUT/two-launchers-node$node.txt" 2>&1 &
         eval "node$node=\$!"
@@ -133,7 +139,7 @@ if [ $(left) -gt 60 ]; then
 fi
 
 echo; echo "=== summary"
-python3 - "$OUT" "$ranks" <<'PY'
+python3 - "$OUT" "$ranks" "${curves[@]}" <<'PY'
 import json, os, statistics, sys
 out, ranks = sys.argv[1], int(sys.argv[2])
 def steps(folder):
@@ -167,7 +173,7 @@ for b in (32, 128, 512):
         many, _ = steps(f"speed-{ranks}gpu-b{b}{suffix}")
         sn = median(many, "device_step_seconds")
         if s1 and sn: print(f"weak scaling at {b}/GPU on {ranks} GPUs{' (dp)' if suffix else ' (ddp)'}: {s1/sn*100:.1f}% (step {s1*1e3:.2f} ms vs {sn*1e3:.2f} ms)")
-for folder in ("curve-1gpu", f"curve-{ranks}gpu", f"curve-{ranks}gpu-dp"):
+for folder in sys.argv[3:]:
     _, records = steps(folder)
     evals = [(r["epoch"], r.get("test_loss"), r.get("test_accuracy")) for r in records if r.get("event") == "eval"]
     print(folder, ", ".join(f"epoch {e}: loss {l:.4f} acc {a*100:.2f}%" for e, l, a in evals if l is not None))
