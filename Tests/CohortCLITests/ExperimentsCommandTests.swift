@@ -114,4 +114,11 @@ final class ExperimentsCommandTests: XCTestCase {
         XCTAssertNotEqual(bad, 0)
         XCTAssertTrue(message.contains("unknown part q9"), message)
     }
+
+    /// Merging several results files needs a folder of its own for the merged one.
+    func testMergingResultsFilesNeedsAnOutputFolder() throws {
+        let (status, output) = try cohort(["report", "a/results.json", "b/results.json"])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(output.contains("needs --out"), output)
+    }
 }
