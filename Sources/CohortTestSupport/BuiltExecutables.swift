@@ -41,14 +41,22 @@ public enum BuiltExecutables {
 /// `limit` seconds, so a hung command fails its test instead of the suite.
 public func cohort(_ arguments: [String], environment: [String: String] = [:],
                    limit: Double = 120) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = try BuiltExecutables.url(of: "cohort")
-    process.arguments = arguments
     var variables = ProcessInfo.processInfo.environment
     for name in ["RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"] {
         variables[name] = nil
     }
-    process.environment = variables.merging(environment) { $1 }
+    return try runExecutable(BuiltExecutables.url(of: "cohort"), arguments,
+                             environment: variables.merging(environment) { $1 }, limit: limit)
+}
+
+/// Runs `executable` with `arguments` (in `environment`, else this process's),
+/// killed after `limit` seconds; returns the exit status and its output.
+public func runExecutable(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil,
+                          limit: Double = 120) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    if let environment { process.environment = environment }
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe

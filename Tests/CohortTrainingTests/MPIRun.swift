@@ -12,38 +12,14 @@ enum Executables {
 /// command, e.g. `-x OMP_NUM_THREADS=1`); returns the exit status and the output.
 func runUnderMPIRun(ranks: Int, _ arguments: [String], mpirunOptions: [String] = [],
                     limit: TimeInterval = 120) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = try Executables.mpirun
-    process.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", String(ranks)] + mpirunOptions
-        + [try Executables.cohort.path] + arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let killer = DispatchWorkItem { process.terminate() }
-    DispatchQueue.global().asyncAfter(deadline: .now() + limit, execute: killer)
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    killer.cancel()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    try runExecutable(Executables.mpirun, ["--allow-run-as-root", "--oversubscribe", "-np", String(ranks)] + mpirunOptions
+                          + [try Executables.cohort.path] + arguments, limit: limit)
 }
 
 /// Runs `cohort arguments` in one process with `environment` added to this
 /// one's; returns the exit status and the output.
 func runCohort(_ arguments: [String], environment: [String: String] = [:],
                limit: TimeInterval = 120) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = try Executables.cohort
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let killer = DispatchWorkItem { process.terminate() }
-    DispatchQueue.global().asyncAfter(deadline: .now() + limit, execute: killer)
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    killer.cancel()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    try runExecutable(Executables.cohort, arguments,
+                      environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, limit: limit)
 }
