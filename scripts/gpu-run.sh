@@ -131,3 +131,6 @@ for batch in sorted(set(ours) | set(ours_bf16) | set(fp32) | set(bf16)):
           f"{ratio(ours_bf16, bf16, batch):>6}  {graphs.get(batch, '-')}")
 print("bf16 targets: cohort bf16 >= 1.5x torch bf16 at batch 512, >= 3x at batch 32")
 PY
+# The device tool returns at most 8 files: the JSON results travel as one archive beside the log.
+( cd "$OUT" && tar czf gpu-run-results.tgz --exclude='*.tgz' --exclude='gpu-run.log' . \
+    && find . -maxdepth 1 -type f -name '*.json' -delete )
