@@ -33,8 +33,11 @@ public enum ConvolutionPath: String, Codable, Sendable, CaseIterable {
     ///   cuDNN's NHWC kernels want channels in multiples of 8. `im2colGEMM`
     ///   writes the [N*P*Q, 32] im2col matrix (C*k*k = 27 columns padded to
     ///   32: 34 MB in bf16, about 10 us) and runs one GEMM for the forward and
-    ///   one for the weight gradient: about 0.065 ms each against 0.157 and
-    ///   0.193. It takes geometries with fewer than 8 input channels whose
+    ///   one for the weight gradient: expected about 0.065 ms each (the GEMM's
+    ///   measured time plus the im2col write at HBM bandwidth) against 0.157
+    ///   and 0.193. The new paths have not been timed alone yet; the whole
+    ///   bf16 step at batch 512 went from 6.8 to 6.3 ms (Q1 of the 4 x H200
+    ///   suite, commits 33a499b and 81940ad, two calls). It takes geometries with fewer than 8 input channels whose
     ///   padded row holds at most 64 columns (3x3 up to 7 channels), where the
     ///   im2col matrix stays within about 11x the input. Their data gradient
     ///   stays on cuDNN: a model never asks for the images' gradient (the

@@ -71,7 +71,8 @@ func checkNCCL(_ result: ncclResult_t, _ call: String, comm: ncclComm_t? = nil) 
 ///   after a collective could be reused.
 /// - The stream has the highest priority the device offers, so a bucket's
 ///   kernels are scheduled ahead of backward's queued blocks rather than
-///   behind them (the kernels are few and small; backward loses little).
+///   behind them (the kernels are few; what backward loses to them is part
+///   of the measured overlap cost, not measured apart).
 /// - Graphs: forks and joins are events, which a stream capture turns into
 ///   graph edges, and NCCL records its kernels into the capture, so a
 ///   data-parallel step is captured whole (`supportsGraphCapture`); timing

@@ -7,10 +7,9 @@
 /// `backward` measure issuing, not computing. A timestamp is recorded on
 /// the stream between two phases; once the device has passed both,
 /// `Backend.seconds(from:to:)` gives the device time between them. It is
-/// reusable: recording it again moves it. Recording costs about a
-/// microsecond of host time and nothing on the device, but reading waits
-/// for the device, so callers record on the steps they log and read after
-/// the step's loss is read back anyway. A timestamp recorded while the
+/// reusable: recording it again moves it. Recording is one driver call
+/// (cuEventRecord), but reading waits for the device, so callers record on
+/// the steps they log and read after the step's loss is read back anyway. A timestamp recorded while the
 /// stream is being captured into a graph is not recorded (a graph would
 /// replay it as a node without timing); reading it then gives nil.
 public protocol DeviceTimestamp: AnyObject {}
