@@ -18,6 +18,8 @@
 # 4. The watchdog: two ranks started by hand, rank 1 killed (SIGKILL) mid-run;
 #    rank 0 must exit non-zero within 30 s, saying why.
 # A summary table ends the log ($OUT/gpu-ddp-check.log); metrics stay in $OUT.
+# DDP_CHECK_PARTS picks parts (default all: speed,dpdiag,variants,curves,sockets,watchdog,launchers);
+# DDP_CHECK_BATCHES the per-GPU batches of part 1 (default 32 128 512).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./gpu-out}"
@@ -40,6 +42,9 @@ if [ ! -d /tmp/cifar/cifar-10-batches-bin ]; then
 fi
 "$cohort" info | head -20
 
+parts=",${DDP_CHECK_PARTS:-speed,dpdiag,variants,curves,sockets,watchdog,launchers},"
+part() { [[ "$parts" == *",$1,"* ]]; }
+
 common=(--device cuda --precision bf16 --dataset synthetic --epochs 1 --eval-limit 1024 --no-progress --log-every 10)
 run() {  # run <name> <seconds> <command...>
     local name="$1" budget="$2"; shift 2
@@ -53,7 +58,7 @@ run() {  # run <name> <seconds> <command...>
 }
 
 # 1. Speed
-for b in 32 128 512; do
+part speed && for b in ${DDP_CHECK_BATCHES:-32 128 512}; do
     steps=$((b >= 512 ? 100 : 160))
     run "speed-1gpu-b$b" 60 "$cohort" train "${common[@]}" --batch-size $b --steps-per-epoch $steps --run-dir "$OUT/speed-1gpu-b$b"
     run "speed-${ranks}gpu-b$b" 90 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
@@ -62,11 +67,28 @@ for b in 32 128 512; do
         --batch-size $b --steps-per-epoch $steps --run-dir "$OUT/speed-${ranks}gpu-b$b-dp"
 done
 # dp with communication off: is what slows dp down NCCL, or the one process?
-run "speed-${ranks}gpu-b512-dp-nocomm" 90 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks \
+part dpdiag && run "speed-${ranks}gpu-b512-dp-nocomm" 90 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks \
     --batch-size 512 --steps-per-epoch 100 --no-communication --run-dir "$OUT/speed-${ranks}gpu-b512-dp-nocomm"
-run "speed-1gpu-b512-eager" 60 "$cohort" train "${common[@]}" --batch-size 512 --steps-per-epoch 60 --no-graphs \
+# dp's NCCL within one process reaches peers through direct pointers; IPC handles instead
+# (what separate processes use) tell whether that path is the slow part. One replica alone
+# tells the dp code path's cost with nothing shared.
+if part dpdiag; then
+    run "speed-${ranks}gpu-b512-nocomm" 90 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
+        --batch-size 512 --steps-per-epoch 100 --no-communication --run-dir "$OUT/speed-${ranks}gpu-b512-nocomm"
+    run "speed-${ranks}gpu-b512-dp-nodirect" 90 env NCCL_P2P_DIRECT_DISABLE=1 "$cohort" train "${common[@]}" --strategy dp \
+        --replicas $ranks --batch-size 512 --steps-per-epoch 100 --run-dir "$OUT/speed-${ranks}gpu-b512-dp-nodirect"
+    run "speed-1gpu-b512-dp" 60 "$cohort" train "${common[@]}" --strategy dp --replicas 1 --batch-size 512 \
+        --steps-per-epoch 100 --run-dir "$OUT/speed-1gpu-b512-dp"
+    run "speed-2gpu-b512-dp" 60 "$cohort" train "${common[@]}" --strategy dp --replicas 2 --batch-size 512 \
+        --steps-per-epoch 100 --run-dir "$OUT/speed-2gpu-b512-dp"
+    run "speed-${ranks}gpu-b512-dp-eager" 60 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks --batch-size 512 \
+        --steps-per-epoch 60 --no-graphs --run-dir "$OUT/speed-${ranks}gpu-b512-dp-eager"
+    run "speed-${ranks}gpu-b512-dp-eager-nocomm" 60 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks \
+        --batch-size 512 --steps-per-epoch 60 --no-graphs --no-communication --run-dir "$OUT/speed-${ranks}gpu-b512-dp-eager-nocomm"
+fi
+part variants && run "speed-1gpu-b512-eager" 60 "$cohort" train "${common[@]}" --batch-size 512 --steps-per-epoch 60 --no-graphs \
     --run-dir "$OUT/speed-1gpu-b512-eager"
-for variant in nocomm:--no-communication eager:--no-graphs nooverlap:--no-graphs:--no-overlap bf16ar:--allreduce-dtype:bf16 bf16ar-eager:--allreduce-dtype:bf16:--no-graphs; do
+part variants && for variant in nocomm:--no-communication eager:--no-graphs nooverlap:--no-graphs:--no-overlap bf16ar:--allreduce-dtype:bf16 bf16ar-eager:--allreduce-dtype:bf16:--no-graphs; do
     name=${variant%%:*}; flags=${variant#*:}; IFS=: read -r -a extra <<< "$flags"
     run "speed-${ranks}gpu-b512-$name" 90 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
         --batch-size 512 --steps-per-epoch 60 "${extra[@]}" --run-dir "$OUT/speed-${ranks}gpu-b512-$name"
@@ -75,9 +97,11 @@ done
 # 2. Loss curves, real data, same global batch (1024)
 real=(--device cuda --precision bf16 --data /tmp/cifar --epochs 3 --lr 0.8 --nesterov --warmup-epochs 1 --schedule linear
       --label-smoothing 0.1 --no-progress --log-every 20)
+curves=()
+if part curves; then
 run "curve-1gpu" 90 "$cohort" train "${real[@]}" --batch-size 1024 --run-dir "$OUT/curve-1gpu"
 # Every GPU count from 2 up to all of them (2 and 4 on a 4-GPU machine), both strategies.
-curves=(curve-1gpu)
+curves+=(curve-1gpu)
 for n in 2 4 8; do
     [ "$n" -gt "$ranks" ] && break
     run "curve-${n}gpu" 90 "$cohort" launch --nproc-per-node $n -- "$cohort" train "${real[@]}" \
@@ -86,7 +110,8 @@ for n in 2 4 8; do
         --batch-size $((1024 / n)) --run-dir "$OUT/curve-${n}gpu-dp"
     curves+=("curve-${n}gpu" "curve-${n}gpu-dp")
 done
-run "dp-failing" 40 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks --batch-size 128 --lr 1e30 \
+fi
+part speed && run "dp-failing" 40 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks --batch-size 128 --lr 1e30 \
     --steps-per-epoch 50 --run-dir "$OUT/dp-failing"
 
 # 3 and 4: two ranks started by hand (torchrun's variables, the TCP store), one GPU each.
@@ -99,7 +124,7 @@ by_hand() {  # by_hand <name> <extra env> -- ranks' arguments
         eval "pid$r=\$!"
     done
 }
-if [ $(left) -gt 60 ]; then
+if part sockets && [ $(left) -gt 60 ]; then
     echo; echo "=== sockets: NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1, 2 ranks by hand"
     start=$SECONDS
     by_hand sockets "NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1" --batch-size 512 --steps-per-epoch 60
@@ -107,7 +132,7 @@ if [ $(left) -gt 60 ]; then
     echo "exit $rc0/$rc1 after $((SECONDS - start)) s"
     grep -hE "ranks:|epoch 1/|error" "$OUT/sockets/rank0.txt" | head -4
 fi
-if [ $(left) -gt 60 ]; then
+if part watchdog && [ $(left) -gt 60 ]; then
     echo; echo "=== watchdog: rank 1 killed mid-run"
     by_hand watchdog "" --batch-size 128 --epochs 1000
     sleep 25
@@ -122,7 +147,7 @@ fi
 # 5. Two launchers as two nodes (half the GPUs each), NCCL on sockets: the launchers
 #    meet at node 0's store and node 0's mpirun starts both ranks (a local
 #    "rsh" agent stands in for ssh).
-if [ $(left) -gt 60 ]; then
+if part launchers && [ $(left) -gt 60 ]; then
     echo; echo "=== two launchers, NCCL on sockets"
     printf '#!/bin/sh\nshift\nexec /bin/sh -c "$*"\n' > /tmp/local-rsh && chmod +x /tmp/local-rsh
     start=$SECONDS
