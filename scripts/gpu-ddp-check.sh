@@ -57,41 +57,42 @@ run() {  # run <name> <seconds> <command...>
     grep -E "ranks:|global batch|epoch 1/|done:|error|Error|watchdog|failed" "$OUT/$name.txt" | head -8
 }
 
-# 1. Speed
+# 1. Speed. Each run's synthetic epoch holds every step it times on every rank
+# (50,000 images are 25 steps of 4 x 512: too few to leave warm-up out).
 part speed && for b in ${DDP_CHECK_BATCHES:-32 128 512}; do
     steps=$((b >= 512 ? 100 : 160))
-    run "speed-1gpu-b$b" 60 "$cohort" train "${common[@]}" --batch-size $b --steps-per-epoch $steps --run-dir "$OUT/speed-1gpu-b$b"
+    run "speed-1gpu-b$b" 60 "$cohort" train "${common[@]}" --batch-size $b --steps-per-epoch $steps --synthetic-images $((b * steps * ranks)) --run-dir "$OUT/speed-1gpu-b$b"
     run "speed-${ranks}gpu-b$b" 90 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
-        --batch-size $b --steps-per-epoch $steps --run-dir "$OUT/speed-${ranks}gpu-b$b"
+        --batch-size $b --steps-per-epoch $steps --synthetic-images $((b * steps * ranks)) --run-dir "$OUT/speed-${ranks}gpu-b$b"
     run "speed-${ranks}gpu-b$b-dp" 90 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks \
-        --batch-size $b --steps-per-epoch $steps --run-dir "$OUT/speed-${ranks}gpu-b$b-dp"
+        --batch-size $b --steps-per-epoch $steps --synthetic-images $((b * steps * ranks)) --run-dir "$OUT/speed-${ranks}gpu-b$b-dp"
 done
 # dp with communication off: is what slows dp down NCCL, or the one process?
 part dpdiag && run "speed-${ranks}gpu-b512-dp-nocomm" 90 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks \
-    --batch-size 512 --steps-per-epoch 100 --no-communication --run-dir "$OUT/speed-${ranks}gpu-b512-dp-nocomm"
+    --batch-size 512 --steps-per-epoch 100 --synthetic-images $((512 * 100 * ranks)) --no-communication --run-dir "$OUT/speed-${ranks}gpu-b512-dp-nocomm"
 # dp's NCCL within one process reaches peers through direct pointers; IPC handles instead
 # (what separate processes use) tell whether that path is the slow part. One replica alone
 # tells the dp code path's cost with nothing shared.
 if part dpdiag; then
     run "speed-${ranks}gpu-b512-nocomm" 90 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
-        --batch-size 512 --steps-per-epoch 100 --no-communication --run-dir "$OUT/speed-${ranks}gpu-b512-nocomm"
+        --batch-size 512 --steps-per-epoch 100 --synthetic-images $((512 * 100 * ranks)) --no-communication --run-dir "$OUT/speed-${ranks}gpu-b512-nocomm"
     run "speed-${ranks}gpu-b512-dp-nodirect" 90 env NCCL_P2P_DIRECT_DISABLE=1 "$cohort" train "${common[@]}" --strategy dp \
-        --replicas $ranks --batch-size 512 --steps-per-epoch 100 --run-dir "$OUT/speed-${ranks}gpu-b512-dp-nodirect"
+        --replicas $ranks --batch-size 512 --steps-per-epoch 100 --synthetic-images $((512 * 100 * ranks)) --run-dir "$OUT/speed-${ranks}gpu-b512-dp-nodirect"
     run "speed-1gpu-b512-dp" 60 "$cohort" train "${common[@]}" --strategy dp --replicas 1 --batch-size 512 \
-        --steps-per-epoch 100 --run-dir "$OUT/speed-1gpu-b512-dp"
+        --steps-per-epoch 100 --synthetic-images $((512 * 100 * ranks)) --run-dir "$OUT/speed-1gpu-b512-dp"
     run "speed-2gpu-b512-dp" 60 "$cohort" train "${common[@]}" --strategy dp --replicas 2 --batch-size 512 \
-        --steps-per-epoch 100 --run-dir "$OUT/speed-2gpu-b512-dp"
+        --steps-per-epoch 100 --synthetic-images $((512 * 100 * ranks)) --run-dir "$OUT/speed-2gpu-b512-dp"
     run "speed-${ranks}gpu-b512-dp-eager" 60 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks --batch-size 512 \
-        --steps-per-epoch 60 --no-graphs --run-dir "$OUT/speed-${ranks}gpu-b512-dp-eager"
+        --steps-per-epoch 60 --synthetic-images $((512 * 60 * ranks)) --no-graphs --run-dir "$OUT/speed-${ranks}gpu-b512-dp-eager"
     run "speed-${ranks}gpu-b512-dp-eager-nocomm" 60 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks \
-        --batch-size 512 --steps-per-epoch 60 --no-graphs --no-communication --run-dir "$OUT/speed-${ranks}gpu-b512-dp-eager-nocomm"
+        --batch-size 512 --steps-per-epoch 60 --synthetic-images $((512 * 60 * ranks)) --no-graphs --no-communication --run-dir "$OUT/speed-${ranks}gpu-b512-dp-eager-nocomm"
 fi
-part variants && run "speed-1gpu-b512-eager" 60 "$cohort" train "${common[@]}" --batch-size 512 --steps-per-epoch 60 --no-graphs \
+part variants && run "speed-1gpu-b512-eager" 60 "$cohort" train "${common[@]}" --batch-size 512 --steps-per-epoch 60 --synthetic-images $((512 * 60 * ranks)) --no-graphs \
     --run-dir "$OUT/speed-1gpu-b512-eager"
 part variants && for variant in nocomm:--no-communication eager:--no-graphs nooverlap:--no-graphs:--no-overlap bf16ar:--allreduce-dtype:bf16 bf16ar-eager:--allreduce-dtype:bf16:--no-graphs; do
     name=${variant%%:*}; flags=${variant#*:}; IFS=: read -r -a extra <<< "$flags"
     run "speed-${ranks}gpu-b512-$name" 90 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
-        --batch-size 512 --steps-per-epoch 60 "${extra[@]}" --run-dir "$OUT/speed-${ranks}gpu-b512-$name"
+        --batch-size 512 --steps-per-epoch 60 --synthetic-images $((512 * 60 * ranks)) "${extra[@]}" --run-dir "$OUT/speed-${ranks}gpu-b512-$name"
 done
 
 # 2. Loss curves, real data, same global batch (1024)
@@ -100,8 +101,10 @@ real=(--device cuda --precision bf16 --data /tmp/cifar --epochs 3 --lr 0.8 --nes
 curves=()
 if part curves; then
 run "curve-1gpu" 90 "$cohort" train "${real[@]}" --batch-size 1024 --run-dir "$OUT/curve-1gpu"
+# The same run with another seed: the spread that "the same loss curve" is judged against.
+run "curve-1gpu-seed1" 90 "$cohort" train "${real[@]}" --batch-size 1024 --seed 1 --run-dir "$OUT/curve-1gpu-seed1"
 # Every GPU count from 2 up to all of them (2 and 4 on a 4-GPU machine), both strategies.
-curves+=(curve-1gpu)
+curves+=(curve-1gpu curve-1gpu-seed1)
 for n in 2 4 8; do
     [ "$n" -gt "$ranks" ] && break
     run "curve-${n}gpu" 90 "$cohort" launch --nproc-per-node $n -- "$cohort" train "${real[@]}" \

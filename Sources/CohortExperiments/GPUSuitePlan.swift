@@ -50,7 +50,9 @@ public struct Q4Recipe: Equatable, Sendable {
     public var zeroInitResidual = false
     /// The large-batch runs recompute batch-norm statistics over this many
     /// batches before each evaluation (`cohort train --bn-recalibration-batches`); 0: off.
-    public var recalibrationBatches = 0
+    /// On by default: it changes no weight, only the statistics evaluation
+    /// uses, and it lifted LARS from 21.5% to 50.4% (Note [Large-batch remedies]).
+    public var recalibrationBatches = 4
     /// nil: the linear rule's learning rate.
     public var larsLearningRate: Double?
 
@@ -88,8 +90,10 @@ public struct Q4Recipe: Equatable, Sendable {
 public struct TimeToAccuracyRecipe: Equatable, Sendable {
     public var targetAccuracy = 0.90
     public var epochs = 30
-    public var globalBatch = 512
-    public var learningRate = 0.4
+    /// 4 x 256 on four GPUs: as accurate as 4 x 128 at LR 0.4 in the same
+    /// 30 epochs (90.4% both) and 22% faster (Note [Time to accuracy]).
+    public var globalBatch = 1024
+    public var learningRate = 0.8
     public var warmupEpochs = 2
     public var schedule = "linear"
     public var labelSmoothing = 0.1

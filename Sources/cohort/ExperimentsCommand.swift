@@ -217,12 +217,12 @@ struct GPUExperimentOptions: ParsableArguments {
     @Flag(name: .customLong("q4-zero-init-residual"), help: "Q4: the large-batch runs start each residual block as the identity (cohort train --zero-init-residual).")
     var q4ZeroInitResidual = false
     @Option(name: .customLong("q4-bn-recalibration"), help: "Q4: the large-batch runs recompute batch-norm statistics over this many batches before each evaluation (0: off).")
-    var q4BNRecalibration = 0
+    var q4BNRecalibration = 4
     @Option(name: .customLong("q4-lars-lr"), help: "Q4: (d)'s peak learning rate (default: the linear rule's).") var q4LarsLR: Double?
     @Option(name: .customLong("tta-target"), help: "Time to accuracy: the test accuracy to reach (fraction).") var ttaTarget = 0.90
     @Option(name: .customLong("tta-epochs"), help: "Time to accuracy: most epochs (the schedule spans them).") var ttaEpochs = 30
-    @Option(name: .customLong("tta-batch"), help: "Time to accuracy: global batch, on 1 GPU and split over the most GPUs.") var ttaBatch = 512
-    @Option(name: .customLong("tta-lr"), help: "Time to accuracy: peak learning rate.") var ttaLR = 0.4
+    @Option(name: .customLong("tta-batch"), help: "Time to accuracy: global batch, on 1 GPU and split over the most GPUs.") var ttaBatch = 1024
+    @Option(name: .customLong("tta-lr"), help: "Time to accuracy: peak learning rate.") var ttaLR = 0.8
 
     static func integers(_ text: String, _ flag: String) throws -> [Int] {
         let values = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }

@@ -98,10 +98,11 @@ final class GPUSuitePlanTests: XCTestCase {
         XCTAssertTrue(command(q4[5]).contains("--label-smoothing 0.1"))
         XCTAssertTrue(command(q4[0]).contains("--data /data/cifar"))
 
-        // Time to accuracy: 1 GPU x 512 and 4 GPUs x 128 (the same global batch), stopping at the target.
+        // Time to accuracy: 1 GPU x 1024 and 4 GPUs x 256 (the same global batch), stopping at the target.
         let tta = runs.filter { $0.kind == .timeToAccuracy }
         XCTAssertEqual(tta.map(\.gpus), [1, 4])
-        XCTAssertEqual(tta.map(\.perDeviceBatch), [512, 128])
+        XCTAssertEqual(tta.map(\.perDeviceBatch), [1024, 256])
+        XCTAssertTrue(command(tta[1]).contains("--lr 0.8 "), command(tta[1]))
         XCTAssertTrue(command(tta[1]).contains("--target-accuracy 0.9"))
 
         // Order: dp comes last, after time to accuracy, so a time limit cuts it first.
@@ -122,6 +123,10 @@ final class GPUSuitePlanTests: XCTestCase {
         }
         XCTAssertTrue(zeroed.q4Recipe(rule: .lars, labelSmoothing: 0).contains("zero-init residual"))
         XCTAssertFalse(plan(gpus: [1, 4]).runs.contains { $0.arguments.contains("--zero-init-residual") })
+        // Batch-norm recalibration is on by default for the large-batch runs only.
+        for run in plan(gpus: [1, 4]).runs where run.kind == .q4 {
+            XCTAssertEqual(run.arguments.contains("--bn-recalibration-batches"), run.lrRule != .reference, run.label)
+        }
     }
 
     func testPartsDataAndPyTorchNarrowThePlan() {
