@@ -18,7 +18,8 @@
 # 4. The watchdog: two ranks started by hand, rank 1 killed (SIGKILL) mid-run;
 #    rank 0 must exit non-zero within 30 s, saying why.
 # A summary table ends the log ($OUT/gpu-ddp-check.log); metrics stay in $OUT.
-# DDP_CHECK_PARTS picks parts (default all: speed,dpdiag,variants,curves,sockets,watchdog,launchers);
+# DDP_CHECK_PARTS picks parts (default all but tuning: speed,dpdiag,variants,curves,sockets,watchdog,launchers;
+# tuning measures all-reduce variants at 4 x 128 and 4 x 512, twice each);
 # DDP_CHECK_BATCHES the per-GPU batches of part 1 (default 32 128 512).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -94,6 +95,32 @@ part variants && for variant in nocomm:--no-communication eager:--no-graphs noov
     run "speed-${ranks}gpu-b512-$name" 90 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
         --batch-size 512 --steps-per-epoch 60 --synthetic-images $((512 * 60 * ranks)) "${extra[@]}" --run-dir "$OUT/speed-${ranks}gpu-b512-$name"
 done
+
+# Tuning: what the all-reduce costs the step at 4 x 128 and 4 x 512, variant by variant
+# (bf16 gradients, fewer NCCL blocks contending with backward for SMs, other bucket sizes),
+# each weak-scaling figure against a 1-GPU run of the same batch in the same call; every
+# configuration twice, so the spread between repeats shows beside the differences.
+if part tuning; then
+    for b in ${DDP_CHECK_BATCHES:-128 512}; do
+        images=$((b * 100 * ranks))
+        for rep in 1 2; do
+            run "speed-1gpu-b$b-r$rep" 60 "$cohort" train "${common[@]}" --batch-size $b --steps-per-epoch 100 \
+                --synthetic-images $images --run-dir "$OUT/speed-1gpu-b$b-r$rep"
+            for variant in default bf16ar:--allreduce-dtype:bf16 ctas8:env:NCCL_MAX_CTAS=8 ctas16:env:NCCL_MAX_CTAS=16 \
+                           bf16ar-ctas8:env:NCCL_MAX_CTAS=8:--allreduce-dtype:bf16 bucket4:--bucket-cap-mb:4 bucket25:--bucket-cap-mb:25; do
+                name=${variant%%:*}; flags=""; [[ "$variant" == *:* ]] && flags=${variant#*:}
+                IFS=: read -r -a extra <<< "$flags"
+                envs=(); train_flags=()
+                for ((i = 0; i < ${#extra[@]}; i++)); do
+                    if [ "${extra[$i]}" = env ]; then envs+=("${extra[$((i + 1))]}"); i=$((i + 1)); else train_flags+=("${extra[$i]}"); fi
+                done
+                run "speed-${ranks}gpu-b$b-$name-r$rep" 60 env "${envs[@]}" "$cohort" launch --nproc-per-node $ranks -- \
+                    "$cohort" train "${common[@]}" --batch-size $b --steps-per-epoch 100 --synthetic-images $images \
+                    "${train_flags[@]}" --run-dir "$OUT/speed-${ranks}gpu-b$b-$name-r$rep"
+            done
+        done
+    done
+fi
 
 # 2. Loss curves, real data, same global batch (1024)
 real=(--device cuda --precision bf16 --data /tmp/cifar --epochs 3 --lr 0.8 --nesterov --warmup-epochs 1 --schedule linear
@@ -201,6 +228,15 @@ for b in (32, 128, 512):
         many, _ = steps(f"speed-{ranks}gpu-b{b}{suffix}")
         sn = median(many, "device_step_seconds")
         if s1 and sn: print(f"weak scaling at {b}/GPU on {ranks} GPUs{' (dp)' if suffix else ' (ddp)'}: {s1/sn*100:.1f}% (step {s1*1e3:.2f} ms vs {sn*1e3:.2f} ms)")
+# Tuning variants: weak scaling against the 1-GPU run of the same batch and repeat.
+for folder in sorted(os.listdir(out)):
+    if not (folder.startswith(f"speed-{ranks}gpu-b") and "-r" in folder and not folder.endswith(".txt")): continue
+    batch, rest = folder[len(f"speed-{ranks}gpu-b"):].split("-", 1)
+    rep = rest.rsplit("-r", 1)[1]
+    one, _ = steps(f"speed-1gpu-b{batch}-r{rep}")
+    many, _ = steps(folder)
+    s1, sn = median(one, "device_step_seconds"), median(many, "device_step_seconds")
+    if s1 and sn: print(f"tuning {folder}: weak scaling {s1/sn*100:.1f}% (step {s1*1e3:.3f} ms on 1 GPU vs {sn*1e3:.3f} ms)")
 for folder in sys.argv[3:]:
     _, records = steps(folder)
     evals = [(r["epoch"], r.get("test_loss"), r.get("test_accuracy")) for r in records if r.get("event") == "eval"]

@@ -58,6 +58,9 @@ step "cifar10 to /tmp/cifar" 60 python3 .gpu/jpeg_to_cifar_binary.py .gpu/cifar-
 step "cohort info" 20 "$cohort" info
 # The self-test runs every op in float32 and again in bf16 (--no-bf16 skips those rows).
 step "cohort selftest" 170 "$cohort" selftest --device cuda --json "$OUT/selftest.json"
+# Again in true float32 (no TF32), float32 rows only: the tight tolerances that prove the op chain itself.
+step "cohort selftest fp32" 60 "$cohort" selftest --device cuda --no-tf32 --matrix-precision fp32 --no-bf16 \
+    --json "$OUT/selftest-fp32.json"
 step "cohort bench" 90 "$cohort" bench --device cuda --batch-sizes "${batches[@]}" --json "$OUT/bench-cohort.json"
 # bf16: cuDNN's Find runs again for every bf16 geometry at its first use (seconds each).
 step "cohort bench bf16" 100 "$cohort" bench --device cuda --precision bf16 --batch-sizes "${batches[@]}" \
@@ -114,6 +117,9 @@ if selftest:
               f"max-abs {row['maxRelativeError']} (tolerance {row['tolerance']})")
 else:
     print("selftest: no JSON (see the log)")
+exact = load("selftest-fp32.json")
+if exact:
+    print(f"selftest without TF32: {exact['passed']} passed, {exact['failed']} failed (seed {exact['seed']})")
 ours = {r["batchSize"]: r["imagesPerSecond"] for r in load("bench-cohort.json") or []}
 ours_bf16 = {r["batchSize"]: r["imagesPerSecond"] for r in load("bench-cohort-bf16.json") or []}
 eager_bf16 = {r["batchSize"]: r["imagesPerSecond"] for r in load("bench-cohort-bf16-eager.json") or []}
@@ -131,6 +137,7 @@ for batch in sorted(set(ours) | set(ours_bf16) | set(fp32) | set(bf16)):
           f"{ratio(ours_bf16, bf16, batch):>6}  {graphs.get(batch, '-')}")
 print("bf16 targets: cohort bf16 >= 1.5x torch bf16 at batch 512, >= 3x at batch 32")
 PY
-# The device tool returns at most 8 files: the JSON results travel as one archive beside the log.
-( cd "$OUT" && tar czf gpu-run-results.tgz --exclude='*.tgz' --exclude='gpu-run.log' . \
-    && find . -maxdepth 1 -type f -name '*.json' -delete )
+# The device tool returns at most 8 files: the JSON results travel as one archive beside the log
+# (written outside $OUT first: tar fails on a folder that changes under it).
+( cd "$OUT" && tar czf /tmp/gpu-run-results.tgz --exclude='*.tgz' --exclude='gpu-run.log' . \
+    && mv /tmp/gpu-run-results.tgz . && find . -maxdepth 1 -type f -name '*.json' -delete )

@@ -27,8 +27,15 @@ extension Tolerance {
         case (.tf32, .forward):
             return Tolerance(2e-2, "ResNet-18 forward: ~20 TF32 layers (5e-4 each), amplified by batch norm")
         case (.tf32, .backward), (.tf32, .backwardVectors):
-            return Tolerance(1e-1, maxAbsolute: 5e-1,
-                             "ResNet-18 gradients and update in TF32, per tensor: rounding plus ReLU mask flips")
+            // TF32 rounds each product's operands to 2^-11 (5e-4); the backward's
+            // ~200x amplification (the bf16 note below) makes that order 0.1 in
+            // layer1's batch-norm gradients, sums over 8x32x32 positions that
+            // nearly cancel. Measured on an H200 (2026-11-27, b32520f), batch 8:
+            // 0.103-0.132 normwise, up to 0.44 max-abs over five seeds with the
+            // im2col stem (cuDNN's own convolutions: 0.087); the same seed with
+            // --no-tf32 gave 5e-3, so the op chain itself is right.
+            return Tolerance(2.5e-1, maxAbsolute: 7e-1,
+                             "ResNet-18 gradients/update in TF32, per tensor: backward amplifies 2^-11 rounding (measured 0.13/0.44)")
         }
     }
 
