@@ -17,10 +17,19 @@ extension Tolerance {
     /// single tensors with one). A
     /// real fault (a gradient unwritten, a missing shortcut, a wrong view)
     /// errs by order 1.
-    static func modelStep(_ precision: MatrixPrecision, _ what: ModelStepOutput) -> Tolerance {
+    ///
+    /// At batch 2 (`--quick`) a flip weighs more: batch norm's statistics
+    /// come from a quarter of the samples, so one dropped element moves
+    /// them, and every gradient below, further. Measured with oneDNN fp32 at
+    /// batch 2 over 61 seeds (2026-11-27): a flip in half of them, up to
+    /// 3.9e-2 normwise and 0.42 max-abs; hence twice that there.
+    static func modelStep(_ precision: MatrixPrecision, _ what: ModelStepOutput, batch: Int = 8) -> Tolerance {
         switch (precision, what) {
         case (.float32, .forward):
             return Tolerance(1e-4, "ResNet-18 forward: ~20 fp32 layers' rounding, amplified by batch norm")
+        case (.float32, .backward), (.float32, .backwardVectors) where batch < 8:
+            return Tolerance(8e-2, maxAbsolute: 8e-1,
+                             "ResNet-18 gradients and update at batch \(batch), per tensor: ReLU flips move small-batch statistics (oneDNN: 3.9e-2/0.42)")
         case (.float32, .backward), (.float32, .backwardVectors):
             return Tolerance(3e-2, maxAbsolute: 3e-1,
                              "ResNet-18 gradients and update, per tensor: ReLU masks flip near 0 (oneDNN: 1e-2/9e-2)")
@@ -88,7 +97,7 @@ extension BackendSelfTest {
     func modelStepCheck(_ modelPrecision: Precision) -> SelfTestCheck {
         let batch = options.batch, matrixPrecision = options.matrixPrecision
         func tolerance(_ what: ModelStepOutput) -> Tolerance {
-            modelPrecision == .bfloat16 ? .modelStepBFloat16(what) : .modelStep(matrixPrecision, what)
+            modelPrecision == .bfloat16 ? .modelStepBFloat16(what) : .modelStep(matrixPrecision, what, batch: batch)
         }
         return SelfTestCheck(name: checkName("resnet18 step", modelPrecision.dtype),
                              shape: "batch \(batch), 32x32x3, 10 classes") { c in
