@@ -36,7 +36,7 @@ final class Q4ReferenceSeedsTests: XCTestCase {
 
     /// (a) One seed each: today's strict comparison of the two runs.
     func testOneSeedEachIsTheStrictSingleRunComparison() throws {
-        // The last 4 x H200 run: 70.23% against 70.44%, within any seed noise, yet one run each says NOT met.
+        // A 4 x H200 suite's figures, 70.23% against 70.44%: one run each, so the strict comparison says NOT met.
         let below = try baselineRow(Self.results(cohort: [0.7023], pytorch: [0.7044]))
         XCTAssertEqual(below.met, false)
         XCTAssertFalse(below.withinSeedNoise)
