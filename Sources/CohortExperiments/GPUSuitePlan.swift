@@ -55,6 +55,10 @@ public struct Q4Recipe: Equatable, Sendable {
     public var recalibrationBatches = 4
     /// nil: the linear rule's learning rate.
     public var larsLearningRate: Double?
+    /// The reference and PyTorch's reference each run with seeds 0..<referenceSeeds
+    /// (`cohort train --seed`, `pytorch_train_cifar.py --seed`): their baseline
+    /// comparison is of means, not of two single runs (Note [Q4 reference seeds]).
+    public var referenceSeeds = 3
 
     public init() {}
 
@@ -161,6 +165,8 @@ public struct PlannedRun: Equatable, Sendable {
     public var lrRule: LearningRateRule?
     /// Q4 (e): its rule is (a)-(d)'s best, known only after they ran; `arguments` hold a placeholder choice.
     public var isBestOfQ4 = false
+    /// Q4's references (Cohort's and PyTorch's): the seed they train with; nil for every other run.
+    public var seed: Int?
     /// A first guess of the run's wall time, for the time-left estimate (replaced by measured means as runs finish).
     public var estimatedSeconds: Double
     /// The most the run may take before it is stopped.
@@ -170,8 +176,10 @@ public struct PlannedRun: Equatable, Sendable {
 /// The GPU profile's commands, in the order they run: Q1; the all-reduce
 /// sweep; Q2/Q3 on one GPU, then with ddp per GPU count, the graph run (Q2)
 /// and the eager run (Q3) of each per-GPU batch; PyTorch's one-GPU and DDP
-/// Q2; Q4; time to accuracy; last the dp runs (Cohort's Q2/Q3, PyTorch's
-/// DataParallel), so a suite cut short by its time limit loses those first.
+/// Q2; Q4; time to accuracy; then the dp runs (Cohort's Q2/Q3, PyTorch's
+/// DataParallel); last Q4's reference repeats with seeds 1, 2, ... The
+/// runner stops starting commands once the time limit is spent, so a suite
+/// cut short loses the end of this list first: the seed repeats, then dp.
 /// Built without running anything, so tests check it.
 public struct GPUSuitePlan: Sendable {
     public var settings: GPUSuiteSettings
@@ -365,25 +373,13 @@ public struct GPUSuitePlan: Sendable {
         if s.dataDirectory != nil {
             if s.parts.contains(.q4) {
                 for rule in LearningRateRule.allCases {
-                    runs.append(q4Run(rule: rule, port: nextPort()))
+                    runs.append(q4Run(rule: rule, seed: rule == .reference ? 0 : nil, port: nextPort()))
                 }
                 var best = q4Run(rule: .linear, labelSmoothing: s.q4.labelSmoothing, port: nextPort())
                 best.isBestOfQ4 = true
                 runs.append(best)
                 // PyTorch's reference recipe on the same copy: the baseline must at least match it.
-                if let python = s.python {
-                    let r = s.q4
-                    add(.q4PyTorch, "q4-pytorch-reference", "Q4 PyTorch reference, 1 GPU × \(r.referenceBatch)", gpus: 1,
-                        batch: r.referenceBatch, rule: .reference, estimate: 30, limit: 150) { folder in
-                        [python, s.benchmarksDirectory + "/pytorch_train_cifar.py", "--data", s.dataDirectory ?? "",
-                         "--epochs", String(r.epochs), "--batch-size", String(r.referenceBatch),
-                         "--lr", Format.compact(r.baseLearningRate), "--momentum", Format.compact(r.momentum)]
-                            + (r.nesterov ? ["--nesterov"] : [])
-                            + ["--weight-decay", Format.compact(r.weightDecay), "--warmup-epochs", "0",
-                               "--schedule", r.schedule, "--label-smoothing", "0", "--precision", s.precision.rawValue,
-                               "--json", folder + "/pytorch.json"]
-                    }
-                }
+                if let run = q4PyTorchReference(seed: 0) { runs.append(run) }
             }
             if s.parts.contains(.tta) {
                 for gpus in Set([1, s.gpuCounts.max() ?? 1]).sorted() {
@@ -399,20 +395,58 @@ public struct GPUSuitePlan: Sendable {
             }
             for gpus in multiGPUCounts { pytorchScaling(gpus: gpus, strategy: strategy) }
         }
+
+        // Q4's reference repeats, seeds 1..<N, Cohort's and PyTorch's in turn (so a cut
+        // leaves both sides with about as many seeds). Last of all, after the dp runs:
+        // the runner skips whatever no longer fits once the time limit is spent, and a
+        // run started late is stopped at the limit, so only the end of the plan is at
+        // risk; the repeats refine one row's verdict, whereas every other run is a row
+        // of its own, so they are what a short suite gives up first (their targets row
+        // then compares the seeds that did finish, down to today's single runs).
+        if s.dataDirectory != nil && s.parts.contains(.q4) && s.q4.referenceSeeds > 1 {
+            for seed in 1..<s.q4.referenceSeeds {
+                runs.append(q4Run(rule: .reference, seed: seed, port: nextPort()))
+                if let run = q4PyTorchReference(seed: seed) { runs.append(run) }
+            }
+        }
         return runs
     }
 
+    /// "-seed2" for a Q4 reference's repeat; nothing for seed 0 (the ids results folders already use).
+    static func seedSuffix(_ seed: Int?) -> String { (seed ?? 0) == 0 ? "" : "-seed\(seed!)" }
+
+    /// PyTorch's Q4 reference (`benchmarks/pytorch_train_cifar.py`) with `seed`; nil without a Python.
+    public func q4PyTorchReference(seed: Int) -> PlannedRun? {
+        let s = settings, r = settings.q4
+        guard let python = s.python else { return nil }
+        let id = "q4-pytorch-reference" + Self.seedSuffix(seed)
+        let folder = directory(id)
+        let arguments = [python, s.benchmarksDirectory + "/pytorch_train_cifar.py", "--data", s.dataDirectory ?? "",
+                         "--epochs", String(r.epochs), "--batch-size", String(r.referenceBatch),
+                         "--lr", Format.compact(r.baseLearningRate), "--momentum", Format.compact(r.momentum)]
+            + (r.nesterov ? ["--nesterov"] : [])
+            + ["--weight-decay", Format.compact(r.weightDecay), "--warmup-epochs", "0",
+               "--schedule", r.schedule, "--label-smoothing", "0", "--precision", s.precision.rawValue,
+               "--seed", String(seed), "--json", folder + "/pytorch.json"]
+        return PlannedRun(kind: .q4PyTorch, id: id,
+                          label: "Q4 PyTorch reference\(seed == 0 ? "" : " seed \(seed)"), 1 GPU × \(r.referenceBatch)",
+                          arguments: arguments, directory: folder, gpus: 1, strategy: nil,
+                          perDeviceBatch: r.referenceBatch, lrRule: .reference, seed: seed,
+                          estimatedSeconds: 30, timeLimitSeconds: 150)
+    }
+
     /// One Q4 run: the reference on one GPU, or the large batch on `q4.ranks` GPUs under `rule`.
-    /// (e) is this with the best rule and label smoothing.
-    public func q4Run(rule: LearningRateRule, labelSmoothing: Double = 0, port: Int) -> PlannedRun {
+    /// (e) is this with the best rule and label smoothing. `seed` (the references'):
+    /// `cohort train --seed`, and a "-seed<s>" suffix on the id for seeds other than 0.
+    public func q4Run(rule: LearningRateRule, labelSmoothing: Double = 0, seed: Int? = nil, port: Int) -> PlannedRun {
         let r = settings.q4
         let reference = rule == .reference
         let gpus = reference ? 1 : r.ranks
         let batch = reference ? r.referenceBatch : r.perRankBatch
         let smoothing = labelSmoothing > 0
-        let id = "q4-\(smoothing ? "e-" : "")\(rule.rawValue)"
-        let label = smoothing ? "(e) best: \(Q4Recipe.label(rule)) + label smoothing \(Format.compact(labelSmoothing))"
-                              : Q4Recipe.label(rule)
+        let id = "q4-\(smoothing ? "e-" : "")\(rule.rawValue)" + Self.seedSuffix(seed)
+        let label = (smoothing ? "(e) best: \(Q4Recipe.label(rule)) + label smoothing \(Format.compact(labelSmoothing))"
+                               : Q4Recipe.label(rule)) + ((seed ?? 0) == 0 ? "" : " seed \(seed!)")
         let folder = directory(id)
         var train = ["--device", "cuda", "--data", settings.dataDirectory ?? "", "--precision", settings.precision.rawValue,
                      "--epochs", String(r.epochs), "--batch-size", String(batch),
@@ -421,6 +455,7 @@ public struct GPUSuitePlan: Sendable {
         train += ["--weight-decay", Format.compact(r.weightDecay), "--warmup-epochs", String(r.warmup(rule)),
                   "--schedule", r.schedule, "--label-smoothing", Format.compact(labelSmoothing)]
         if rule == .lars { train += ["--optimizer", "lars", "--lars-eta", Format.compact(r.larsEta)] }
+        if let seed { train += ["--seed", String(seed)] }
         if r.zeroInitResidual && rule != .reference { train.append("--zero-init-residual") }
         if r.recalibrationBatches > 0 && rule != .reference {
             train += ["--bn-recalibration-batches", String(r.recalibrationBatches)]
@@ -428,7 +463,7 @@ public struct GPUSuitePlan: Sendable {
         train += ["--log-every", "50", "--no-progress", "--run-dir", folder]
         return PlannedRun(kind: .q4, id: id, label: "Q4 \(label), \(gpus) GPU\(gpus == 1 ? "" : "s") × \(batch)",
                           arguments: trainCommand(strategy: .ddp, gpus: gpus, masterPort: port, train),
-                          directory: folder, gpus: gpus, strategy: .ddp, perDeviceBatch: batch, lrRule: rule,
+                          directory: folder, gpus: gpus, strategy: .ddp, perDeviceBatch: batch, lrRule: rule, seed: seed,
                           estimatedSeconds: reference ? 25 : 15, timeLimitSeconds: reference ? 150 : 120)
     }
 

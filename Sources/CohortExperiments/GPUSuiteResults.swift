@@ -249,19 +249,19 @@ public struct GPUSuiteResults {
                 note("q4", run, epochs.isEmpty ? reason : "stopped after epoch \(epochs.count): \(reason)")
             }
             guard !epochs.isEmpty else { continue }
-            let label = run.run.isBestOfQ4
-                ? "(e) \(Q4Recipe.label(rule)) + label smoothing" : Q4Recipe.label(rule)
+            let label = run.run.isBestOfQ4 ? "(e) \(Q4Recipe.label(rule)) + label smoothing"
+                : rule == .reference ? Q4Record.referenceLabel(.cohort, seed: run.run.seed) : Q4Recipe.label(rule)
             records.append(Q4Record(label: label, recipe: plan.q4Recipe(rule: rule, labelSmoothing: smoothing),
                                     lrRule: rule, ranks: run.run.gpus,
                                     globalBatch: run.run.gpus * (run.run.perDeviceBatch ?? 0),
                                     peakLearningRate: r.learningRate(rule), warmupEpochs: Double(r.warmup(rule)),
-                                    labelSmoothing: smoothing, epochs: epochs))
+                                    labelSmoothing: smoothing, epochs: epochs, seed: run.run.seed))
         }
         let referenceRecipe = plan.q4Recipe(rule: .reference, labelSmoothing: 0)
         for run in runs(.q4PyTorch) {
             if let record = read("q4", run, "pytorch.json", {
                 try PyTorchResults.q4Reference(from: $0, recipe: referenceRecipe, batch: r.referenceBatch,
-                                               learningRate: r.baseLearningRate)
+                                               learningRate: r.baseLearningRate, seed: run.run.seed)
             }) {
                 records.append(record)
             }
@@ -326,7 +326,12 @@ public struct GPUSuiteResults {
             notes.append("Q4: `cohort train` on CIFAR-10, \(r.epochs) epochs each: reference 1 GPU × \(r.referenceBatch) at LR "
                 + "\(Format.compact(r.baseLearningRate)); large batch \(r.globalBatch) = \(r.ranks) GPUs × \(r.perRankBatch)"
                 + (r.ranks < 4 ? " (fewer than 4 GPUs here: the same global batch on \(r.ranks))" : "")
-                + "; (e) is the best of (a)-(d) by final test accuracy, with label smoothing \(Format.compact(r.labelSmoothing))")
+                + "; (e) is the best of (a)-(d) by final test accuracy, with label smoothing \(Format.compact(r.labelSmoothing))"
+                + (r.referenceSeeds > 1
+                   ? "; the reference\(s.python != nil ? " and PyTorch's" : "") ran with seeds 0-\(r.referenceSeeds - 1) "
+                     + "(`--seed`; the repeats last in the suite), the per-epoch tables show seed 0, and the baseline "
+                     + "target compares means over the seeds that finished (Note [Q4 reference seeds])"
+                   : ""))
         }
         if runs(.timeToAccuracy).contains(where: \.outcome.succeeded) {
             let t = s.timeToAccuracy

@@ -80,16 +80,18 @@ public enum PyTorchResults {
     }
 
     /// Q4's PyTorch reference from `pytorch_train_cifar.py`'s JSON (`epochs`: per epoch
-    /// `test_accuracy`, `test_loss`, `train_loss`, `seconds`).
-    public static func q4Reference(from data: Data, recipe: String, batch: Int, learningRate: Double) throws -> Q4Record {
+    /// `test_accuracy`, `test_loss`, `train_loss`, `seconds`); `seed` is the one it ran with
+    /// (its label names seeds other than 0).
+    public static func q4Reference(from data: Data, recipe: String, batch: Int, learningRate: Double,
+                                   seed: Int? = nil) throws -> Q4Record {
         let file = try decode(TrainingFile.self, from: data, what: "pytorch_train_cifar.py")
         guard !file.epochs.isEmpty else { throw FormatError(description: "pytorch_train_cifar.py: no epochs") }
-        return Q4Record(label: "PyTorch reference", recipe: recipe + " (PyTorch \(file.version ?? "?"))", lrRule: .reference,
+        return Q4Record(label: Q4Record.referenceLabel(.pytorch, seed: seed), recipe: recipe + " (PyTorch \(file.version ?? "?"))", lrRule: .reference,
                         ranks: 1, globalBatch: batch, peakLearningRate: learningRate, warmupEpochs: 0, labelSmoothing: 0,
                         epochs: file.epochs.map {
                             Q4Epoch(epoch: $0.epoch, testAccuracy: $0.test_accuracy, testLoss: $0.test_loss,
                                     trainLoss: $0.train_loss, seconds: $0.seconds)
-                        }, framework: .pytorch)
+                        }, framework: .pytorch, seed: seed)
     }
 
     static func precision(_ text: String) throws -> Precision {

@@ -204,11 +204,16 @@ public struct Q4Record: Codable, Equatable, Sendable {
     /// Who trained it: Cohort, or PyTorch's reference script on the same data (results files
     /// written before this field existed hold Cohort's runs only).
     public var framework: Framework
+    /// The references' seed (`cohort train --seed`, `pytorch_train_cifar.py --seed`); nil for
+    /// the large-batch runs and in files written before the references were repeated (seed 0
+    /// both: the default of either). Repeats' labels name their seed, so labels stay unique.
+    public var seed: Int?
 
     public init(label: String, recipe: String, lrRule: LearningRateRule, ranks: Int, globalBatch: Int,
                 peakLearningRate: Double, warmupEpochs: Double, labelSmoothing: Double, epochs: [Q4Epoch],
-                framework: Framework = .cohort) {
+                framework: Framework = .cohort, seed: Int? = nil) {
         self.framework = framework
+        self.seed = seed
         self.label = label
         self.recipe = recipe
         self.lrRule = lrRule
@@ -222,9 +227,18 @@ public struct Q4Record: Codable, Equatable, Sendable {
 
     public var finalTestAccuracy: Double? { epochs.last?.testAccuracy }
     public var totalSeconds: Double { epochs.reduce(0) { $0 + $1.seconds } }
+    /// The seed-0 run of its recipe: the one the per-epoch tables and charts show.
+    public var isFirstSeed: Bool { (seed ?? 0) == 0 }
+
+    /// A reference's label: "reference" (Cohort's) or "PyTorch reference", with " seed <s>" for seeds other than 0.
+    public static func referenceLabel(_ framework: Framework, seed: Int?) -> String {
+        (framework == .pytorch ? "PyTorch reference" : Q4Recipe.label(.reference))
+            + ((seed ?? 0) == 0 ? "" : " seed \(seed!)")
+    }
 
     enum CodingKeys: String, CodingKey {
-        case label, recipe, lrRule, ranks, globalBatch, peakLearningRate, warmupEpochs, labelSmoothing, epochs, framework
+        case label, recipe, lrRule, ranks, globalBatch, peakLearningRate, warmupEpochs, labelSmoothing, epochs, framework,
+             seed
     }
 
     public init(from decoder: Decoder) throws {
@@ -236,7 +250,8 @@ public struct Q4Record: Codable, Equatable, Sendable {
                       warmupEpochs: c.decode(Double.self, forKey: .warmupEpochs),
                       labelSmoothing: c.decode(Double.self, forKey: .labelSmoothing),
                       epochs: c.decode([Q4Epoch].self, forKey: .epochs),
-                      framework: c.decodeIfPresent(Framework.self, forKey: .framework) ?? .cohort)
+                      framework: c.decodeIfPresent(Framework.self, forKey: .framework) ?? .cohort,
+                      seed: c.decodeIfPresent(Int.self, forKey: .seed))
     }
 }
 

@@ -244,7 +244,10 @@ public enum ReportSections {
     // MARK: Q4
 
     static func q4(_ results: ExperimentResults) -> ReportSection {
-        let runs = results.q4.records
+        let all = results.q4.records
+        // The per-epoch tables and charts: one column and line per recipe, its seed-0 run
+        // (Note [Q4 reference seeds]); every run, repeats too, is a row of the runs table.
+        let runs = all.filter(\.isFirstSeed)
         let intro = "Test accuracy and loss after each epoch on CIFAR-10: the small-batch reference on one device against the large global batch under each learning-rate rule."
         return section("q4", "Q4 · Large-batch accuracy per epoch", intro, results.q4) {
             let recipes = ReportTable(
@@ -252,7 +255,7 @@ public enum ReportSections {
                 headers: ["Run", "Recipe", "LR rule", "Ranks", "Global batch", "Peak LR", "Warm-up epochs",
                           "Label smoothing", "Final test accuracy", "Training s"],
                 numeric: [false, false, false, true, true, true, true, true, true, true],
-                rows: runs.map { r in
+                rows: all.map { r in
                     [r.label, r.recipe, r.lrRule.rawValue, String(r.ranks), String(r.globalBatch),
                      Format.compact(r.peakLearningRate), Format.compact(r.warmupEpochs), Format.compact(r.labelSmoothing),
                      r.finalTestAccuracy.map { Format.percent($0, decimals: 2) } ?? Format.missing,
@@ -274,11 +277,33 @@ public enum ReportSections {
                                           color: chartPalette[index % chartPalette.count], dashed: run.lrRule == .reference)
                           })
             }
-            return ([recipes, accuracy, loss], [
+            return ([recipes] + q4Seeds(all) + [accuracy, loss], [
                 chart("Test accuracy per epoch", "test accuracy (%)") { $0.testAccuracy * 100 },
                 chart("Test loss per epoch", "test loss") { $0.testLoss },
             ])
         }
+    }
+
+    /// The references' final test accuracy by seed, and each side's mean ± sample standard
+    /// deviation over the runs that finished: what the baseline target compares. None
+    /// where no reference was repeated.
+    static func q4Seeds(_ records: [Q4Record]) -> [ReportTable] {
+        let references = records.filter { $0.lrRule == .reference }
+        guard references.contains(where: { !$0.isFirstSeed }) else { return [] }
+        let frameworks = Set(references.map(\.framework)).sorted()
+        let seeds = Set(references.map { $0.seed ?? 0 }).sorted()
+        func cell(_ framework: Framework, _ seed: Int) -> String {
+            guard let run = references.first(where: { $0.framework == framework && ($0.seed ?? 0) == seed }),
+                  let accuracy = run.finalTestAccuracy else { return Format.missing }
+            let text = Format.percent(accuracy, decimals: 2)
+            return ReportTargets.referenceFinished(run, among: records) ? text
+                : text + " (stopped after epoch \(run.epochs.last?.epoch ?? 0))"
+        }
+        let rows = seeds.map { seed in [String(seed)] + frameworks.map { cell($0, seed) } }
+            + [["mean ± sd"] + frameworks.map { ReportTargets.referenceSummary(records, $0)?.text ?? Format.missing }]
+        return [ReportTable(caption: "Q4: the references' final test accuracy by seed (mean ± sample standard deviation over the runs that finished)",
+                            headers: ["Seed"] + frameworks.map(\.displayName),
+                            numeric: [false] + frameworks.map { _ in true }, rows: rows)]
     }
 
     static func timeToAccuracy(_ results: ExperimentResults) -> ReportSection {

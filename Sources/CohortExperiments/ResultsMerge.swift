@@ -6,9 +6,13 @@ import Foundation
 ///
 /// Note [Merging results]
 /// - Records are identified by what they measure (Q2: framework, strategy,
-///   precision, GPUs, per-GPU batch; Q4: framework and label; ...). Where two
-///   files measured the same thing the later file's record wins: list the
-///   files oldest first.
+///   precision, GPUs, per-GPU batch; Q4: framework, label and seed, where a
+///   record without a seed, from before the references were repeated, is
+///   seed 0; ...). Where two files measured the same thing the later file's
+///   record wins: list the files oldest first. So the references' repeats
+///   (`--q4-reference-seeds`, labels "reference seed 1", ...) of one call
+///   join the seed-0 runs of another, and the baseline target reads every
+///   seed of the merged file (Note [Q4 reference seeds]).
 /// - Derived figures stay as each call computed them (Q2's speedup and
 ///   efficiency against the 1-GPU run of the same call), so a ratio never
 ///   mixes two calls.
@@ -57,7 +61,7 @@ public enum ResultsMerge {
         combine(\.q2, "Q2") { "\($0.framework) \($0.strategy) \($0.precision) \($0.gpus) \($0.perDeviceBatch)" }
         combine(\.q3, "Q3") { "\($0.strategy) \($0.precision) \($0.gpus) \($0.perDeviceBatch)" }
         combine(\.allReduceSweep, "all-reduce") { "\($0.communicator) \($0.ranks) \($0.bytes)" }
-        combine(\.q4, "Q4") { "\($0.framework) \($0.label)" }
+        combine(\.q4, "Q4") { "\($0.framework) \($0.label) seed \($0.seed ?? 0)" }
         combine(\.timeToAccuracy, "time to accuracy") { $0.label }
         combine(\.timelines, "timelines") { $0.configuration }
 

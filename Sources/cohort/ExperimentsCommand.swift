@@ -219,6 +219,8 @@ struct GPUExperimentOptions: ParsableArguments {
     @Option(name: .customLong("q4-bn-recalibration"), help: "Q4: the large-batch runs recompute batch-norm statistics over this many batches before each evaluation (0: off).")
     var q4BNRecalibration = 4
     @Option(name: .customLong("q4-lars-lr"), help: "Q4: (d)'s peak learning rate (default: the linear rule's).") var q4LarsLR: Double?
+    @Option(name: .customLong("q4-reference-seeds"), help: "Q4: the reference and PyTorch's reference each run with seeds 0..N-1; the baseline target compares their means (repeats run last, so a time limit cuts them first).")
+    var q4ReferenceSeeds = 3
     @Option(name: .customLong("tta-target"), help: "Time to accuracy: the test accuracy to reach (fraction).") var ttaTarget = 0.90
     @Option(name: .customLong("tta-epochs"), help: "Time to accuracy: most epochs (the schedule spans them).") var ttaEpochs = 30
     @Option(name: .customLong("tta-batch"), help: "Time to accuracy: global batch, on 1 GPU and split over the most GPUs.") var ttaBatch = 1024
@@ -278,6 +280,9 @@ struct GPUExperimentOptions: ParsableArguments {
             throw ValidationError("--q4-schedule is constant, step, cosine or linear, not \(q4Schedule)")
         }
         guard (0..<1).contains(q4LabelSmoothing) else { throw ValidationError("--q4-label-smoothing must be in [0, 1)") }
+        guard q4ReferenceSeeds >= 1 else {
+            throw ValidationError("--q4-reference-seeds must be at least 1 (the runs with seed 0), not \(q4ReferenceSeeds)")
+        }
     }
 
     /// CIFAR-10's folder when it holds the binary batches (or is that folder).
@@ -328,6 +333,7 @@ struct GPUExperimentOptions: ParsableArguments {
         s.q4.zeroInitResidual = q4ZeroInitResidual
         s.q4.recalibrationBatches = q4BNRecalibration
         s.q4.larsLearningRate = q4LarsLR
+        s.q4.referenceSeeds = q4ReferenceSeeds
         guard q4GlobalBatch % s.q4.ranks == 0 else {
             throw ValidationError("--q4-global-batch \(q4GlobalBatch) does not split evenly over \(s.q4.ranks) GPUs")
         }

@@ -89,14 +89,20 @@ final class ExperimentsCommandTests: XCTestCase {
         XCTAssertTrue(output.contains("gpu profile needs CUDA GPUs") && output.contains("--profile cpu"), output)
     }
 
-    /// --dry-run prints the GPU profile's commands for the counts asked, without running any.
-    func testGPUDryRunPrintsTheCommandsForOneTwoAndFourGPUs() throws {
+    /// A folder that passes for CIFAR-10 (an empty test batch): enough for a dry run's Q4 commands.
+    func emptyCIFARFolder() throws -> URL {
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("cohort-dry-cifar-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: data) }
         try FileManager.default.createDirectory(at: data.appendingPathComponent("cifar-10-batches-bin"),
                                                 withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: data.appendingPathComponent("cifar-10-batches-bin/test_batch.bin").path,
                                        contents: Data())
+        return data
+    }
+
+    /// --dry-run prints the GPU profile's commands for the counts asked, without running any.
+    func testGPUDryRunPrintsTheCommandsForOneTwoAndFourGPUs() throws {
+        let data = try emptyCIFARFolder()
+        defer { try? FileManager.default.removeItem(at: data) }
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("cohort-dry-\(UUID().uuidString)")
         let (status, output) = try cohort(["experiments", "--profile", "gpu", "--dry-run", "--gpus", "1,2,4",
                                            "--data", data.path, "--pytorch", "python3", "--out", out.path])
@@ -106,13 +112,38 @@ final class ExperimentsCommandTests: XCTestCase {
                          "launch --nproc-per-node 4 --master-port", "train --strategy dp --replicas 2",
                          "bench allreduce --device cuda --min-bytes 1024 --max-bytes 1073741824",
                          "python3 -m torch.distributed.run --standalone --nproc-per-node 4 benchmarks/pytorch_ddp.py",
-                         "--batch-size 2048 --lr 6.4", "--target-accuracy 0.9", "[1/78] Q1 Cohort bf16", "(eager, communication off)", "benchmarks/pytorch_allreduce.py --min-bytes 44695848",
+                         "--batch-size 2048 --lr 6.4", "--target-accuracy 0.9", "[1/82] Q1 Cohort bf16", "(eager, communication off)", "benchmarks/pytorch_allreduce.py --min-bytes 44695848",
                          "benchmarks/pytorch_train_cifar.py --data"] {
             XCTAssertTrue(output.contains(expected), "missing \(expected) in:\n\(output)")
         }
         let (bad, message) = try cohort(["experiments", "--profile", "gpu", "--dry-run", "--only", "q9"])
         XCTAssertNotEqual(bad, 0)
         XCTAssertTrue(message.contains("unknown part q9"), message)
+    }
+
+    /// --q4-reference-seeds: the references' repeats in the dry run's commands (last, with their seeds), and N ≥ 1.
+    func testQ4ReferenceSeedsReachTheCommandsAndMustBePositive() throws {
+        let data = try emptyCIFARFolder()
+        defer { try? FileManager.default.removeItem(at: data) }
+        let arguments = ["experiments", "--profile", "gpu", "--dry-run", "--gpus", "1", "--only", "q4",
+                         "--data", data.path, "--pytorch", "python3", "--out", "/tmp/cohort-dry-unused"]
+        let (status, output) = try cohort(arguments + ["--q4-reference-seeds", "2"])
+        XCTAssertEqual(status, 0, output)
+        let lines = output.split(separator: "\n").map(String.init)
+        // reference, (a)-(d), (e), PyTorch's reference, then seed 1 of each.
+        XCTAssertTrue(lines.contains { $0.hasPrefix("[8/9] Q4 reference seed 1, 1 GPU × 128") }, output)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("[9/9] Q4 PyTorch reference seed 1, 1 GPU × 128") }, output)
+        XCTAssertTrue(output.contains("--seed 1 --log-every 50 --no-progress --run-dir /tmp/cohort-dry-unused/runs/q4-reference-seed1"), output)
+        XCTAssertTrue(output.contains("--seed 1 --json /tmp/cohort-dry-unused/runs/q4-pytorch-reference-seed1/pytorch.json"), output)
+        XCTAssertTrue(output.contains("--seed 0 --json /tmp/cohort-dry-unused/runs/q4-pytorch-reference/pytorch.json"), output)
+
+        let (one, single) = try cohort(arguments + ["--q4-reference-seeds", "1"])
+        XCTAssertEqual(one, 0, single)
+        XCTAssertFalse(single.contains("seed1"), single)
+
+        let (bad, message) = try cohort(arguments + ["--q4-reference-seeds", "0"])
+        XCTAssertNotEqual(bad, 0)
+        XCTAssertTrue(message.contains("--q4-reference-seeds must be at least 1"), message)
     }
 
     /// Merging several results files needs a folder of its own for the merged one.

@@ -207,6 +207,6 @@ final class GPUMeasurementsTests: XCTestCase {
         results.q4 = Section(records: [ours, record])
         let row = try XCTUnwrap(ReportTargets.rows(results).first { $0.target.contains("baseline") })
         XCTAssertEqual(row.met, true, row.measured)
-        XCTAssertEqual(row.measured, "64.00% vs 62.00%")
+        XCTAssertEqual(row.measured, "64.00% (1 run) vs 62.00% (1 run)", "one run each: the strict comparison")
     }
 }

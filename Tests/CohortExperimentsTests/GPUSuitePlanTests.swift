@@ -84,8 +84,9 @@ final class GPUSuitePlanTests: XCTestCase {
         let q1 = try XCTUnwrap(runs.first { $0.kind == .q1PyTorch })
         XCTAssertTrue(command(q1).contains("pytorch_resnet18.py --device cuda --precision bf16 --channels-last --batch-sizes 32 128 512 2048"))
 
-        // Q4: reference 1 x 128; (a)-(d) on 4 GPUs x 2048 with the rules' learning rates; (e) with label smoothing.
-        let q4 = runs.filter { $0.kind == .q4 }
+        // Q4: reference 1 x 128; (a)-(d) on 4 GPUs x 2048 with the rules' learning rates; (e) with label smoothing
+        // (the reference's repeats with other seeds: testReferenceSeedsRepeatBothReferencesWithTheirSeedsLast).
+        let q4 = runs.filter { $0.kind == .q4 && ($0.seed ?? 0) == 0 }
         XCTAssertEqual(q4.compactMap(\.lrRule), [.reference, .same, .linear, .sqrt, .lars, .linear])
         XCTAssertEqual(q4.map(\.gpus), [1, 4, 4, 4, 4, 4])
         XCTAssertEqual(q4.map(\.perDeviceBatch), [128, 2048, 2048, 2048, 2048, 2048])
@@ -110,6 +111,47 @@ final class GPUSuitePlanTests: XCTestCase {
         let firstDP = try XCTUnwrap(runs.firstIndex { $0.strategy == .dp })
         XCTAssertGreaterThan(firstDP, lastTTA)
         XCTAssertEqual(runs.first?.kind, .q1Cohort)
+    }
+
+    /// --q4-reference-seeds N: the reference and PyTorch's each run with seeds 0..N-1, seed 0 under
+    /// the ids results folders already use, the repeats last (a time limit cuts them first).
+    func testReferenceSeedsRepeatBothReferencesWithTheirSeedsLast() throws {
+        func seed(_ run: PlannedRun) -> String? { run.arguments.firstIndex(of: "--seed").map { run.arguments[$0 + 1] } }
+        for count in [1, 3, 4] {
+            let runs = plan(gpus: [1, 2, 4]) { $0.q4.referenceSeeds = count }.runs
+            XCTAssertEqual(Set(runs.map(\.id)).count, runs.count, "every run has its own folder")
+            let cohort = runs.filter { $0.kind == .q4 && $0.lrRule == .reference }
+            let pytorch = runs.filter { $0.kind == .q4PyTorch }
+            XCTAssertEqual(cohort.compactMap(seed), (0..<count).map(String.init))
+            XCTAssertEqual(pytorch.compactMap(seed), (0..<count).map(String.init))
+            XCTAssertEqual(cohort.map(\.seed), (0..<count).map { $0 })
+            XCTAssertEqual(pytorch.map(\.seed), (0..<count).map { $0 })
+            XCTAssertEqual(cohort.map(\.id), ["q4-reference"] + (1..<count).map { "q4-reference-seed\($0)" })
+            XCTAssertEqual(pytorch.map(\.id), ["q4-pytorch-reference"] + (1..<count).map { "q4-pytorch-reference-seed\($0)" })
+            for run in cohort {
+                XCTAssertTrue(run.arguments.contains("--run-dir") && command(run).hasSuffix("--run-dir /out/runs/\(run.id)"))
+                XCTAssertEqual(run.gpus, 1)
+                XCTAssertEqual(run.perDeviceBatch, 128)
+            }
+            for run in pytorch {
+                XCTAssertTrue(command(run).contains("pytorch_train_cifar.py --data /data/cifar --epochs 5 --batch-size 128"), command(run))
+                XCTAssertTrue(command(run).hasSuffix("--seed \(run.seed!) --json /out/runs/\(run.id)/pytorch.json"), command(run))
+            }
+            // Only the references take a seed.
+            XCTAssertFalse(runs.contains { $0.lrRule != .reference && $0.arguments.contains("--seed") })
+            // Seed 0 keeps its place; the repeats come after everything else (dp included), Cohort's and PyTorch's in turn.
+            let repeats = runs.indices.filter { (runs[$0].seed ?? 0) > 0 }
+            XCTAssertEqual(repeats, Array(runs.count - 2 * (count - 1)..<runs.count))
+            XCTAssertEqual(repeats.map { runs[$0].seed! }, (1..<count).flatMap { [$0, $0] })
+            XCTAssertEqual(repeats.map { runs[$0].kind }, (1..<count).flatMap { _ in [PlannedRun.Kind.q4, .q4PyTorch] })
+            let firstReference = try XCTUnwrap(runs.firstIndex { $0.kind == .q4 && $0.lrRule == .reference })
+            XCTAssertEqual(runs[firstReference + 1].lrRule, .same, "(a) follows the seed-0 reference as before")
+            XCTAssertLessThan(try XCTUnwrap(runs.firstIndex { $0.kind == .q4PyTorch }),
+                              try XCTUnwrap(runs.firstIndex { $0.kind == .timeToAccuracy }))
+        }
+        // Without PyTorch only Cohort's reference repeats.
+        let alone = plan(gpus: [1], python: nil).runs
+        XCTAssertEqual(alone.filter { $0.lrRule == .reference }.map(\.id), ["q4-reference", "q4-reference-seed1", "q4-reference-seed2"])
     }
 
     /// --q4-zero-init-residual reaches the large-batch runs (and their recipe text), not the reference.
@@ -148,7 +190,8 @@ final class GPUSuitePlanTests: XCTestCase {
         let two = plan(gpus: [1, 2])
         XCTAssertEqual(two.runs.first { $0.kind == .q4 && $0.lrRule == .sqrt }?.perDeviceBatch, 4096)
         XCTAssertEqual(two.q4Recipe(rule: .sqrt, labelSmoothing: 0),
-                       "SGD, momentum 0.9 Nesterov, weight decay 0.0005, LR 0.8 after 2 warm-up epochs, linear decay over 5 epochs, bf16")
+                       "SGD, momentum 0.9 Nesterov, weight decay 0.0005, LR 0.8 after 2 warm-up epochs, linear decay over 5 epochs, "
+                       + "batch-norm statistics recomputed over 4 batches before evaluating, bf16")
     }
 
     // MARK: Results from the runs' files
