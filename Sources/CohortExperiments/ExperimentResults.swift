@@ -142,6 +142,10 @@ public struct LibraryVersions: Codable, Equatable, Sendable {
 public enum Profile: String, Codable, Sendable, CaseIterable {
     case gpu = "gpu"
     case cpuScaledDown = "cpu (scaled down)"
+
+    /// What one data-parallel replica is in this profile's reports: a GPU,
+    /// or on the CPU profile an MPI rank (a process on the CPU's cores).
+    public var replicaNoun: String { self == .gpu ? "GPU" : "rank" }
 }
 
 /// Who measured a row: Cohort, or PyTorch's reference script in the same call.
@@ -173,8 +177,11 @@ public enum Strategy: String, Codable, Sendable, CaseIterable, Comparable {
     /// One process driving every GPU (PyTorch's DataParallel).
     case dp
 
-    public var displayName: String {
-        self == .ddp ? "one process per GPU (DDP)" : "single process (DP)"
+    public var displayName: String { displayName(per: "GPU") }
+
+    /// "one process per rank (DDP)" on the CPU profile (`Profile.replicaNoun`).
+    public func displayName(per replica: String) -> String {
+        self == .ddp ? "one process per \(replica) (DDP)" : "single process (DP)"
     }
 
     public static func < (lhs: Strategy, rhs: Strategy) -> Bool {

@@ -121,7 +121,12 @@ public struct Q3Record: Codable, Equatable, Sendable {
     }
 
     /// e.g. "DDP 4 GPUs × 128".
-    public var label: String { "\(strategy.rawValue.uppercased()) \(gpus) GPU\(gpus == 1 ? "" : "s") × \(perDeviceBatch)" }
+    public var label: String { label(replica: "GPU") }
+
+    /// e.g. "DDP 2 ranks × 8" on the CPU profile (`Profile.replicaNoun`).
+    public func label(replica: String) -> String {
+        "\(strategy.rawValue.uppercased()) \(gpus) \(replica)\(gpus == 1 ? "" : "s") × \(perDeviceBatch)"
+    }
 }
 
 /// One message size of `cohort bench allreduce` (median over repeats).

@@ -111,8 +111,9 @@ public enum ReportSections {
 
     static func q2(_ results: ExperimentResults) -> ReportSection {
         let records = results.q2.records
-        let intro = "Weak scaling: the per-GPU batch stays fixed and the global batch grows with the GPUs; an epoch is the same \(Format.count(Double(results.metadata.imagesPerEpoch))) images. Each cell: seconds per epoch · speedup against 1 GPU · efficiency (speedup / GPUs)."
-        return section("q2", "Q2 · Weak scaling: time and speedup by GPU count", intro, results.q2) {
+        let unit = results.metadata.profile.replicaNoun
+        let intro = "Weak scaling: the per-\(unit) batch stays fixed and the global batch grows with the \(unit)s; an epoch is the same \(Format.count(Double(results.metadata.imagesPerEpoch))) images. Each cell: seconds per epoch · speedup against 1 \(unit) · efficiency (speedup / \(unit)s)."
+        return section("q2", "Q2 · Weak scaling: time and speedup by \(unit) count", intro, results.q2) {
             let gpuCounts = Set(records.map(\.gpus)).sorted()
             var tables: [ReportTable] = []
             var charts: [any SVGChart] = []
@@ -138,22 +139,22 @@ public enum ReportSections {
                     }
                 }
                 tables.append(ReportTable(
-                    caption: "Q2 \(strategy.displayName): seconds per epoch · speedup · efficiency",
-                    headers: ["Per-GPU batch", "Framework"] + gpuCounts.map { plural($0, "GPU") },
+                    caption: "Q2 \(strategy.displayName(per: unit)): seconds per epoch · speedup · efficiency",
+                    headers: ["Per-\(unit) batch", "Framework"] + gpuCounts.map { plural($0, unit) },
                     numeric: [true, false] + gpuCounts.map { _ in true }, rows: rows))
                 let batches = Set(lines.map(\.batch)).sorted()
                 let maxGPUs = Double(gpuCounts.last ?? 1)
                 charts.append(LineChart(
-                    title: "Speedup vs GPUs, \(strategy.displayName)", xLabel: "GPUs", yLabel: "speedup against 1 GPU",
+                    title: "Speedup vs \(unit)s, \(strategy.displayName(per: unit))", xLabel: "\(unit)s", yLabel: "speedup against 1 \(unit)",
                     xScale: .linear, xTicks: gpuCounts.map { (Double($0), String($0)) },
                     series: lines.compactMap { line in
                         let points = gpuCounts.compactMap { g in find(line, g)?.speedup.map { (Double(g), $0) } }
                         guard !points.isEmpty else { return nil }
                         let color = chartPalette[(batches.firstIndex(of: line.batch) ?? 0) % chartPalette.count]
-                        return ChartSeries(name: "\(line.framework.displayName) \(line.precision.rawValue) · \(line.batch)/GPU",
+                        return ChartSeries(name: "\(line.framework.displayName) \(line.precision.rawValue) · \(line.batch)/\(unit)",
                                            points: points, color: color, dashed: line.framework == .pytorch)
                     },
-                    reference: ChartSeries(name: "ideal (speedup = GPUs)", points: [(1, 1), (maxGPUs, maxGPUs)], color: "#888")))
+                    reference: ChartSeries(name: "ideal (speedup = \(unit)s)", points: [(1, 1), (maxGPUs, maxGPUs)], color: "#888")))
             }
             return (tables, charts)
         }
@@ -172,7 +173,9 @@ public enum ReportSections {
         let intro = "Where a step's time goes, per Q2 configuration (rank 0, per step): compute and communication busy time, \(exposedMeaning) and the share of communication hidden behind compute; the gradient all-reduce's bandwidth beside the all-reduce sweep's busbw at the same size (nccl-tests' definitions: busbw = algbw × 2(n−1)/n)."
         return section("q3", "Q3 · Compute and communication per step", intro, results.q3) {
             let manyPrecisions = Set(records.map(\.precision)).count > 1
-            func label(_ r: Q3Record) -> String { r.label + (manyPrecisions ? " \(r.precision.rawValue)" : "") }
+            func label(_ r: Q3Record) -> String {
+                r.label(replica: results.metadata.profile.replicaNoun) + (manyPrecisions ? " \(r.precision.rawValue)" : "")
+            }
             let ms = { (seconds: Double) in Format.significant(seconds * 1000) }
             let rows = records.map { r -> [String] in
                 let reference = sweep.nearest(ranks: r.gpus, bytes: r.bytesPerStep)

@@ -122,7 +122,7 @@ struct ExperimentsRunner {
         process.arguments = Array(arguments.dropFirst())
         process.environment = environment
         let outputURL = directory.appendingPathComponent("output.txt")
-        FileManager.default.createFile(atPath: outputURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil)  // FileHandle below says why if it failed
         let output = try FileHandle(forWritingTo: outputURL)
         defer { try? output.close() }
         process.standardOutput = output

@@ -70,7 +70,7 @@ final class ExperimentsCommandTests: XCTestCase {
 
         let markdown = try String(contentsOf: folder.appendingPathComponent("report.md"), encoding: .utf8)
         XCTAssertTrue(markdown.contains("Q1"), markdown)
-        if !results.q2.records.isEmpty { XCTAssertTrue(markdown.contains("DDP 2 GPUs × 8"), markdown) }
+        if !results.q2.records.isEmpty { XCTAssertTrue(markdown.contains("DDP 2 ranks × 8"), markdown) }
         for record in results.q1.records {
             XCTAssertTrue(markdown.contains(Format.significant(record.epochSeconds))
                           && markdown.contains(Format.count(record.imagesPerSecond)),

@@ -225,6 +225,26 @@ final class ReportWriterTests: XCTestCase {
         }
     }
 
+    /// On the CPU profile a replica is an MPI rank, not a GPU: Q2 and Q3 say so.
+    func testCPUProfileNamesRanksNotGPUs() throws {
+        var results = SampleResults.make()
+        results.metadata.profile = .cpuScaledDown
+        let cpuDirectory = directory.appendingPathComponent("cpu")
+        try ReportWriter(results: results).write(to: cpuDirectory)
+        let markdown = try String(contentsOf: cpuDirectory.appendingPathComponent("report.md"), encoding: .utf8)
+        let fromQ2 = try XCTUnwrap(markdown.range(of: "## Q2").map { markdown[$0.lowerBound...] })
+        let scaling = String(fromQ2[..<(fromQ2.range(of: "## All-reduce")?.lowerBound ?? fromQ2.endIndex)])
+        for text in ["Q2 · Weak scaling: time and speedup by rank count", "| Per-rank batch |", "| 1 rank |", "4 ranks",
+                     "Q2 one process per rank (DDP)", "DDP 2 ranks × 128"] {
+            XCTAssertTrue(scaling.contains(text), "CPU report lacks \(text)")
+        }
+        XCTAssertFalse(scaling.contains("GPU"), scaling)
+        // The GPU profile keeps its words.
+        let gpuMarkdown = try read("report.md")
+        XCTAssertTrue(gpuMarkdown.contains("| Per-GPU batch |"))
+        XCTAssertTrue(gpuMarkdown.contains("DDP 2 GPUs × 128"))
+    }
+
     // MARK: HTML and SVG
 
     func testHTMLIsSelfContainedWellFormedAndHasTheCharts() throws {
