@@ -85,6 +85,11 @@ if part dpdiag; then
         --steps-per-epoch 100 --synthetic-images $((512 * 100 * ranks)) --run-dir "$OUT/speed-2gpu-b512-dp"
     run "speed-${ranks}gpu-b512-dp-eager" 60 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks --batch-size 512 \
         --steps-per-epoch 60 --synthetic-images $((512 * 60 * ranks)) --no-graphs --run-dir "$OUT/speed-${ranks}gpu-b512-dp-eager"
+    # dp became as fast as ddp once cuDNN's choices were cached on disk; with the cache off (a fresh
+    # cache folder: every replica searches at once, in one process) a slow dp again would name the cause.
+    run "speed-${ranks}gpu-b512-dp-nocache" 90 env COHORT_KERNEL_CACHE=$(mktemp -d) "$cohort" train "${common[@]}" \
+        --strategy dp --replicas $ranks --batch-size 512 --steps-per-epoch 100 --synthetic-images $((512 * 100 * ranks)) \
+        --run-dir "$OUT/speed-${ranks}gpu-b512-dp-nocache"
     run "speed-${ranks}gpu-b512-dp-eager-nocomm" 60 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks \
         --batch-size 512 --steps-per-epoch 60 --synthetic-images $((512 * 60 * ranks)) --no-graphs --no-communication --run-dir "$OUT/speed-${ranks}gpu-b512-dp-eager-nocomm"
 fi

@@ -65,6 +65,9 @@ step "cohort bench" 90 "$cohort" bench --device cuda --batch-sizes "${batches[@]
 # bf16: cuDNN's Find runs again for every bf16 geometry at its first use (seconds each).
 step "cohort bench bf16" 100 "$cohort" bench --device cuda --precision bf16 --batch-sizes "${batches[@]}" \
     --json "$OUT/bench-cohort-bf16.json"
+# fp32 with every convolution on cuDNN: the GEMM paths (Note [Convolution paths]) were chosen on bf16 timings.
+step "cohort bench fp32 cudnn" 60 env COHORT_CONV_PATH=cudnn "$cohort" bench --device cuda --batch-sizes "${batches[@]}" \
+    --json "$OUT/bench-cohort-fp32-cudnn.json"
 step "cohort bench bf16 eager" 60 "$cohort" bench --device cuda --precision bf16 --no-graphs \
     --batch-sizes "${batches[@]}" --json "$OUT/bench-cohort-bf16-eager.json"
 step "cohort bench convs" 90 "$cohort" bench convs --device cuda --json "$OUT/bench-convs.json"
@@ -136,6 +139,10 @@ for batch in sorted(set(ours) | set(ours_bf16) | set(fp32) | set(bf16)):
           f"{cell(ours_bf16, batch):>11}  {cell(eager_bf16, batch):>10}  {cell(bf16, batch):>10}  "
           f"{ratio(ours_bf16, bf16, batch):>6}  {graphs.get(batch, '-')}")
 print("bf16 targets: cohort bf16 >= 1.5x torch bf16 at batch 512, >= 3x at batch 32")
+cudnn = {r["batchSize"]: r["imagesPerSecond"] for r in load("bench-cohort-fp32-cudnn.json") or []}
+if cudnn:
+    print("fp32 convolution paths, images/s: " + ", ".join(
+        f"batch {b}: auto {cell(ours, b)} / cudnn {cell(cudnn, b)}" for b in sorted(cudnn)))
 PY
 # The device tool returns at most 8 files: the JSON results travel as one archive beside the log
 # (written outside $OUT first: tar fails on a folder that changes under it).
