@@ -19,7 +19,8 @@
 #    rank 0 must exit non-zero within 30 s, saying why.
 # A summary table ends the log ($OUT/gpu-ddp-check.log); metrics stay in $OUT.
 # DDP_CHECK_PARTS picks parts (default all but tuning: speed,dpdiag,variants,curves,sockets,watchdog,launchers;
-# tuning measures all-reduce variants at 4 x 128 and 4 x 512, twice each);
+# tuning measures all-reduce variants at 4 x 128 and 4 x 512, twice each, and the replayed
+# step's phases with COHORT_GRAPH_TIMING=1);
 # DDP_CHECK_BATCHES the per-GPU batches of part 1 (default 32 128 512).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -111,8 +112,14 @@ if part tuning; then
         for rep in 1 2; do
             run "speed-1gpu-b$b-r$rep" 60 "$cohort" train "${common[@]}" --batch-size $b --steps-per-epoch 100 \
                 --synthetic-images $images --run-dir "$OUT/speed-1gpu-b$b-r$rep"
+            # Replayed steps with their phases timed inside the graph (Note [Timing inside graphs]):
+            # forward, backward and optimizer on one GPU, and below (variant graphtiming) on 4 with
+            # each bucket's all-reduce, so the 4-GPU step's extra time has a place.
+            run "speed-1gpu-b$b-graphtiming-r$rep" 60 env COHORT_GRAPH_TIMING=1 "$cohort" train "${common[@]}" \
+                --batch-size $b --steps-per-epoch 100 --synthetic-images $images --run-dir "$OUT/speed-1gpu-b$b-graphtiming-r$rep"
             for variant in default bf16ar:--allreduce-dtype:bf16 ctas8:env:NCCL_MAX_CTAS=8 ctas16:env:NCCL_MAX_CTAS=16 \
-                           bf16ar-ctas8:env:NCCL_MAX_CTAS=8:--allreduce-dtype:bf16 bucket4:--bucket-cap-mb:4 bucket25:--bucket-cap-mb:25; do
+                           bf16ar-ctas8:env:NCCL_MAX_CTAS=8:--allreduce-dtype:bf16 bucket4:--bucket-cap-mb:4 bucket25:--bucket-cap-mb:25 \
+                           graphtiming:env:COHORT_GRAPH_TIMING=1; do
                 name=${variant%%:*}; flags=""; [[ "$variant" == *:* ]] && flags=${variant#*:}
                 IFS=: read -r -a extra <<< "$flags"
                 envs=(); train_flags=()

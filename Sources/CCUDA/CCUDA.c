@@ -116,6 +116,7 @@ LOADER(cohort_cuda_load_driver, CohortCUDADriver, cohort_cuda_driver, {
     LOOKUP_OPTIONAL(cuMemFreeHost);
     LOOKUP_OPTIONAL(cuEventCreate);
     LOOKUP_OPTIONAL(cuEventRecord);
+    LOOKUP_OPTIONAL(cuEventRecordWithFlags);
     LOOKUP_OPTIONAL(cuEventSynchronize);
     LOOKUP_OPTIONAL(cuEventDestroy_v2);
     LOOKUP_OPTIONAL(cuEventElapsedTime_v2);

@@ -1,4 +1,5 @@
 import CCUDA
+import Foundation
 import CohortKernels
 
 /// A CUDA event of one context: ordering between streams (without timing,
@@ -36,12 +37,35 @@ final class CUDAEvent: DeviceTimestamp, @unchecked Sendable {
         _ = driver.cuEventDestroy_v2!(event)
     }
 
-    /// Marks `stream`'s current end. A timed event is not recorded while the
-    /// stream is captured (a graph has no timestamps); an ordering event is,
-    /// and becomes a dependency edge of the graph.
+    /// Note [Timing inside graphs]
+    /// An event recorded while its stream is captured becomes, by default, an
+    /// edge of the graph: an ordering, never a timestamp. Recorded with
+    /// CU_EVENT_RECORD_EXTERNAL (cuEventRecordWithFlags, CUDA 11.1+) it
+    /// becomes an event-record node instead, which stamps the event on every
+    /// replay, so `seconds(since:)` between two such events (or one and an
+    /// event recorded outside, on the same stream) times part of a replayed
+    /// step (PyTorch's `torch.cuda.Event(external=True)` does the same).
+    /// A replayed step then reports forward, backward, exposed communication
+    /// and each bucket's all-reduce as an eager one does, where otherwise it
+    /// reports only its whole. Each node costs the replay a little, so it is
+    /// off unless `COHORT_GRAPH_TIMING=1` (a diagnostic: where 4 GPUs lose
+    /// time against one, Note [Distributed] in docs/design.md).
+    static let timesInsideGraphs: Bool =
+        ProcessInfo.processInfo.environment["COHORT_GRAPH_TIMING"] == "1" && driver.cuEventRecordWithFlags != nil
+
+    /// Marks `stream`'s current end. An ordering event recorded while the
+    /// stream is captured becomes a dependency edge of the graph; a timed one
+    /// is not recorded then (a graph edge has no timestamp), unless
+    /// `timesInsideGraphs`: then it becomes an event-record node.
     func record(on stream: CUstream, capturing: Bool = false) {
         if timed && capturing {
-            isRecorded = false
+            isRecorded = Self.timesInsideGraphs
+            guard isRecorded else { return }
+            context.makeCurrent()
+            mustSucceed {
+                try checkCUDA(driver.cuEventRecordWithFlags!(event, stream, UInt32(COHORT_CU_EVENT_RECORD_EXTERNAL)),
+                              "cuEventRecordWithFlags")
+            }
             return
         }
         context.makeCurrent()
@@ -97,4 +121,7 @@ extension CUDABackend {
         guard let start = start as? CUDAEvent, let end = end as? CUDAEvent else { return nil }
         return end.seconds(since: start)
     }
+
+    /// Note [Timing inside graphs]: with `COHORT_GRAPH_TIMING=1` and a driver that can.
+    public var recordsTimestampsInsideGraphs: Bool { CUDAEvent.timesInsideGraphs }
 }

@@ -76,7 +76,8 @@ func checkNCCL(_ result: ncclResult_t, _ call: String, comm: ncclComm_t? = nil) 
 /// - Graphs: forks and joins are events, which a stream capture turns into
 ///   graph edges, and NCCL records its kernels into the capture, so a
 ///   data-parallel step is captured whole (`supportsGraphCapture`); timing
-///   events are skipped while capturing (a graph has no timestamps).
+///   events are skipped while capturing unless COHORT_GRAPH_TIMING=1 makes
+///   them event-record nodes (Note [Timing inside graphs] in CUDAEvent.swift).
 /// - Timing (Note [Device timing]): between `beginCollectiveTiming` and
 ///   `collectiveSeconds`, each background all-reduce is bracketed by timed
 ///   events on the communication stream: its busy time, which includes any
@@ -117,6 +118,9 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
     private var timing = false
     private var timingEvents: [(start: CUDAEvent, end: CUDAEvent)] = []
     private var timedCollectives = 0
+    /// The timing events are nodes of a captured step (Note [Timing inside
+    /// graphs]): every replay stamps them, so reading does not end the timing.
+    private var timingCaptured = false
     private var watchdog: Watchdog?
     /// One float on the device: `barrier`'s all-reduce.
     private let barrierScalar: Tensor
@@ -290,13 +294,14 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
         defer { lock.unlock() }
         timing = true
         timedCollectives = 0
+        timingCaptured = backend.stream.isCapturing
     }
 
     public func collectiveSeconds() -> [Double]? {
         lock.lock()
         defer { lock.unlock() }
         guard timing else { return nil }
-        timing = false
+        if !timingCaptured { timing = false }
         var result: [Double] = []
         for (start, end) in timingEvents.prefix(timedCollectives) {
             guard let seconds = end.seconds(since: start) else { return nil }
@@ -485,7 +490,7 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
             stream = communicationStream
         }
         var timed: (start: CUDAEvent, end: CUDAEvent)?
-        if timing && background && !capturing {
+        if timing && background && (!capturing || CUDAEvent.timesInsideGraphs) {
             if timingEvents.count == timedCollectives {
                 timingEvents.append((try CUDAEvent(context: backend.context, timed: true),
                                      try CUDAEvent(context: backend.context, timed: true)))

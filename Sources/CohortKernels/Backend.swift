@@ -171,6 +171,9 @@ public protocol Backend: AnyObject {
     /// Device seconds between two recorded timestamps, waiting for `end`; nil
     /// when either was not recorded (never, or during a graph capture).
     func seconds(from start: DeviceTimestamp, to end: DeviceTimestamp) -> Double?
+    /// Whether a timestamp recorded during a graph capture stamps every
+    /// replay (CUDA with `COHORT_GRAPH_TIMING=1`, Note [Timing inside graphs]).
+    var recordsTimestampsInsideGraphs: Bool { get }
 }
 
 extension Backend {

@@ -10,8 +10,11 @@
 /// reusable: recording it again moves it. Recording is one driver call
 /// (cuEventRecord), but reading waits for the device, so callers record on
 /// the steps they log and read after the step's loss is read back anyway. A timestamp recorded while the
-/// stream is being captured into a graph is not recorded (a graph would
-/// replay it as a node without timing); reading it then gives nil.
+/// stream is being captured into a graph is not recorded (the capture would
+/// make it an ordering edge, not a timestamp); reading it then gives nil,
+/// unless the backend `recordsTimestampsInsideGraphs` (CUDA with
+/// `COHORT_GRAPH_TIMING=1`): then it stamps every replay (Note [Timing
+/// inside graphs] in CUDAEvent.swift).
 public protocol DeviceTimestamp: AnyObject {}
 
 extension Backend {
@@ -20,4 +23,5 @@ extension Backend {
     public func makeTimestamp() -> DeviceTimestamp? { nil }
     public func record(_ timestamp: DeviceTimestamp) {}
     public func seconds(from start: DeviceTimestamp, to end: DeviceTimestamp) -> Double? { nil }
+    public var recordsTimestampsInsideGraphs: Bool { false }
 }

@@ -136,10 +136,15 @@ public final class Trainer {
         if configuration.graphs && !backend.device.isHost && reducer?.isCapturable ?? true {
             let (model, criterion, reducer) = (model, criterion, reducer)
             capturedStep = try CapturedStep(optimizer: optimizer) { [unowned self] in
+                // Phase marks inside the step only where a replay stamps them (Note [Timing inside graphs]).
+                let marks = backend.recordsTimestampsInsideGraphs ? phaseMarks : nil
                 criterion(logits: model.forward(stepImages!, mode: .training), labels: stepLabels!)
-                reducer?.prepareForBackward()
+                if let marks { backend.record(marks[1]) }
+                reducer?.prepareForBackward(timed: marks != nil)
                 model.backward(criterion.backward())
+                if let marks { backend.record(marks[2]) }
                 try reducer?.finishBackward()
+                if let marks { backend.record(marks[3]) }
             }
         }
         if let first = backend.makeTimestamp() {
@@ -296,7 +301,10 @@ public final class Trainer {
                     "data_wait_seconds": batches.dataWaitSeconds,
                 ]
                 timing.record(into: &record, distributed: reducer != nil)
-                if let marks { recordDeviceTiming(marks, eager: capturedStep?.lastStepReplayed != true, into: &record) }
+                if let marks {
+                    let phased = capturedStep?.lastStepReplayed != true || backend.recordsTimestampsInsideGraphs
+                    recordDeviceTiming(marks, phases: phased, into: &record)
+                }
                 metrics?.record("step", record)
                 timing = StepTiming()
             }
@@ -326,14 +334,15 @@ public final class Trainer {
 extension Trainer {
     /// The device time of the logged step's phases (Note [Device timing]),
     /// read after its loss (so the device has finished it): `device_step_seconds`
-    /// always; for an eager step also forward, backward (its kernels), the
+    /// always; for an eager step (or a replayed one whose graph holds the
+    /// marks, Note [Timing inside graphs]) also forward, backward (its kernels), the
     /// exposed communication (the compute stream's wait for the last
     /// all-reduce) and the optimizer, and each all-reduce's busy time on the
     /// communication stream and its start after the step's start.
-    private func recordDeviceTiming(_ marks: [DeviceTimestamp], eager: Bool, into record: inout [String: Any]) {
+    private func recordDeviceTiming(_ marks: [DeviceTimestamp], phases: Bool, into record: inout [String: Any]) {
         guard let step = backend.seconds(from: marks[0], to: marks[4]) else { return }
         record["device_step_seconds"] = step
-        guard eager, let forward = backend.seconds(from: marks[0], to: marks[1]),
+        guard phases, let forward = backend.seconds(from: marks[0], to: marks[1]),
               let backward = backend.seconds(from: marks[1], to: marks[2]),
               let exposed = backend.seconds(from: marks[2], to: marks[3]),
               let optimizer = backend.seconds(from: marks[3], to: marks[4]) else { return }

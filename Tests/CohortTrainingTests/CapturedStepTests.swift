@@ -161,9 +161,41 @@ final class TapeBackend: Backend {
     private var tape: [() -> Void]?
     private(set) var allocations = 0
     private(set) var captures = 0
+    /// Poses as a GPU (the trainer captures steps only off the host); the memory stays the host's.
+    let posesAsGPU: Bool
+    /// Timestamps on a logical clock that ticks once per op run, recorded
+    /// into a capture as a step of their own when `recordsTimestampsInsideGraphs`
+    /// (CUDA's event-record nodes), skipped there otherwise (CUDA's default).
+    let recordsTimestampsInsideGraphs: Bool
+    private var clock = 0
+
+    init(posesAsGPU: Bool = false, timestampsInsideGraphs: Bool = false) {
+        self.posesAsGPU = posesAsGPU
+        recordsTimestampsInsideGraphs = timestampsInsideGraphs
+    }
+
+    final class Stamp: DeviceTimestamp {
+        var tick: Int?
+    }
+    func makeTimestamp() -> DeviceTimestamp? { posesAsGPU ? Stamp() : nil }
+    func record(_ timestamp: DeviceTimestamp) {
+        let stamp = timestamp as! Stamp
+        if tape != nil {
+            stamp.tick = nil
+            guard recordsTimestampsInsideGraphs else { return }
+            tape!.append { stamp.tick = self.clock }
+        } else {
+            stamp.tick = clock
+        }
+    }
+    /// One microsecond per op between the two stamps.
+    func seconds(from start: DeviceTimestamp, to end: DeviceTimestamp) -> Double? {
+        guard let a = (start as! Stamp).tick, let b = (end as! Stamp).tick else { return nil }
+        return Double(b - a) * 1e-6
+    }
 
     var name: String { "tape" }
-    var device: Device { base.device }
+    var device: Device { posesAsGPU ? .cuda(0) : base.device }
     var details: String { "the reference backend with recorded graphs" }
 
     final class Graph: BackendGraph {
@@ -187,9 +219,10 @@ final class TapeBackend: Backend {
         return Graph(calls: tape!, backend: self)
     }
 
-    /// Runs `call` now, or records it during a capture.
+    /// Runs `call` now, or records it during a capture; either way the clock ticks when it runs.
     private func run(_ call: @escaping () -> Void) {
-        if tape != nil { tape!.append(call) } else { call() }
+        let ticking = { call(); self.clock += 1 }
+        if tape != nil { tape!.append(ticking) } else { ticking() }
     }
 
     private func forbidDuringCapture(_ what: String) {

@@ -90,6 +90,10 @@ typedef struct CohortCUDADriver {
     CUresult (*_Nullable cuMemFreeHost)(void *_Nonnull pointer);
     CUresult (*_Nullable cuEventCreate)(CUevent _Nullable *_Nonnull event, unsigned int flags);
     CUresult (*_Nullable cuEventRecord)(CUevent _Nonnull event, CUstream _Nullable stream);
+    // CUDA 11.1+: with COHORT_CU_EVENT_RECORD_EXTERNAL a capture records an
+    // event-record node (a timestamp every replay) instead of an edge
+    // (Note [Timing inside graphs] in CUDAEvent.swift).
+    CUresult (*_Nullable cuEventRecordWithFlags)(CUevent _Nonnull event, CUstream _Nullable stream, unsigned int flags);
     CUresult (*_Nullable cuEventSynchronize)(CUevent _Nonnull event);
     CUresult (*_Nullable cuEventDestroy_v2)(CUevent _Nonnull event);
     // A second stream for collectives, ordered against the compute stream by
@@ -136,6 +140,8 @@ enum {
 };
 // cuMemHostAlloc flag: pinned for every context; cuEventCreate flag: no timing.
 enum { COHORT_CU_MEMHOSTALLOC_PORTABLE = 1, COHORT_CU_EVENT_DISABLE_TIMING = 2 };
+// cuEventRecordWithFlags flag: captured as an event-record node, not an edge.
+enum { COHORT_CU_EVENT_RECORD_EXTERNAL = 1 };
 // cuEventQuery's answer while the work before the event is still running.
 enum { COHORT_CUDA_ERROR_NOT_READY = 600 };
 

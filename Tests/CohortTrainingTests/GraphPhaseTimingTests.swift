@@ -1,0 +1,61 @@
+import CohortData
+import CohortKernels
+import CohortTensor
+import CohortTraining
+import Foundation
+import XCTest
+
+/// Note [Timing inside graphs]: a step replayed from a graph reports its
+/// phases (forward, backward, optimizer) only where the backend stamps
+/// timestamps inside graphs; otherwise only its whole, as before. Run on
+/// `TapeBackend` posing as a GPU, whose clock ticks once per op, so each
+/// phase's "seconds" count the ops in it.
+final class GraphPhaseTimingTests: XCTestCase {
+    func loggedSteps(timestampsInsideGraphs: Bool) throws -> [[String: Any]] {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cohort-graph-timing-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let backend = TapeBackend(posesAsGPU: true, timestampsInsideGraphs: timestampsInsideGraphs)
+        let configuration = TrainingConfiguration(architecture: .smallcnn, epochs: 1, batchSize: 16, learningRate: 0.05,
+                                                  seed: 3, logEvery: 2)
+        let url = directory.appendingPathComponent("metrics.jsonl")
+        let trainer = try Trainer(configuration: configuration, backend: backend,
+                                  trainingSet: ImageDataset.synthetic(count: 16 * 10, seed: 1), testSet: nil,
+                                  checkpointURL: nil, metrics: try MetricsLog(url: url), display: ProgressDisplay(enabled: false))
+        XCTAssertTrue(trainer.capturesSteps)
+        _ = try trainer.run()
+        return try String(contentsOf: url, encoding: .utf8).split(separator: "\n")
+            .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { $0["event"] as? String == "step" }
+    }
+
+    /// The logged steps whose window was replayed whole (so the logged step itself was a replay).
+    func replayed(_ steps: [[String: Any]]) -> [[String: Any]] {
+        steps.filter {
+            guard let replays = $0["graph_replayed_steps"] as? Int else { return false }
+            return replays > 0 && replays == $0["steps_timed"] as? Int
+        }
+    }
+
+    func testReplayedStepsReportTheirPhasesOnlyWithTimestampsInsideGraphs() throws {
+        let timed = replayed(try loggedSteps(timestampsInsideGraphs: true))
+        XCTAssertFalse(timed.isEmpty, "no replayed logged step")
+        for record in timed {
+            let step = try XCTUnwrap(record["device_step_seconds"] as? Double)
+            let forward = try XCTUnwrap(record["device_forward_seconds"] as? Double)
+            let backward = try XCTUnwrap(record["device_backward_seconds"] as? Double)
+            let optimizer = try XCTUnwrap(record["device_optimizer_seconds"] as? Double)
+            XCTAssertGreaterThan(forward, 0)
+            XCTAssertGreaterThan(backward, 0)
+            XCTAssertGreaterThan(optimizer, 0)
+            // One rank: nothing between backward and the optimizer; the phases add up to the step.
+            XCTAssertEqual(forward + backward + optimizer, step, accuracy: 1e-9)
+        }
+        let untimed = replayed(try loggedSteps(timestampsInsideGraphs: false))
+        XCTAssertFalse(untimed.isEmpty)
+        for record in untimed {
+            XCTAssertNotNil(record["device_step_seconds"] as? Double)
+            XCTAssertNil(record["device_forward_seconds"])
+        }
+    }
+}
