@@ -497,10 +497,10 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
             }
             timed = timingEvents[timedCollectives]
             timedCollectives += 1
-            timed!.start.record(on: stream)
+            timed!.start.record(on: stream, capturing: capturing)
         }
         try checkNCCL(try body(comm, stream), call, comm: comm)
-        timed?.end.record(on: stream)
+        timed?.end.record(on: stream, capturing: capturing)
         if communicationStream != nil {
             backgroundPending = true
             if !background { join() }
