@@ -125,6 +125,11 @@ public struct GPUSuiteSettings: Equatable, Sendable {
     /// Q3 eager runs: every step logged with device timings.
     public var eagerWarmupSteps = 5
     public var eagerTimedSteps = 10
+    /// Q3 (and the timelines) from replayed steps timed inside their graph
+    /// (`cohort train --time-graph-phases`, Note [Timing inside graphs])
+    /// instead of eager ones, whose kernels the host issues one by one. Off
+    /// until a GPU run has shown the in-graph timestamps working.
+    public var q3ReplayedSteps = false
     /// Steps per configuration and rank in the timelines.
     public var timelineSteps = 3
     public var allReduceMinBytes = 1 << 10
@@ -303,14 +308,17 @@ public struct GPUSuitePlan: Sendable {
             let steps = eager ? s.eagerWarmupSteps + s.eagerTimedSteps : s.warmupSteps + s.timedSteps
             // Enough synthetic images that every rank has `steps` batches in its one epoch.
             let images = max(50_000, steps * batch * gpus)
+            // Q3's steps: eager, or replayed and timed inside the graph (`q3ReplayedSteps`).
+            let q3Steps = s.q3ReplayedSteps ? ["--time-graph-phases"] : ["--no-graphs"]
             return ["--device", "cuda", "--dataset", "synthetic", "--synthetic-images", String(images),
                     "--model", "resnet18", "--precision", precision,
                     "--batch-size", String(batch), "--epochs", "1", "--steps-per-epoch", String(steps),
                     "--log-every", eager ? "1" : String(s.logEvery),
                     // One evaluation batch per rank at the training batch: its convolutions reuse the training plans.
                     "--eval-batch-size", String(batch), "--eval-limit", String(batch * gpus), "--no-progress"]
-                + (eager ? ["--no-graphs"] : []) + ["--run-dir", folder]
+                + (eager ? q3Steps : []) + ["--run-dir", folder]
         }
+        let q3Kind = s.q3ReplayedSteps ? "graphs, device-timed inside" : "eager, device-timed"
         func configurations(gpus: Int, strategy: Strategy) {
             let name = gpus == 1 ? "1 GPU" : "\(strategy.rawValue.uppercased()) \(gpus) GPUs"
             let prefix = gpus == 1 ? "1gpu" : "\(strategy.rawValue)-\(gpus)gpus"
@@ -318,7 +326,7 @@ public struct GPUSuitePlan: Sendable {
                 for eager in [false, true] where eager ? wantsQ3 : wantsQ2 {
                     let runPort = nextPort()
                     add(eager ? .q3Cohort : .q2Cohort, "\(eager ? "q3" : "q2")-\(prefix)-b\(batch)",
-                        "\(eager ? "Q3" : "Q2") \(name) × \(batch) (\(eager ? "eager, device-timed" : "graphs"))",
+                        "\(eager ? "Q3" : "Q2") \(name) × \(batch) (\(eager ? q3Kind : "graphs"))",
                         gpus: gpus, strategy: gpus == 1 ? nil : strategy, batch: batch, estimate: eager ? 8 : 10,
                         limit: 120) { folder in
                         trainCommand(strategy: strategy, gpus: gpus, masterPort: runPort,
@@ -330,7 +338,7 @@ public struct GPUSuitePlan: Sendable {
                 if wantsQ3 && gpus > 1 {
                     let runPort = nextPort()
                     add(.q3NoCommunication, "q3-\(prefix)-b\(batch)-nocomm",
-                        "Q3 \(name) × \(batch) (eager, communication off)", gpus: gpus, strategy: strategy, batch: batch,
+                        "Q3 \(name) × \(batch) (\(s.q3ReplayedSteps ? "graphs" : "eager"), communication off)", gpus: gpus, strategy: strategy, batch: batch,
                         estimate: 8, limit: 120) { folder in
                         trainCommand(strategy: strategy, gpus: gpus, masterPort: runPort,
                                      training(batch: batch, gpus: gpus, eager: true, folder: folder) + ["--no-communication"])

@@ -216,7 +216,7 @@ public struct GPUSuiteResults {
                                                withoutCommunication: sameWithoutCommunication ?? baselines[batch]) {
                 records.append(record)
             } else {
-                note("q3", run, "its step records have no device timing of eager steps")
+                note("q3", run, "its step records have no per-phase device timing")
             }
             var logs: [Int: TrainingLog] = [0: log]
             for rank in 1..<gpus {
@@ -310,12 +310,16 @@ public struct GPUSuiteResults {
                     + "\(s.timedSteps) steps after \(s.warmupSteps), DDP under torchrun with default buckets, DataParallel in one process" : ""))
         }
         if runs(.q3Cohort).contains(where: \.outcome.succeeded) {
-            notes.append("Q3 and the timelines: eager runs (`--no-graphs --log-every 1`, \(s.eagerWarmupSteps) warm-up + "
+            notes.append("Q3 and the timelines: "
+                + (s.q3ReplayedSteps ? "replayed steps timed inside their graph (`--time-graph-phases --log-every 1`, "
+                                     : "eager runs (`--no-graphs --log-every 1`, ")
+                + "\(s.eagerWarmupSteps) warm-up + "
                 + "\(s.eagerTimedSteps) timed steps), medians of rank 0's device timings: compute = forward + backward + optimizer "
                 + "on the compute stream; communication busy = the bucket all-reduces' time on NCCL's stream; exposed = the compute "
                 + "stream's measured wait for the last all-reduce; step without communication = the same configuration run with "
-                + "`--no-communication` (the 1-GPU eager step at the same batch where that run is missing); algbw = bytes / busy time (waits for slower peers included). Eager steps issue kernels one by one, so at small "
-                + "batches their compute time includes waiting for the host; Q2's graph steps do not")
+                + "`--no-communication` (the 1-GPU step at the same batch where that run is missing); algbw = bytes / busy time (waits for slower peers included)"
+                + (s.q3ReplayedSteps ? "; every step synchronises with the host once (its loss is read), so replays do not queue ahead as in Q2"
+                   : ". Eager steps issue kernels one by one, so at small batches their compute time includes waiting for the host; Q2's graph steps do not"))
         }
         if runs(.allReduceSweep).contains(where: \.outcome.succeeded) {
             notes.append("All-reduce sweep: `cohort launch -- cohort bench allreduce --device cuda` (float32 sum, median of 20), "

@@ -168,7 +168,7 @@ public enum ReportSections {
         }
         let sweep = results.allReduceSweep.records
         let exposedMeaning = results.metadata.profile == .gpu
-            ? "exposed communication (the compute stream's measured wait for the last all-reduce; the split is from eager steps, see the notes)"
+            ? "exposed communication (the compute stream's measured wait for the last all-reduce; the notes say which steps were timed)"
             : "exposed communication (the step minus the same step with communication off)"
         let intro = "Where a step's time goes, per Q2 configuration (rank 0, per step): compute and communication busy time, \(exposedMeaning) and the share of communication hidden behind compute; the gradient all-reduce's bandwidth beside the all-reduce sweep's busbw at the same size (nccl-tests' definitions: busbw = algbw × 2(n−1)/n)."
         return section("q3", "Q3 · Compute and communication per step", intro, results.q3) {

@@ -23,7 +23,8 @@ struct Experiments: ParsableCommand {
             GPU profile (chosen when CUDA GPUs are found): Q1 `cohort bench` at --q1-batches; Q2 weak scaling, \
             `cohort train` on synthetic data for each GPU count x per-GPU batch x strategy (ddp: cohort launch, a \
             process per GPU; dp: one process, a thread per GPU), epoch time extrapolated from the median step rate; \
-            Q3 the same configurations run eagerly with device timings (compute, communication, exposed, overlap, \
+            Q3 the same configurations run eagerly (or, --q3-replayed-steps, replayed and timed inside their graphs) \
+            with device timings (compute, communication, exposed, overlap, \
             algbw/busbw) and step timelines; the all-reduce sweep; Q4 large-batch recipes and time to accuracy on \
             CIFAR-10 (--data or COHORT_CIFAR10_DIR); PyTorch's figures for Q1/Q2 from the same machine (--pytorch). \
             Each command's output and metrics stay in <out>/runs/<id>. The suite stops starting commands when \
@@ -188,6 +189,9 @@ struct GPUExperimentOptions: ParsableArguments {
     @Option(name: .customLong("eager-steps"), help: "Q3: timed eager steps per configuration (after 5 warm-up steps).")
     var eagerSteps = 10
 
+    @Flag(name: .customLong("q3-replayed-steps"), help: "Q3 and the timelines from steps replayed from CUDA graphs and timed inside them (cohort train --time-graph-phases) instead of eager steps.")
+    var q3ReplayedSteps = false
+
     @Option(name: .customLong("data"), help: ArgumentHelp("CIFAR-10 for Q4 (default $COHORT_CIFAR10_DIR).", valueName: "dir"))
     var dataDirectory: String?
 
@@ -318,6 +322,7 @@ struct GPUExperimentOptions: ParsableArguments {
         s.timedSteps = steps
         s.warmupSteps = warmupSteps
         s.eagerTimedSteps = eagerSteps
+        s.q3ReplayedSteps = q3ReplayedSteps
         s.dataDirectory = resolvedDataDirectory
         if !noPytorch { s.python = pytorch }
         s.benchmarksDirectory = benchmarksDirectory

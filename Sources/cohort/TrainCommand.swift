@@ -126,6 +126,9 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("no-graphs"), help: "On a GPU, issue every step's kernels one by one instead of replaying a captured CUDA graph.")
     var noGraphs = false
 
+    @Flag(name: .customLong("time-graph-phases"), help: "On a GPU, time the phases and all-reduces of replayed steps inside their graph (event-record nodes; a diagnostic that costs each replay a little; COHORT_GRAPH_TIMING=1 does the same).")
+    var timeGraphPhases = false
+
     @Flag(name: .customLong("no-progress"), help: "No progress display, only epoch lines.")
     var noProgress = false
 
@@ -189,6 +192,8 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
+        // Read once, where the CUDA backend records its first timestamp (Note [Timing inside graphs]).
+        if timeGraphPhases { setenv("COHORT_GRAPH_TIMING", "1", 1) }
         if strategy == .dp { return try runReplicas() }
         let environment = try RankEnvironment.current()
         let communicator: Communicator
@@ -368,10 +373,16 @@ struct Train: ParsableCommand {
             display.log("batch \(batchSize) on 1 \(strategy == .dp ? "replica" : "rank") (global batch \(batchSize)), \(trainer.stepsPerEpoch) steps per epoch; lr \(scaledLR) (\(scalingText)); \(trainer.schedule)")
         }
         display.log("optimizer \(optimizer.rawValue), momentum \(momentum)\(nesterov ? " (Nesterov)" : ""), weight decay \(weightDecay)\(noDecayOnNormAndBias ? " (not on norms and biases)" : ""), label smoothing \(labelSmoothing), seed \(seed)\(zeroInitResidual ? ", residual blocks starting as the identity (--zero-init-residual)" : "")\(bnRecalibrationBatches > 0 ? ", batch-norm statistics recomputed over \(bnRecalibrationBatches) batches before each evaluation" : "")")
+        if trainer.capturesSteps && backend.recordsTimestampsInsideGraphs {
+            display.log("replayed steps timed inside their graph (--time-graph-phases): logged steps report forward, backward and each all-reduce")
+        } else if timeGraphPhases {
+            display.log("--time-graph-phases: not on this backend or driver (steps not captured, or no cuEventRecordWithFlags); logged steps report their whole only")
+        }
         display.log("run folder: \(directory.path)\(resumeFrom.map { "; resuming from \($0) at epoch \(trainer.progress.epoch)" } ?? "")\(restart > 0 ? " (restart \(restart))" : "")")
 
         var header = configuration.summary
         header["backend"] = backend.name
+        if backend.recordsTimestampsInsideGraphs { header["graph_phase_timing"] = "true" }
         header["device"] = backend.device.description
         header["dataset"] = data.training.name
         header["synthetic"] = String(data.training.isSynthetic)

@@ -154,6 +154,24 @@ final class GPUSuitePlanTests: XCTestCase {
         XCTAssertEqual(alone.filter { $0.lrRule == .reference }.map(\.id), ["q4-reference", "q4-reference-seed1", "q4-reference-seed2"])
     }
 
+    /// Q3's steps are eager by default; --q3-replayed-steps replays them from graphs, timed inside.
+    func testQ3StepsAreEagerOrReplayedAndTimedInside() {
+        for replayed in [false, true] {
+            let runs = plan(gpus: [1, 4]) { $0.q3ReplayedSteps = replayed }.runs
+                .filter { $0.kind == .q3Cohort || $0.kind == .q3NoCommunication }
+            XCTAssertFalse(runs.isEmpty)
+            for run in runs {
+                XCTAssertEqual(run.arguments.contains("--no-graphs"), !replayed, run.label)
+                XCTAssertEqual(run.arguments.contains("--time-graph-phases"), replayed, run.label)
+                XCTAssertTrue(run.label.contains(replayed ? "graphs" : "eager"), run.label)
+            }
+        }
+        // Q2 replays graphs either way, untimed inside.
+        for run in plan(gpus: [1, 4]) { $0.q3ReplayedSteps = true }.runs where run.kind == .q2Cohort {
+            XCTAssertFalse(run.arguments.contains("--time-graph-phases") || run.arguments.contains("--no-graphs"), run.label)
+        }
+    }
+
     /// --q4-zero-init-residual reaches the large-batch runs (and their recipe text), not the reference.
     func testZeroInitResidualReachesTheLargeBatchRunsOnly() {
         let zeroed = plan(gpus: [1, 4]) { $0.q4.zeroInitResidual = true; $0.q4.recalibrationBatches = 20 }
