@@ -307,7 +307,7 @@ public struct GPUSuiteResults {
                 + "process for both strategies and the baseline of each. ddp = `cohort launch --nproc-per-node N -- cohort train`, "
                 + "dp = `cohort train --strategy dp --replicas N`"
                 + (s.python != nil ? "; PyTorch: benchmarks/pytorch_ddp.py (random data on the GPU, no loader), median of "
-                    + "\(s.timedSteps) steps after \(s.warmupSteps), DDP under torchrun with default buckets, DataParallel in one process" : ""))
+                    + "\(s.timedSteps) steps after \(s.warmupSteps), DDP under torchrun with default buckets, DataParallel in one process (a third of those steps)" : ""))
         }
         if runs(.q3Cohort).contains(where: \.outcome.succeeded) {
             notes.append("Q3 and the timelines: "

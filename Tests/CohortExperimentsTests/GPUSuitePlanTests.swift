@@ -154,6 +154,21 @@ final class GPUSuitePlanTests: XCTestCase {
         XCTAssertEqual(alone.filter { $0.lrRule == .reference }.map(\.id), ["q4-reference", "q4-reference-seed1", "q4-reference-seed2"])
     }
 
+    /// PyTorch's DataParallel times a third of the steps DDP does (it is slow to start and to run).
+    func testPyTorchDataParallelTimesFewerSteps() throws {
+        let runs = plan(gpus: [1, 4]).runs.filter { $0.kind == .q2PyTorch }
+        func value(_ run: PlannedRun, _ flag: String) -> String? {
+            run.arguments.firstIndex(of: flag).map { run.arguments[$0 + 1] }
+        }
+        let dp = try XCTUnwrap(runs.first { $0.strategy == .dp })
+        let ddp = try XCTUnwrap(runs.first { $0.strategy == .ddp })
+        XCTAssertEqual(value(ddp, "--warmup"), "15")
+        XCTAssertEqual(value(ddp, "--steps"), "45")
+        XCTAssertEqual(value(dp, "--warmup"), "5")
+        XCTAssertEqual(value(dp, "--steps"), "15")
+        XCTAssertTrue(dp.arguments.contains("--dataparallel"))
+    }
+
     /// Q3's steps are eager by default; --q3-replayed-steps replays them from graphs, timed inside.
     func testQ3StepsAreEagerOrReplayedAndTimedInside() {
         for replayed in [false, true] {
