@@ -119,7 +119,7 @@ if part tuning; then
                 --batch-size $b --steps-per-epoch 100 --synthetic-images $images --run-dir "$OUT/speed-1gpu-b$b-graphtiming-r$rep"
             for variant in default bf16ar:--allreduce-dtype:bf16 ctas8:env:NCCL_MAX_CTAS=8 ctas16:env:NCCL_MAX_CTAS=16 \
                            bf16ar-ctas8:env:NCCL_MAX_CTAS=8:--allreduce-dtype:bf16 bucket4:--bucket-cap-mb:4 bucket25:--bucket-cap-mb:25 \
-                           graphtiming:env:COHORT_GRAPH_TIMING=1; do
+                           graphtiming:env:COHORT_GRAPH_TIMING=1 lowprio:env:COHORT_NCCL_STREAM_PRIORITY=normal; do
                 name=${variant%%:*}; flags=""; [[ "$variant" == *:* ]] && flags=${variant#*:}
                 IFS=: read -r -a extra <<< "$flags"
                 envs=(); train_flags=()

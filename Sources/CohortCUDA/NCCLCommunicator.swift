@@ -219,8 +219,12 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
             if let range = d.cuCtxGetStreamPriorityRange {
                 try checkCUDA(range(&least, &greatest), "cuCtxGetStreamPriorityRange")
             }
+            // COHORT_NCCL_STREAM_PRIORITY=normal: the compute stream's priority instead, an experiment
+            // on how much the all-reduces' kernels slow the backward they overlap (Note [Distributed]).
+            let normal = ProcessInfo.processInfo.environment["COHORT_NCCL_STREAM_PRIORITY"] == "normal"
             var stream: CUstream?
-            try checkCUDA(create(&stream, UInt32(COHORT_CU_STREAM_NON_BLOCKING), greatest), "cuStreamCreateWithPriority")
+            try checkCUDA(create(&stream, UInt32(COHORT_CU_STREAM_NON_BLOCKING), normal ? least : greatest),
+                          "cuStreamCreateWithPriority")
             communicationStream = stream
             forkEvent = try CUDAEvent(context: backend.context, timed: false)
             joinEvent = try CUDAEvent(context: backend.context, timed: false)
