@@ -361,7 +361,7 @@ public struct GPUSuitePlan: Sendable {
         }
         // DataParallel replicates the model onto every GPU each step and runs cuDNN's benchmark mode
         // in four threads at once: a third of the steps (it has not finished the full count within
-        // the 90 s a 4 x H200 suite had left for it); its spread is far below its gap to DDP.
+        // the 90 s a 4 x H200 suite had left for it).
         let (dpWarmup, dpSteps) = (max(1, s.warmupSteps / 3), max(1, s.timedSteps / 3))
         func pytorchScaling(gpus: Int, strategy: Strategy) {
             guard wantsQ2, let python = s.python else { return }

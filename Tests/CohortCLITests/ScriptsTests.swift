@@ -23,8 +23,8 @@ final class ScriptsTests: XCTestCase {
         }
     }
 
-    /// Every GPU script starts from the carried binary and says where its log goes.
-    func testGPUScriptsUnpackTheCarriedBinaryAndLog() throws {
+    /// Every GPU script starts from the carried binary, under `set -u` and `pipefail`.
+    func testGPUScriptsUnpackTheCarriedBinaryUnderStrictMode() throws {
         let gpuScripts = try shellScripts().filter { $0.lastPathComponent.hasPrefix("gpu-") && $0.lastPathComponent != "gpu-common.sh" }
         XCTAssertFalse(gpuScripts.isEmpty)
         for script in gpuScripts {
