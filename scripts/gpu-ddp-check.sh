@@ -18,7 +18,8 @@
 # 4. The watchdog: two ranks started by hand, rank 1 killed (SIGKILL) mid-run;
 #    rank 0 must exit non-zero within 30 s, saying why.
 # A summary table ends the log ($OUT/gpu-ddp-check.log); metrics stay in $OUT.
-# DDP_CHECK_PARTS picks parts (default all but tuning: speed,dpdiag,variants,curves,sockets,watchdog,launchers;
+# DDP_CHECK_PARTS picks parts (default all but tuning and phases: speed,dpdiag,variants,curves,sockets,watchdog,launchers;
+# phases times replayed steps' phases and buckets per rank at 1 and N GPUs, and the cards' clocks;
 # tuning measures all-reduce variants at 4 x 128 and 4 x 512, twice each, and the replayed
 # step's phases with COHORT_GRAPH_TIMING=1);
 # DDP_CHECK_BATCHES the per-GPU batches of part 1 (default 32 128 512).
@@ -106,6 +107,12 @@ done
 # (bf16 gradients, fewer NCCL blocks contending with backward for SMs, other bucket sizes),
 # each weak-scaling figure against a 1-GPU run of the same batch in the same call; every
 # configuration twice, so the spread between repeats shows beside the differences.
+# Each variant is name:flags, flags separated by ':' ("env:VAR=value" sets a variable);
+# DDP_CHECK_TUNING="default lowprio" picks some.
+all_tuning_variants="default bf16ar:--allreduce-dtype:bf16 ctas8:env:NCCL_MAX_CTAS=8 ctas16:env:NCCL_MAX_CTAS=16
+    bf16ar-ctas8:env:NCCL_MAX_CTAS=8:--allreduce-dtype:bf16 bucket4:--bucket-cap-mb:4 bucket25:--bucket-cap-mb:25
+    graphtiming:env:COHORT_GRAPH_TIMING=1 lowprio:env:COHORT_NCCL_STREAM_PRIORITY=normal
+    simple:env:NCCL_PROTO=Simple ll128:env:NCCL_PROTO=LL128"
 if part tuning; then
     for b in ${DDP_CHECK_BATCHES:-128 512}; do
         images=$((b * 100 * ranks))
@@ -117,9 +124,7 @@ if part tuning; then
             # each bucket's all-reduce, so the 4-GPU step's extra time has a place.
             run "speed-1gpu-b$b-graphtiming-r$rep" 60 env COHORT_GRAPH_TIMING=1 "$cohort" train "${common[@]}" \
                 --batch-size $b --steps-per-epoch 100 --synthetic-images $images --run-dir "$OUT/speed-1gpu-b$b-graphtiming-r$rep"
-            for variant in default bf16ar:--allreduce-dtype:bf16 ctas8:env:NCCL_MAX_CTAS=8 ctas16:env:NCCL_MAX_CTAS=16 \
-                           bf16ar-ctas8:env:NCCL_MAX_CTAS=8:--allreduce-dtype:bf16 bucket4:--bucket-cap-mb:4 bucket25:--bucket-cap-mb:25 \
-                           graphtiming:env:COHORT_GRAPH_TIMING=1 lowprio:env:COHORT_NCCL_STREAM_PRIORITY=normal; do
+            for variant in ${DDP_CHECK_TUNING:-$all_tuning_variants}; do
                 name=${variant%%:*}; flags=""; [[ "$variant" == *:* ]] && flags=${variant#*:}
                 IFS=: read -r -a extra <<< "$flags"
                 envs=(); train_flags=()
@@ -131,6 +136,41 @@ if part tuning; then
                     "${train_flags[@]}" --run-dir "$OUT/speed-${ranks}gpu-b$b-$name-r$rep"
             done
         done
+    done
+fi
+
+# Phases: where the N-GPU step's extra time goes, from replayed steps timed inside their graph
+# (--time-graph-phases): forward, backward, exposed communication, optimizer, and each
+# bucket's all-reduce (its start after the step's start and its busy time) on every rank;
+# against one GPU and N GPUs without communication. First, the variables a rank sees
+# through the launcher; last, the cards' clocks and power while 4 x 512 steps run with and
+# without the all-reduce (a card slowed by power or heat would show there).
+if part phases; then
+    echo; echo "=== the variables ranks see through cohort launch"
+    COHORT_GRAPH_TIMING=1 timeout 30 "$cohort" launch --nproc-per-node 2 -- /usr/bin/env 2>&1 \
+        | grep -E "^(COHORT_|NCCL_NVLS)|passed to every rank" | sort | uniq -c
+    for b in ${DDP_CHECK_BATCHES:-128 512}; do
+        images=$((b * 100 * ranks))
+        phased=(--batch-size $b --steps-per-epoch 100 --synthetic-images $images --time-graph-phases)
+        run "speed-phases-1gpu-b$b" 60 "$cohort" train "${common[@]}" "${phased[@]}" --run-dir "$OUT/speed-phases-1gpu-b$b"
+        run "speed-phases-${ranks}gpu-b$b" 60 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
+            "${phased[@]}" --run-dir "$OUT/speed-phases-${ranks}gpu-b$b"
+        run "speed-phases-${ranks}gpu-b$b-nocomm" 60 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
+            "${phased[@]}" --no-communication --run-dir "$OUT/speed-phases-${ranks}gpu-b$b-nocomm"
+        run "speed-phases-${ranks}gpu-b$b-dp" 60 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks \
+            "${phased[@]}" --run-dir "$OUT/speed-phases-${ranks}gpu-b$b-dp"
+    done
+    for variant in comm nocomm; do
+        flags=(); [ $variant = nocomm ] && flags=(--no-communication)
+        nvidia-smi --query-gpu=timestamp,index,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_event_reasons.active \
+            --format=csv,noheader -lms 100 > "$OUT/clocks-${ranks}gpu-b512-$variant.csv" 2>&1 &
+        smi=$!
+        run "speed-clocks-${ranks}gpu-b512-$variant" 60 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
+            --batch-size 512 --steps-per-epoch 400 --synthetic-images $((512 * 400 * ranks)) "${flags[@]}" \
+            --run-dir "$OUT/speed-clocks-${ranks}gpu-b512-$variant"
+        kill $smi 2>/dev/null; wait $smi 2>/dev/null
+        awk -F', ' '{ n[$2]++; sm[$2] += $3; p[$2] += $5 } END { for (g in n) printf "clocks %s GPU %s: mean SM clock %.0f MHz, mean power %.0f W over %d samples\n", "'$variant'", g, sm[g] / n[g], p[g] / n[g], n[g] }' \
+            "$OUT/clocks-${ranks}gpu-b512-$variant.csv" | sort
     done
 fi
 
@@ -249,6 +289,26 @@ for folder in sorted(os.listdir(out)):
     many, _ = steps(folder)
     s1, sn = median(one, "device_step_seconds"), median(many, "device_step_seconds")
     if s1 and sn: print(f"tuning {folder}: weak scaling {s1/sn*100:.1f}% (step {s1*1e3:.3f} ms on 1 GPU vs {sn*1e3:.3f} ms)")
+# Phases per rank (replayed steps timed inside the graph): medians of the logged steps.
+for folder in sorted(os.listdir(out)):
+    if not folder.startswith("speed-phases-") or folder.endswith(".txt"): continue
+    for name in sorted(os.listdir(os.path.join(out, folder))):
+        if not name.startswith("metrics"): continue
+        records = [json.loads(l) for l in open(os.path.join(out, folder, name)) if l.strip()]
+        recs = [r for r in records if r.get("event") == "step"][2:]
+        if not recs or "device_forward_seconds" not in recs[-1]:
+            print(f"phases {folder} {name}: no phase timing"); continue
+        med = lambda k: statistics.median(r[k] for r in recs if k in r) * 1e3 if any(k in r for r in recs) else float("nan")
+        line = (f"phases {folder} {name}: step {med('device_step_seconds'):.3f} fwd {med('device_forward_seconds'):.3f} "
+                f"bwd {med('device_backward_seconds'):.3f} exposed {med('device_exposed_communication_seconds'):.3f} "
+                f"opt {med('device_optimizer_seconds'):.3f} ms")
+        busy = [r["device_allreduce_seconds"] for r in recs if "device_allreduce_seconds" in r]
+        starts = [r["device_allreduce_start_seconds"] for r in recs if "device_allreduce_start_seconds" in r]
+        if busy and starts:
+            cols = list(zip(*busy)); scols = list(zip(*starts))
+            line += "; buckets (start+busy ms): " + " ".join(
+                f"{statistics.median(sc)*1e3:.2f}+{statistics.median(c)*1e3:.3f}" for sc, c in zip(scols, cols))
+        print(line)
 for folder in sys.argv[3:]:
     _, records = steps(folder)
     evals = [(r["epoch"], r.get("test_loss"), r.get("test_accuracy")) for r in records if r.get("event") == "eval"]

@@ -117,6 +117,8 @@ struct Launch: ParsableCommand {
         }
         let worldSize = nnodes > 1 ? hosts.map(\.ranks).reduce(0, +) : nprocPerNode
         log("\(worldSize) ranks (\(nnodes > 1 ? hosts.map { "\($0.host): \($0.ranks)" }.joined(separator: ", ") : "\(nprocPerNode) on this machine")) through mpirun; MASTER_ADDR=\(masterAddress) MASTER_PORT=\(masterPort + 1)")
+        let forwarded = Self.forwardedVariables(in: ProcessInfo.processInfo.environment)
+        if !forwarded.isEmpty { log("passed to every rank, on every node: \(forwarded.joined(separator: " "))") }
         var status: Int32 = 1
         for attempt in 0...maxRestarts {
             if attempt > 0 { log("restart \(attempt) of \(maxRestarts): running the job again; cohort train resumes from its last checkpoint") }
@@ -176,11 +178,24 @@ struct Launch: ParsableCommand {
         var arguments = [mpirun, "-np", String(worldSize), "--oversubscribe", "--bind-to", "none"]
         if getuid() == 0 { arguments.append("--allow-run-as-root") }
         if !hosts.isEmpty { arguments += ["--host", hosts.map { "\($0.host):\($0.ranks)" }.joined(separator: ",")] }
-        for variable in ["MASTER_ADDR", "MASTER_PORT", launchRestartCountVariable, "OMP_NUM_THREADS"] {
+        for variable in ["MASTER_ADDR", "MASTER_PORT", launchRestartCountVariable, "OMP_NUM_THREADS"]
+            + Self.forwardedVariables(in: ProcessInfo.processInfo.environment) {
             arguments += ["-x", variable]
         }
         let program = command[0] == "cohort" ? me : command[0]
         return arguments + [me, "_rank", "--", program] + command.dropFirst()
+    }
+
+    /// Prefixes of the variables `-x` sends to every rank, remote ones too:
+    /// Open MPI hands its own environment only to the ranks of its own
+    /// machine, and a rank on another node must see the same NCCL settings
+    /// (NCCL_NVLS_ENABLE=0 among them, which the GPU machines require
+    /// everywhere), CUDA settings and Cohort's own switches as node 0's.
+    static let forwardedPrefixes = ["COHORT_", "NCCL_", "CUDA_", "NVSHMEM_", "TORCH_SYMM_MEM_"]
+
+    /// The names in `environment` that `-x` passes on, sorted.
+    static func forwardedVariables(in environment: [String: String]) -> [String] {
+        environment.keys.filter { name in forwardedPrefixes.contains { name.hasPrefix($0) } }.sorted()
     }
 
     /// mpirun's environment, which it passes on to every rank.

@@ -92,6 +92,21 @@ final class LaunchTests: XCTestCase {
         XCTAssertTrue(output.contains("done: 3 epochs, 90 steps"), output)
     }
 
+    /// NCCL's, CUDA's and Cohort's own variables reach every rank (through
+    /// mpirun's -x, so ranks on other nodes see them too), and the launcher
+    /// names them.
+    func testNCCLAndCohortVariablesReachEveryRank() throws {
+        let job = try LaunchedJob(["launch", "--nproc-per-node", "2", "--master-port", String(LaunchedJob.freePort()), "--",
+                                   "/bin/sh", "-c", "echo \"probe rank $RANK: $COHORT_PROBE_VARIABLE $NCCL_PROBE_SETTING\""],
+                                  environment: ["COHORT_PROBE_VARIABLE": "forwarded-42", "NCCL_PROBE_SETTING": "7"])
+        let (status, output) = job.finish(limit: 60)
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("probe rank 0: forwarded-42 7"), output)
+        XCTAssertTrue(output.contains("probe rank 1: forwarded-42 7"), output)
+        let named = output.split(separator: "\n").first { $0.contains("passed to every rank") } ?? ""
+        XCTAssertTrue(named.contains("COHORT_PROBE_VARIABLE") && named.contains("NCCL_PROBE_SETTING"), output)
+    }
+
     /// torchrun-style variables set by hand, without an MPI launcher: each
     /// process would be an MPI world of its own, so the rank refuses to start
     /// and says which launchers work.
