@@ -153,14 +153,22 @@ if part phases; then
         images=$((b * 100 * ranks))
         phased=(--batch-size $b --steps-per-epoch 100 --synthetic-images $images --time-graph-phases)
         run "speed-phases-1gpu-b$b" 60 "$cohort" train "${common[@]}" "${phased[@]}" --run-dir "$OUT/speed-phases-1gpu-b$b"
-        run "speed-phases-${ranks}gpu-b$b" 60 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
-            "${phased[@]}" --run-dir "$OUT/speed-phases-${ranks}gpu-b$b"
-        run "speed-phases-${ranks}gpu-b$b-nocomm" 60 "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
-            "${phased[@]}" --no-communication --run-dir "$OUT/speed-phases-${ranks}gpu-b$b-nocomm"
+        # Variants as in tuning (DDP_CHECK_PHASE_VARIANTS), the dp strategy last.
+        for variant in ${DDP_CHECK_PHASE_VARIANTS:-default nocomm:--no-communication}; do
+            name=${variant%%:*}; flags=""; [[ "$variant" == *:* ]] && flags=${variant#*:}
+            IFS=: read -r -a extra <<< "$flags"
+            envs=(); train_flags=()
+            for ((i = 0; i < ${#extra[@]}; i++)); do
+                if [ "${extra[$i]}" = env ]; then envs+=("${extra[$((i + 1))]}"); i=$((i + 1)); else train_flags+=("${extra[$i]}"); fi
+            done
+            suffix=$([ "$name" = default ] || echo "-$name")
+            run "speed-phases-${ranks}gpu-b$b$suffix" 60 env "${envs[@]}" "$cohort" launch --nproc-per-node $ranks -- \
+                "$cohort" train "${common[@]}" "${phased[@]}" "${train_flags[@]}" --run-dir "$OUT/speed-phases-${ranks}gpu-b$b$suffix"
+        done
         run "speed-phases-${ranks}gpu-b$b-dp" 60 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks \
             "${phased[@]}" --run-dir "$OUT/speed-phases-${ranks}gpu-b$b-dp"
     done
-    for variant in comm nocomm; do
+    [ -n "${DDP_CHECK_CLOCKS-1}" ] && for variant in comm nocomm; do
         flags=(); [ $variant = nocomm ] && flags=(--no-communication)
         nvidia-smi --query-gpu=timestamp,index,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_event_reasons.active \
             --format=csv,noheader -lms 100 > "$OUT/clocks-${ranks}gpu-b512-$variant.csv" 2>&1 &

@@ -1,3 +1,4 @@
+import Foundation
 import CCUDA
 import CohortKernels
 import CohortTensor
@@ -19,6 +20,9 @@ extension CUDABackend {
     /// (an allocation throws, a release fails the capture), the raw
     /// allocator refuses (cuDNN's algorithm search), and the stream refuses
     /// host waits, uploads, downloads and host-learning-rate optimizer steps.
+    /// Graphs written by COHORT_GRAPH_DOT so far (names the files).
+    nonisolated(unsafe) static var graphsPrinted = 0
+
     public func captureGraph(_ body: () throws -> Void) throws -> BackendGraph? {
         let d = driver
         guard let begin = d.cuStreamBeginCapture_v2, let end = d.cuStreamEndCapture,
@@ -67,8 +71,20 @@ extension CUDABackend {
         guard nodeCount > 0 || d.cuGraphGetNodes == nil else {
             throw CUDAGraphError("the captured step enqueued no work on the backend's stream")
         }
+        let environment = ProcessInfo.processInfo.environment
+        if let folder = environment["COHORT_GRAPH_DOT"], let print = d.cuGraphDebugDotPrint {
+            // A diagnostic: the captured step as Graphviz text, one file per capture and process.
+            Self.graphsPrinted += 1
+            let path = "\(folder)/graph-\(ProcessInfo.processInfo.processIdentifier)-\(device.index)-\(Self.graphsPrinted).dot"
+            try checkCUDA(print(graph, path, UInt32(COHORT_CU_GRAPH_DEBUG_DOT_FLAGS_VERBOSE)), "cuGraphDebugDotPrint", path)
+        }
+        // COHORT_GRAPH_NODE_PRIORITY=1, an experiment: kernel nodes keep the priority of the
+        // stream they were captured from (the all-reduces' high one) instead of taking the
+        // launch stream's, which a graph otherwise applies to every node.
+        let flags = environment["COHORT_GRAPH_NODE_PRIORITY"] == "1"
+            ? UInt64(COHORT_CUDA_GRAPH_INSTANTIATE_FLAG_USE_NODE_PRIORITY) : 0
         var executable: CUgraphExec?
-        try checkCUDA(instantiate(&executable, graph, 0), "cuGraphInstantiateWithFlags", "\(nodeCount) nodes")
+        try checkCUDA(instantiate(&executable, graph, flags), "cuGraphInstantiateWithFlags", "\(nodeCount) nodes")
         guard let executable else { throw CUDAGraphError("cuGraphInstantiateWithFlags returned no executable") }
         let result = CUDAGraph(context: context, stream: stream, executable: executable, allocator: allocator,
                                nodeCount: nodeCount)

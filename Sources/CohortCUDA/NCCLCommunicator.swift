@@ -213,7 +213,11 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
     /// The communication stream, its events and the watchdog (Note [Communication stream]).
     private func setUpStreamAndWatchdog(timeout: Duration?) throws {
         let d = driver
-        if CUDAEvent.isAvailable, let create = d.cuStreamCreateWithPriority {
+        // COHORT_NCCL_STREAM=compute, an experiment: collectives on the compute stream, in
+        // order, without overlap, so a captured step is one chain of nodes (what a fork to
+        // a second stream costs a replayed graph, against what overlap saves).
+        let ownStream = ProcessInfo.processInfo.environment["COHORT_NCCL_STREAM"] != "compute"
+        if ownStream, CUDAEvent.isAvailable, let create = d.cuStreamCreateWithPriority {
             backend.context.makeCurrent()
             var least: Int32 = 0, greatest: Int32 = 0
             if let range = d.cuCtxGetStreamPriorityRange {

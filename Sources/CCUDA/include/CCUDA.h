@@ -86,6 +86,8 @@ typedef struct CohortCUDADriver {
     CUresult (*_Nullable cuGraphLaunch)(CUgraphExec _Nonnull exec, CUstream _Nonnull stream);
     CUresult (*_Nullable cuGraphExecDestroy)(CUgraphExec _Nonnull exec);
     CUresult (*_Nullable cuGraphDestroy)(CUgraph _Nonnull graph);
+    // CUDA 11.3+: writes a graph as Graphviz text (COHORT_GRAPH_DOT, a diagnostic).
+    CUresult (*_Nullable cuGraphDebugDotPrint)(CUgraph _Nonnull graph, const char *_Nonnull path, unsigned int flags);
     CUresult (*_Nullable cuMemHostAlloc)(void *_Nullable *_Nonnull pointer, size_t bytes, unsigned int flags);
     CUresult (*_Nullable cuMemFreeHost)(void *_Nonnull pointer);
     CUresult (*_Nullable cuEventCreate)(CUevent _Nullable *_Nonnull event, unsigned int flags);
@@ -142,6 +144,11 @@ enum {
 enum { COHORT_CU_MEMHOSTALLOC_PORTABLE = 1, COHORT_CU_EVENT_DISABLE_TIMING = 2 };
 // cuEventRecordWithFlags flag: captured as an event-record node, not an edge.
 enum { COHORT_CU_EVENT_RECORD_EXTERNAL = 1 };
+// cuGraphInstantiateWithFlags: run each kernel node at its own priority (the
+// stream it was captured from) rather than the launch stream's.
+enum { COHORT_CUDA_GRAPH_INSTANTIATE_FLAG_USE_NODE_PRIORITY = 8 };
+// cuGraphDebugDotPrint: every node's parameters.
+enum { COHORT_CU_GRAPH_DEBUG_DOT_FLAGS_VERBOSE = 1 };
 // cuEventQuery's answer while the work before the event is still running.
 enum { COHORT_CUDA_ERROR_NOT_READY = 600 };
 
