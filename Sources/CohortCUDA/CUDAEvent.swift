@@ -1,6 +1,7 @@
 import CCUDA
 import Foundation
 import CohortKernels
+import CohortTensor
 
 /// A CUDA event of one context: ordering between streams (without timing,
 /// the cheaper kind) or a device timestamp (Note [Device timing]). Needs
@@ -115,6 +116,23 @@ extension CUDABackend {
             preconditionFailure("record: \(type(of: timestamp)) is not a timestamp of the cuda backend")
         }
         event.record(on: stream.stream, capturing: stream.isCapturing)
+    }
+
+    /// Waits for `timestamp` alone, then copies `source` with the legacy
+    /// stream's synchronous copy: it does not wait for the compute stream
+    /// (non-blocking), so the steps queued behind `timestamp` keep running.
+    /// Without cuMemcpyDtoH, or for an event never recorded, `download`.
+    public func download(_ source: Tensor, after timestamp: DeviceTimestamp) -> Tensor {
+        guard let event = timestamp as? CUDAEvent, event.isRecorded, let copy = driver.cuMemcpyDtoH_v2,
+              !stream.isCapturing, source.device == device else { return download(source) }
+        context.makeCurrent()
+        mustSucceed { try checkCUDA(driver.cuEventSynchronize!(event.event), "cuEventSynchronize", "before a download") }
+        let host = try! Tensor(shape: source.shape, dtype: source.dtype, allocator: HostAllocator.shared)
+        if source.byteCount > 0 {
+            mustSucceed { try checkCUDA(copy(host.rawPointer, source.devicePointer, source.byteCount), "cuMemcpyDtoH_v2",
+                                        "\(source.byteCount) bytes") }
+        }
+        return host
     }
 
     public func seconds(from start: DeviceTimestamp, to end: DeviceTimestamp) -> Double? {

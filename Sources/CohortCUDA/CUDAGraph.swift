@@ -44,6 +44,7 @@ final class CUDAGraph: BackendGraph {
         guard let launch = driver.cuGraphLaunch else { throw CUDAGraphError("the driver lacks cuGraphLaunch") }
         context.makeCurrent()
         try checkCUDA(launch(executable, stream.stream), "cuGraphLaunch", summary)
+        stream.graphMayBeRunning = true
     }
 }
 

@@ -10,6 +10,9 @@ final class CUDAStream {
     /// waits and uploads are then bugs, stopped here with their name (see
     /// Note [Graph capture] in docs/design.md).
     var isCapturing = false
+    /// A graph was launched on this stream since its last synchronize: it may
+    /// still be running (Note [NCCL graph mixing] in NCCLCommunicator.swift).
+    var graphMayBeRunning = false
 
     init(context: CUDAContext) throws(CUDAError) {
         self.context = context
@@ -29,6 +32,7 @@ final class CUDAStream {
     func synchronize(_ context: @autoclosure () -> String = "") {
         forbidDuringCapture("a host wait (cuStreamSynchronize: \(context()))")
         mustSucceed { try checkCUDA(driver.cuStreamSynchronize(stream), "cuStreamSynchronize", context()) }
+        graphMayBeRunning = false
     }
 
     /// HtoD from pageable host memory: the driver stages the bytes before the

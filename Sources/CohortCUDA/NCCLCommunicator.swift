@@ -32,11 +32,28 @@ var nccl: CohortNCCL { cohort_nccl().pointee }
 
 /// Loads libnccl.so.2 (once per process; the same error on every later call).
 func loadNCCL() throws(NCCLError) {
+    setenv("NCCL_GRAPH_MIXING_SUPPORT", "0", 0)  // Note [NCCL graph mixing]; a user's setting wins
     var message = [CChar](repeating: 0, count: 1024)
     guard cohort_nccl_load(&message, message.count) == 0 else {
         throw .unavailable(reason: loaderMessage(message))
     }
 }
+
+/// Note [NCCL graph mixing]
+/// NCCL_GRAPH_MIXING_SUPPORT (default 1) lets NCCL work from a captured graph
+/// still running while the same communicator launches more, from another
+/// graph or outside any; NCCL pays for it on every captured collective. On
+/// 4 x H200 (a6f2ef4, replayed steps timed inside the graph,
+/// docs/results/2026-11-27-4xh200-graph-phases) turning it off took 0.04 ms
+/// off a 4 x 128 step (3.05 -> 3.01 ms) and 0.09 ms off a 4 x 512 one
+/// (6.67 -> 6.59 ms), in forward and backward alike. Cohort never needs the
+/// mixing: it launches one graph at a time per communicator, and the one
+/// case NCCL's documentation then forbids, an uncaptured collective while a
+/// graph's may still run (an evaluation's all-reduce, an eager step after
+/// replays, a broadcast), waits for the stream first (`enqueue`, through
+/// `CUDAStream.graphMayBeRunning`). `loadNCCL` sets it to 0 unless the
+/// environment already has it, before NCCL reads it.
+var ncclGraphMixingSupport: Bool { ProcessInfo.processInfo.environment["NCCL_GRAPH_MIXING_SUPPORT"] != "0" }
 
 /// Throws `NCCLError.call` unless `result` is ncclSuccess (0).
 func checkNCCL(_ result: ncclResult_t, _ call: String, comm: ncclComm_t? = nil) throws(NCCLError) {
@@ -491,6 +508,9 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
         backend.context.makeCurrent()
         let compute = backend.stream.stream, capturing = backend.stream.isCapturing
         if !background { backend.stream.forbidDuringCapture("an NCCL \(call) outside a gradient reducer") }
+        if !capturing && backend.stream.graphMayBeRunning && !ncclGraphMixingSupport {
+            backend.stream.synchronize("before an uncaptured NCCL \(call) after a replayed step (Note [NCCL graph mixing])")
+        }
         var stream = compute
         if let communicationStream, let forkEvent {
             forkEvent.record(on: compute, capturing: capturing)

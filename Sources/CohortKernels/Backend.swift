@@ -174,6 +174,11 @@ public protocol Backend: AnyObject {
     /// Whether a timestamp recorded during a graph capture stamps every
     /// replay (CUDA with `COHORT_GRAPH_TIMING=1`, Note [Timing inside graphs]).
     var recordsTimestampsInsideGraphs: Bool { get }
+    /// `source` on the host once the device has passed `timestamp` (recorded
+    /// after the last write to `source`), without waiting for work queued
+    /// after it, so the device keeps running (Note [Deferred step reads] in
+    /// DeferredStepReads.swift). Default: `download`, which waits for everything.
+    func download(_ source: Tensor, after timestamp: DeviceTimestamp) -> Tensor
 }
 
 extension Backend {

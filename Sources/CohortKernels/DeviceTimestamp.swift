@@ -1,3 +1,4 @@
+import CohortTensor
 /// A mark in a device backend's stream of work that the device stamps with
 /// the time when it gets there (a CUDA event with timing), so the phases of
 /// an asynchronous step can be timed without waiting on the host.
@@ -24,4 +25,5 @@ extension Backend {
     public func record(_ timestamp: DeviceTimestamp) {}
     public func seconds(from start: DeviceTimestamp, to end: DeviceTimestamp) -> Double? { nil }
     public var recordsTimestampsInsideGraphs: Bool { false }
+    public func download(_ source: Tensor, after timestamp: DeviceTimestamp) -> Tensor { download(source) }
 }

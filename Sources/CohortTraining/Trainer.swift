@@ -78,6 +78,8 @@ public final class Trainer {
     private var stepLabels: Tensor?
     /// Device timestamps between a logged step's phases (Note [Device timing]); nil on host backends.
     private var phaseMarks: [DeviceTimestamp]?
+    /// The snapshot slots of replayed steps' late reads (Note [Deferred step reads]); nil on host backends.
+    private var deferredReads: DeferredStepReads?
 
     /// - Parameters:
     ///   - communicator: the ranks of a data-parallel run; each builds its own Trainer.
@@ -149,6 +151,9 @@ public final class Trainer {
         }
         if let first = backend.makeTimestamp() {
             phaseMarks = [first] + (1..<5).compactMap { _ in backend.makeTimestamp() }
+        }
+        if capturedStep != nil {
+            deferredReads = try DeferredStepReads(backend: backend, loss: criterion.loss, correct: criterion.correct)
         }
     }
 
@@ -232,12 +237,31 @@ public final class Trainer {
         let batches = loader.batches(epoch: epoch)
         defer { batches.cancel() }
         let readEveryStep = backend.device.isHost
+        // Replayed steps read their figures one window late (Note [Deferred step reads]);
+        // eager steps and phases timed inside the graph read at once.
+        let deferred = capturedStep != nil && !backend.recordsTimestampsInsideGraphs ? deferredReads : nil
         let epochStart = Date()
         var windowStart = epochStart, windowImages = 0
         var lossSum = 0.0, lossReads = 0, correct = 0.0, imagesSeen = 0, imagesRead = 0
         var lastLoss: Double?
         var imagesPerSecond = 0.0
         var timing = StepTiming()
+        /// Takes in a logged step's figures: the running sums, the divergence check, its record.
+        func account(_ read: DeferredStepReads.Read) throws {
+            guard read.loss.isFinite else {
+                throw TrainingError.diverged(epoch: read.epoch + 1, step: read.step + 1, learningRate: read.learningRate)
+            }
+            lastLoss = read.loss
+            lossSum += read.loss
+            lossReads += 1
+            correct += read.correct
+            imagesRead += read.images
+            guard !read.record.isEmpty else { return }
+            var record = read.record
+            record["loss"] = read.loss
+            if let seconds = read.deviceStepSeconds { record["device_step_seconds"] = seconds }
+            metrics?.record("step", record)
+        }
         for step in 0..<stepsPerEpoch {
             let waitBefore = batches.dataWaitSeconds
             guard let batch = batches.next() else { break }
@@ -247,9 +271,10 @@ public final class Trainer {
 
             let logged = (step + 1) % configuration.logEvery == 0 || step + 1 == stepsPerEpoch
             // Device timing on the logged steps only: reading it waits for the device (Note [Device timing]).
-            let marks = logged ? phaseMarks : nil
+            let marks = logged && deferred == nil ? phaseMarks : nil
             var mark = ContinuousClock.now
             if let marks { backend.record(marks[0]) }
+            if logged, let deferred { backend.record(deferred.startMark) }
             if let capturedStep {
                 // The whole step is one replay (after warm-up): no per-phase split on the host.
                 (stepImages, stepLabels) = (images, labels)
@@ -279,34 +304,33 @@ public final class Trainer {
             progress.globalStep += 1
             imagesSeen += batch.count
             windowImages += batch.count
-            if readEveryStep || logged {
-                let loss = Double(backend.download(criterion.loss).toArray()[0])
-                guard loss.isFinite else {
-                    throw TrainingError.diverged(epoch: epoch + 1, step: step + 1, learningRate: learningRate)
-                }
-                lastLoss = loss
-                lossSum += loss
-                lossReads += 1
-                correct += Double(backend.download(criterion.correct).toArray()[0])
-                imagesRead += batch.count
-            }
+            var record: [String: Any] = [:]
             if logged {
                 let now = Date()
                 imagesPerSecond = Double(windowImages) / max(now.timeIntervalSince(windowStart), 1e-9)
                 windowStart = now
                 windowImages = 0
-                var record: [String: Any] = [
+                record = [
                     "epoch": epoch + 1, "step": step + 1, "global_step": progress.globalStep,
-                    "loss": lastLoss ?? .nan, "lr": Double(learningRate), "images_per_second": imagesPerSecond,
+                    "lr": Double(learningRate), "images_per_second": imagesPerSecond,
                     "data_wait_seconds": batches.dataWaitSeconds,
                 ]
                 timing.record(into: &record, distributed: reducer != nil)
-                if let marks {
+                timing = StepTiming()
+            }
+            if let deferred, logged {
+                deferred.finish(loss: criterion.loss, correct: criterion.correct, record: record, epoch: epoch,
+                                step: step, learningRate: learningRate, images: batch.count)
+                for read in deferred.takeReady(keepingLatest: true) { try account(read) }
+            } else if readEveryStep || logged {
+                let loss = Double(backend.download(criterion.loss).toArray()[0])
+                if let marks, logged {
                     let phased = capturedStep?.lastStepReplayed != true || backend.recordsTimestampsInsideGraphs
                     recordDeviceTiming(marks, phases: phased, into: &record)
                 }
-                metrics?.record("step", record)
-                timing = StepTiming()
+                try account(DeferredStepReads.Read(
+                    record: record, epoch: epoch, step: step, learningRate: learningRate, images: batch.count,
+                    loss: loss, correct: Double(backend.download(criterion.correct).toArray()[0]), deviceStepSeconds: nil))
             }
             let elapsed = Date().timeIntervalSince(epochStart)
             let stepsLeft = Double(stepsPerEpoch * (configuration.epochs - epoch) - step - 1)
@@ -315,6 +339,9 @@ public final class Trainer {
                 imagesPerSecond: imagesPerSecond > 0 ? imagesPerSecond : Double(imagesSeen) / max(elapsed, 1e-9),
                 loss: lastLoss, learningRate: Double(learningRate),
                 secondsLeft: elapsed / Double(step + 1) * stepsLeft))
+        }
+        if let deferred {
+            for read in deferred.takeReady(keepingLatest: false) { try account(read) }
         }
         let seconds = Date().timeIntervalSince(epochStart)
         let trainLoss = lossSum / Double(max(lossReads, 1))

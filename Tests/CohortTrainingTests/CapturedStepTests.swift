@@ -238,8 +238,18 @@ final class TapeBackend: Backend {
         forbidDuringCapture("upload")
         base.upload(source, to: destination)
     }
+    /// Downloads that wait for everything queued, and those that wait for a timestamp alone.
+    private(set) var downloads = 0
+    private(set) var downloadsAfterTimestamp = 0
     func download(_ source: Tensor) -> Tensor {
         forbidDuringCapture("download")
+        downloads += 1
+        return base.download(source)
+    }
+    func download(_ source: Tensor, after timestamp: DeviceTimestamp) -> Tensor {
+        forbidDuringCapture("download")
+        precondition((timestamp as! Stamp).tick != nil, "a download after a timestamp never recorded")
+        downloadsAfterTimestamp += 1
         return base.download(source)
     }
     func fill(_ tensor: Tensor, value: Float) { run { self.base.fill(tensor, value: value) } }

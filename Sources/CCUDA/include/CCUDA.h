@@ -87,6 +87,9 @@ typedef struct CohortCUDADriver {
     CUresult (*_Nullable cuGraphExecDestroy)(CUgraphExec _Nonnull exec);
     CUresult (*_Nullable cuGraphDestroy)(CUgraph _Nonnull graph);
     // CUDA 11.3+: writes a graph as Graphviz text (COHORT_GRAPH_DOT, a diagnostic).
+    // A synchronous download on the legacy stream, which does not wait for the
+    // non-blocking streams Cohort uses (Backend.download(_:after:)).
+    CUresult (*_Nullable cuMemcpyDtoH_v2)(void *_Nonnull destination, CUdeviceptr source, size_t bytes);
     CUresult (*_Nullable cuGraphDebugDotPrint)(CUgraph _Nonnull graph, const char *_Nonnull path, unsigned int flags);
     CUresult (*_Nullable cuMemHostAlloc)(void *_Nullable *_Nonnull pointer, size_t bytes, unsigned int flags);
     CUresult (*_Nullable cuMemFreeHost)(void *_Nonnull pointer);
