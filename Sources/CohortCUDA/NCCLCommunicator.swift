@@ -55,6 +55,38 @@ func loadNCCL() throws(NCCLError) {
 /// environment already has it, before NCCL reads it.
 var ncclGraphMixingSupport: Bool { ProcessInfo.processInfo.environment["NCCL_GRAPH_MIXING_SUPPORT"] != "0" }
 
+/// Note [NCCL blocks at large batches]
+/// Each of NCCL's all-reduce kernels in a captured step is 24 blocks with
+/// 82 KB of shared memory (the step graph, 4 x H200, a6f2ef4), on SMs
+/// whose convolution kernels want 164 KB a block: while a bucket moves,
+/// backward's convolutions have 24 fewer SMs. Capped at 8 blocks
+/// (NCCL_MAX_CTAS=8) a bucket takes longer but backward loses less: on
+/// 4 x H200 (79cadb6, two repeats each, against one GPU in the same call)
+/// weak scaling went from 94.6/94.4% to 95.1/95.0% at 512 images per GPU,
+/// where backward (4.1 ms) hides the slower all-reduces with room to spare,
+/// but from 91.0/90.9% down to 89.6/89.8% at 128, where it (1.5 ms) does
+/// not. So Cohort caps the blocks from 512 images per GPU, and only where
+/// every rank is on one machine: over a network fewer channels would cut
+/// the bandwidth itself. A user's NCCL_MAX_CTAS wins.
+public enum NCCLBlockLimit {
+    public static let blocks = 8
+    public static let fromImagesPerDevice = 512
+
+    /// The block cap for a run, nil for NCCL's own choice.
+    public static func blocks(perDeviceBatch: Int, ranksShareOneMachine: Bool) -> Int? {
+        perDeviceBatch >= fromImagesPerDevice && ranksShareOneMachine ? blocks : nil
+    }
+
+    /// Sets NCCL_MAX_CTAS (before the communicators exist) unless the
+    /// environment has it; returns what it did, for the run's header.
+    public static func apply(perDeviceBatch: Int, ranksShareOneMachine: Bool) -> String? {
+        if let set = ProcessInfo.processInfo.environment["NCCL_MAX_CTAS"] { return "NCCL_MAX_CTAS=\(set) (from the environment)" }
+        guard let limit = blocks(perDeviceBatch: perDeviceBatch, ranksShareOneMachine: ranksShareOneMachine) else { return nil }
+        setenv("NCCL_MAX_CTAS", String(limit), 1)
+        return "NCCL_MAX_CTAS=\(limit): all-reduces on \(limit) blocks at \(fromImagesPerDevice)+ images per GPU (Note [NCCL blocks at large batches])"
+    }
+}
+
 /// Throws `NCCLError.call` unless `result` is ncclSuccess (0).
 func checkNCCL(_ result: ncclResult_t, _ call: String, comm: ncclComm_t? = nil) throws(NCCLError) {
     guard result != Int32(COHORT_NCCL_SUCCESS) else { return }

@@ -35,6 +35,15 @@ public enum GPUMeasurements {
         median(log.timedSteps(afterWarmup: warmupSteps).compactMap(\.deviceStepSeconds))
     }
 
+    /// The bytes a step all-reduces according to the run header: the buckets'
+    /// float32 sizes (`bucket_bytes`), halved when gradients travel in bf16.
+    /// Replayed steps need it: their host side records no all-reduce calls.
+    public static func bucketBytesPerStep(_ header: [String: String]) -> Int? {
+        guard let list = header["bucket_bytes"] else { return nil }
+        let bytes = list.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.reduce(0, +)
+        return header["allreduce_dtype"] == "bf16" ? bytes / 2 : bytes
+    }
+
     /// Q3 for one configuration from its eager run's rank-0 log.
     /// - Parameters:
     ///   - withoutCommunication: the same per-GPU batch's eager step on one GPU
@@ -48,7 +57,8 @@ public enum GPUMeasurements {
               let compute = median(steps.compactMap(\.deviceComputeSeconds)) else { return nil }
         let busy = median(steps.compactMap(\.deviceCommunicationBusySeconds)) ?? 0
         let exposed = median(steps.compactMap(\.deviceExposedCommunicationSeconds)) ?? 0
-        let bytes = steps.last(where: { !$0.allReduceBytes.isEmpty })?.allReduceBytes.reduce(0, +) ?? 0
+        let bytes = steps.last(where: { !$0.allReduceBytes.isEmpty })?.allReduceBytes.reduce(0, +)
+            ?? bucketBytesPerStep(log.header) ?? 0
         let algbw = ScalingFigures.algbw(bytes: bytes, seconds: busy)
         return Q3Record(strategy: strategy, precision: precision, gpus: gpus, perDeviceBatch: perDeviceBatch,
                         stepSeconds: step, stepSecondsWithoutCommunication: withoutCommunication ?? compute,

@@ -54,6 +54,8 @@ extension Train {
         } else {
             var prepared: [ReplicaOwned<(backend: Backend, notes: [String])>] = []
             var backends: [CUDABackend] = []
+            // One process, one machine: the block cap applies by batch alone.
+            let blockNote = NCCLBlockLimit.apply(perDeviceBatch: batchSize, ranksShareOneMachine: true)
             for index in device.index..<(device.index + count) {
                 let made = try makeBackend(device: .cuda(index), choice: deviceOptions.backend,
                                            allowsTF32: !deviceOptions.noTF32)
@@ -61,7 +63,7 @@ extension Train {
                     throw ValidationError("--strategy dp on GPUs needs the CUDA backend, got \(made.backend.name)")
                 }
                 backends.append(cuda)
-                prepared.append(ReplicaOwned((made.backend, made.notes)))
+                prepared.append(ReplicaOwned((made.backend, made.notes + (blockNote.map { [$0] } ?? []))))
             }
             let communicators = try NCCLCommunicator.makeGroup(
                 backends: backends, timeout: collectiveTimeout > 0 ? .seconds(collectiveTimeout) : nil)

@@ -208,10 +208,12 @@ struct Train: ParsableCommand {
             guard let cuda = made.backend as? CUDABackend else {
                 throw ValidationError("multi-rank GPU runs need the CUDA backend, got \(made.backend.name)")
             }
+            let blockNote = NCCLBlockLimit.apply(perDeviceBatch: batchSize,
+                                                 ranksShareOneMachine: environment.localWorldSize == environment.worldSize)
             (communicator, rendezvous) = try Self.makeNCCLCommunicator(
                 backend: cuda, environment: environment,
                 timeout: collectiveTimeout > 0 ? .seconds(collectiveTimeout) : nil)
-            var notes = made.notes
+            var notes = made.notes + (blockNote.map { [$0] } ?? [])
             if device != deviceOptions.device {
                 notes.append("rank \(environment.rank) on \(device) (local rank \(environment.localRank) of \(environment.localWorldSize))")
             }

@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 import CohortCUDA
 import CohortKernels
@@ -181,5 +182,30 @@ final class LoaderTests: XCTestCase {
             XCTAssertEqual(unavailable.missing, .driver)
             XCTAssertTrue(unavailable.description.contains("NVIDIA driver"), unavailable.description)
         }
+    }
+}
+
+/// Note [NCCL blocks at large batches]: the cap applies from 512 images per
+/// GPU on one machine, never across machines; a user's NCCL_MAX_CTAS wins.
+final class NCCLBlockLimitTests: XCTestCase {
+    func testTheCapDependsOnTheBatchAndTheMachine() {
+        XCTAssertNil(NCCLBlockLimit.blocks(perDeviceBatch: 128, ranksShareOneMachine: true))
+        XCTAssertNil(NCCLBlockLimit.blocks(perDeviceBatch: 511, ranksShareOneMachine: true))
+        XCTAssertEqual(NCCLBlockLimit.blocks(perDeviceBatch: 512, ranksShareOneMachine: true), 8)
+        XCTAssertEqual(NCCLBlockLimit.blocks(perDeviceBatch: 2048, ranksShareOneMachine: true), 8)
+        XCTAssertNil(NCCLBlockLimit.blocks(perDeviceBatch: 2048, ranksShareOneMachine: false))
+    }
+
+    func testAUsersSettingWins() {
+        let previous = ProcessInfo.processInfo.environment["NCCL_MAX_CTAS"]
+        defer { if let previous { setenv("NCCL_MAX_CTAS", previous, 1) } else { unsetenv("NCCL_MAX_CTAS") } }
+        setenv("NCCL_MAX_CTAS", "16", 1)
+        XCTAssertEqual(NCCLBlockLimit.apply(perDeviceBatch: 512, ranksShareOneMachine: true), "NCCL_MAX_CTAS=16 (from the environment)")
+        XCTAssertEqual(ProcessInfo.processInfo.environment["NCCL_MAX_CTAS"], "16")
+        unsetenv("NCCL_MAX_CTAS")
+        XCTAssertNil(NCCLBlockLimit.apply(perDeviceBatch: 128, ranksShareOneMachine: true))
+        XCTAssertNil(ProcessInfo.processInfo.environment["NCCL_MAX_CTAS"])
+        XCTAssertNotNil(NCCLBlockLimit.apply(perDeviceBatch: 1024, ranksShareOneMachine: true))
+        XCTAssertEqual(ProcessInfo.processInfo.environment["NCCL_MAX_CTAS"], "8")
     }
 }

@@ -81,6 +81,20 @@ final class GPUMeasurementsTests: XCTestCase {
                                         perDeviceBatch: 128, warmupSteps: 10, withoutCommunication: nil))
     }
 
+    /// Replayed steps timed inside their graph record no all-reduce calls on
+    /// the host: the bytes come from the header's buckets (halved in bf16).
+    func testQ3OfReplayedStepsTakesItsBytesFromTheBuckets() throws {
+        let header = #"{"event":"run","world_size":"4","bucket_bytes":"24616,19410944,25260288","allreduce_dtype":"fp32"}"#
+        let replayed = Self.eagerRun().replacingOccurrences(of: #""allreduce_bytes":[24616,19410944,25260288],"#, with: "")
+        let record = try XCTUnwrap(GPUMeasurements.q3(TrainingLog(text: header + "\n" + replayed), strategy: .ddp,
+                                                      precision: .bf16, gpus: 4, perDeviceBatch: 128, warmupSteps: 2,
+                                                      withoutCommunication: 0.0062))
+        XCTAssertEqual(record.bytesPerStep, 24616 + 19_410_944 + 25_260_288)
+        XCTAssertEqual(record.algbwGBps, Double(record.bytesPerStep) / 0.00102 / 1e9, accuracy: 1e-9)
+        XCTAssertEqual(GPUMeasurements.bucketBytesPerStep(["bucket_bytes": "100,300", "allreduce_dtype": "bf16"]), 200)
+        XCTAssertNil(GPUMeasurements.bucketBytesPerStep([:]))
+    }
+
     func testTimelineLaysOutComputeAndCommunicationPerRank() throws {
         let logs = [0: TrainingLog(text: Self.eagerRun()), 1: TrainingLog(text: Self.eagerRun(exposedScale: 0))]
         let timeline = try XCTUnwrap(GPUMeasurements.timeline(configuration: "DDP 2 GPUs × 128", logs: logs,
