@@ -126,10 +126,13 @@ public struct GPUSuiteSettings: Equatable, Sendable {
     public var eagerWarmupSteps = 5
     public var eagerTimedSteps = 10
     /// Q3 (and the timelines) from replayed steps timed inside their graph
-    /// (`cohort train --time-graph-phases`, Note [Timing inside graphs])
-    /// instead of eager ones, whose kernels the host issues one by one. Off
-    /// until a GPU run has shown the in-graph timestamps working.
-    public var q3ReplayedSteps = false
+    /// (`cohort train --time-graph-phases`, Note [Timing inside graphs]), the
+    /// step Q2 times, rather than eager ones, whose kernels the host issues
+    /// one by one (three times slower at 4 x 128). First run in suite call 4
+    /// (4 x H200, 79cadb6); the timing nodes cost a one-GPU replay 0.23 ms at
+    /// 128 per GPU and 0.01 ms at 512, in the runs with and without
+    /// communication alike.
+    public var q3ReplayedSteps = true
     /// Steps per configuration and rank in the timelines.
     public var timelineSteps = 3
     public var allReduceMinBytes = 1 << 10
@@ -305,18 +308,23 @@ public struct GPUSuitePlan: Sendable {
         // Q2 (graph runs) and Q3 (eager runs), by GPU count, strategy and per-GPU batch.
         let wantsQ2 = s.parts.contains(.q2), wantsQ3 = s.parts.contains(.q3)
         func training(batch: Int, gpus: Int, eager: Bool, folder: String) -> [String] {
-            let steps = eager ? s.eagerWarmupSteps + s.eagerTimedSteps : s.warmupSteps + s.timedSteps
+            // Replayed Q3 steps are logged every second step (the logged one queued behind its
+            // predecessor, not started from a drained queue after a loss read), so twice as many
+            // run, rounded up to even.
+            let replayedQ3 = eager && s.q3ReplayedSteps
+            let q3Steps = replayedQ3 ? (s.eagerWarmupSteps + 2 * s.eagerTimedSteps + 1) / 2 * 2 : s.eagerWarmupSteps + s.eagerTimedSteps
+            let steps = eager ? q3Steps : s.warmupSteps + s.timedSteps
             // Enough synthetic images that every rank has `steps` batches in its one epoch.
             let images = max(50_000, steps * batch * gpus)
             // Q3's steps: eager, or replayed and timed inside the graph (`q3ReplayedSteps`).
-            let q3Steps = s.q3ReplayedSteps ? ["--time-graph-phases"] : ["--no-graphs"]
+            let q3Flags = s.q3ReplayedSteps ? ["--time-graph-phases"] : ["--no-graphs"]
             return ["--device", "cuda", "--dataset", "synthetic", "--synthetic-images", String(images),
                     "--model", "resnet18", "--precision", precision,
                     "--batch-size", String(batch), "--epochs", "1", "--steps-per-epoch", String(steps),
-                    "--log-every", eager ? "1" : String(s.logEvery),
+                    "--log-every", replayedQ3 ? "2" : eager ? "1" : String(s.logEvery),
                     // One evaluation batch per rank at the training batch: its convolutions reuse the training plans.
                     "--eval-batch-size", String(batch), "--eval-limit", String(batch * gpus), "--no-progress"]
-                + (eager ? q3Steps : []) + ["--run-dir", folder]
+                + (eager ? q3Flags : []) + ["--run-dir", folder]
         }
         let q3Kind = s.q3ReplayedSteps ? "graphs, device-timed inside" : "eager, device-timed"
         func configurations(gpus: Int, strategy: Strategy) {

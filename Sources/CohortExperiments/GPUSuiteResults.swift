@@ -311,14 +311,14 @@ public struct GPUSuiteResults {
         }
         if runs(.q3Cohort).contains(where: \.outcome.succeeded) {
             notes.append("Q3 and the timelines: "
-                + (s.q3ReplayedSteps ? "replayed steps timed inside their graph (`--time-graph-phases --log-every 1`, "
+                + (s.q3ReplayedSteps ? "replayed steps timed inside their graph (`--time-graph-phases --log-every 2`, "
                                      : "eager runs (`--no-graphs --log-every 1`, ")
                 + "\(s.eagerWarmupSteps) warm-up + "
                 + "\(s.eagerTimedSteps) timed steps), medians of rank 0's device timings: compute = forward + backward + optimizer "
                 + "on the compute stream; communication busy = the bucket all-reduces' time on NCCL's stream; exposed = the compute "
                 + "stream's measured wait for the last all-reduce; step without communication = the same configuration run with "
                 + "`--no-communication` (the 1-GPU step at the same batch where that run is missing); algbw = bytes / busy time (waits for slower peers included)"
-                + (s.q3ReplayedSteps ? "; every step synchronises with the host once (its loss is read), so replays do not queue ahead as in Q2"
+                + (s.q3ReplayedSteps ? "; each timed step is the second of a pair after the host read the first's loss, so it starts queued behind its predecessor, with the ranks in step, as Q2's replays do"
                    : ". Eager steps issue kernels one by one, so at small batches their compute time includes waiting for the host; Q2's graph steps do not"))
         }
         if runs(.allReduceSweep).contains(where: \.outcome.succeeded) {

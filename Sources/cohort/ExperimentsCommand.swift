@@ -23,7 +23,7 @@ struct Experiments: ParsableCommand {
             GPU profile (chosen when CUDA GPUs are found): Q1 `cohort bench` at --q1-batches; Q2 weak scaling, \
             `cohort train` on synthetic data for each GPU count x per-GPU batch x strategy (ddp: cohort launch, a \
             process per GPU; dp: one process, a thread per GPU), epoch time extrapolated from the median step rate; \
-            Q3 the same configurations run eagerly (or, --q3-replayed-steps, replayed and timed inside their graphs) \
+            Q3 the same configurations replayed from graphs and timed inside them (or, --no-q3-replayed-steps, run eagerly) \
             with device timings (compute, communication, exposed, overlap, \
             algbw/busbw) and step timelines; the all-reduce sweep; Q4 large-batch recipes and time to accuracy on \
             CIFAR-10 (--data or COHORT_CIFAR10_DIR); PyTorch's figures for Q1/Q2 from the same machine (--pytorch). \
@@ -189,8 +189,9 @@ struct GPUExperimentOptions: ParsableArguments {
     @Option(name: .customLong("eager-steps"), help: "Q3: timed eager steps per configuration (after 5 warm-up steps).")
     var eagerSteps = 10
 
-    @Flag(name: .customLong("q3-replayed-steps"), help: "Q3 and the timelines from steps replayed from CUDA graphs and timed inside them (cohort train --time-graph-phases) instead of eager steps.")
-    var q3ReplayedSteps = false
+    @Flag(name: .customLong("q3-replayed-steps"), inversion: .prefixedNo,
+          help: "Q3 and the timelines from steps replayed from CUDA graphs and timed inside them (cohort train --time-graph-phases; the default), or (--no-q3-replayed-steps) from eager steps.")
+    var q3ReplayedSteps = true
 
     @Option(name: .customLong("data"), help: ArgumentHelp("CIFAR-10 for Q4 (default $COHORT_CIFAR10_DIR).", valueName: "dir"))
     var dataDirectory: String?

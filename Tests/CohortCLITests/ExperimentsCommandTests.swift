@@ -112,7 +112,7 @@ final class ExperimentsCommandTests: XCTestCase {
                          "launch --nproc-per-node 4 --master-port", "train --strategy dp --replicas 2",
                          "bench allreduce --device cuda --min-bytes 1024 --max-bytes 1073741824",
                          "python3 -m torch.distributed.run --standalone --nproc-per-node 4 benchmarks/pytorch_ddp.py",
-                         "--batch-size 2048 --lr 6.4", "--target-accuracy 0.9", "[1/82] Q1 Cohort bf16", "(eager, communication off)", "benchmarks/pytorch_allreduce.py --min-bytes 44695848",
+                         "--batch-size 2048 --lr 6.4", "--target-accuracy 0.9", "[1/82] Q1 Cohort bf16", "(graphs, communication off)", "benchmarks/pytorch_allreduce.py --min-bytes 44695848",
                          "benchmarks/pytorch_train_cifar.py --data"] {
             XCTAssertTrue(output.contains(expected), "missing \(expected) in:\n\(output)")
         }

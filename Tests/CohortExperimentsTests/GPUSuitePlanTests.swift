@@ -55,9 +55,9 @@ final class GPUSuitePlanTests: XCTestCase {
         XCTAssertTrue(command(ddp).hasSuffix("--run-dir /out/runs/q2-ddp-4gpus-b512"), command(ddp))
         XCTAssertFalse(ddp.arguments.contains("--no-graphs"))
 
-        let eager = try XCTUnwrap(runs.first { $0.id == "q3-ddp-4gpus-b512" })
-        XCTAssertTrue(command(eager).contains("--steps-per-epoch 15 --log-every 1"), command(eager))
-        XCTAssertTrue(eager.arguments.contains("--no-graphs"))
+        let timed = try XCTUnwrap(runs.first { $0.id == "q3-ddp-4gpus-b512" })
+        XCTAssertTrue(command(timed).contains("--steps-per-epoch 26 --log-every 2"), command(timed))
+        XCTAssertTrue(timed.arguments.contains("--time-graph-phases"))
 
         let dp = try XCTUnwrap(runs.first { $0.id == "q2-dp-2gpus-b32" })
         XCTAssertEqual(Array(dp.arguments.prefix(6)), ["/bin/cohort", "train", "--strategy", "dp", "--replicas", "2"])
@@ -169,8 +169,9 @@ final class GPUSuitePlanTests: XCTestCase {
         XCTAssertTrue(dp.arguments.contains("--dataparallel"))
     }
 
-    /// Q3's steps are eager by default; --q3-replayed-steps replays them from graphs, timed inside.
+    /// Q3's steps are replayed from graphs and timed inside by default; --no-q3-replayed-steps makes them eager.
     func testQ3StepsAreEagerOrReplayedAndTimedInside() {
+        XCTAssertTrue(GPUSuiteSettings().q3ReplayedSteps)
         for replayed in [false, true] {
             let runs = plan(gpus: [1, 4]) { $0.q3ReplayedSteps = replayed }.runs
                 .filter { $0.kind == .q3Cohort || $0.kind == .q3NoCommunication }
@@ -179,6 +180,10 @@ final class GPUSuitePlanTests: XCTestCase {
                 XCTAssertEqual(run.arguments.contains("--no-graphs"), !replayed, run.label)
                 XCTAssertEqual(run.arguments.contains("--time-graph-phases"), replayed, run.label)
                 XCTAssertTrue(run.label.contains(replayed ? "graphs" : "eager"), run.label)
+                // Replayed: 5 warm-up + 2 x 10 steps rounded up to even, every second one logged.
+                let at = { (flag: String) in run.arguments.firstIndex(of: flag).map { run.arguments[$0 + 1] } }
+                XCTAssertEqual(at("--log-every"), replayed ? "2" : "1", run.label)
+                XCTAssertEqual(at("--steps-per-epoch"), replayed ? "26" : "15", run.label)
             }
         }
         // Q2 replays graphs either way, untimed inside.
@@ -216,7 +221,7 @@ final class GPUSuitePlanTests: XCTestCase {
         let nocomm = onlyQ3.runs.filter { $0.kind == .q3NoCommunication }
         XCTAssertEqual(nocomm.count, onlyQ3.runs.filter { $0.kind == .q3Cohort && $0.gpus > 1 }.count)
         XCTAssertTrue(nocomm.allSatisfy { $0.gpus > 1 && $0.arguments.contains("--no-communication")
-                                          && $0.arguments.contains("--no-graphs") })
+                                          && $0.arguments.contains("--time-graph-phases") })
         let ddpOnly = plan(gpus: [1, 2]) { $0.strategies = [.ddp] }
         XCTAssertFalse(ddpOnly.runs.contains { $0.strategy == .dp })
         // Q4 on 2 GPUs: the same global batch, 4096 each.
