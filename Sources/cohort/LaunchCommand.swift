@@ -192,10 +192,15 @@ struct Launch: ParsableCommand {
     /// (NCCL_NVLS_ENABLE=0 among them, which the GPU machines require
     /// everywhere), CUDA settings and Cohort's own switches as node 0's.
     static let forwardedPrefixes = ["COHORT_", "NCCL_", "CUDA_", "NVSHMEM_", "TORCH_SYMM_MEM_"]
+    /// Facts of node 0's machine rather than settings of the job: each node keeps its own.
+    static let machineVariables: Set<String> = ["CUDA_VISIBLE_DEVICES", "CUDA_HOME", "CUDA_PATH", "CUDA_VERSION",
+                                                "NCCL_VERSION"]
 
     /// The names in `environment` that `-x` passes on, sorted.
     static func forwardedVariables(in environment: [String: String]) -> [String] {
-        environment.keys.filter { name in forwardedPrefixes.contains { name.hasPrefix($0) } }.sorted()
+        environment.keys.filter { name in
+            forwardedPrefixes.contains { name.hasPrefix($0) } && !machineVariables.contains(name)
+        }.sorted()
     }
 
     /// mpirun's environment, which it passes on to every rank.

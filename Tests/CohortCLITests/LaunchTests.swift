@@ -98,13 +98,16 @@ final class LaunchTests: XCTestCase {
     func testNCCLAndCohortVariablesReachEveryRank() throws {
         let job = try LaunchedJob(["launch", "--nproc-per-node", "2", "--master-port", String(LaunchedJob.freePort()), "--",
                                    "/bin/sh", "-c", "echo \"probe rank $RANK: $COHORT_PROBE_VARIABLE $NCCL_PROBE_SETTING\""],
-                                  environment: ["COHORT_PROBE_VARIABLE": "forwarded-42", "NCCL_PROBE_SETTING": "7"])
+                                  environment: ["COHORT_PROBE_VARIABLE": "forwarded-42", "NCCL_PROBE_SETTING": "7",
+                                                "CUDA_VISIBLE_DEVICES": "0"])
         let (status, output) = job.finish(limit: 60)
         XCTAssertEqual(status, 0, output)
         XCTAssertTrue(output.contains("probe rank 0: forwarded-42 7"), output)
         XCTAssertTrue(output.contains("probe rank 1: forwarded-42 7"), output)
         let named = output.split(separator: "\n").first { $0.contains("passed to every rank") } ?? ""
         XCTAssertTrue(named.contains("COHORT_PROBE_VARIABLE") && named.contains("NCCL_PROBE_SETTING"), output)
+        // A fact of node 0's machine is not imposed on the others (local ranks still inherit it).
+        XCTAssertFalse(named.contains("CUDA_VISIBLE_DEVICES"), output)
     }
 
     /// torchrun-style variables set by hand, without an MPI launcher: each
