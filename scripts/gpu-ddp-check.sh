@@ -19,7 +19,8 @@
 #    rank 0 must exit non-zero within 30 s, saying why.
 # A summary table ends the log ($OUT/gpu-ddp-check.log); metrics stay in $OUT.
 # DDP_CHECK_PARTS picks parts (default all but tuning and phases: speed,dpdiag,variants,curves,sockets,watchdog,launchers;
-# phases times replayed steps' phases and buckets per rank at 1 and N GPUs, and the cards' clocks;
+# phases times replayed steps' phases and buckets per rank at 1 and N GPUs (DDP_CHECK_PHASE_VARIANTS, as
+# tuning's variants), and the cards' clocks (DDP_CHECK_CLOCKS= to skip);
 # tuning measures all-reduce variants at 4 x 128 and 4 x 512, twice each, and the replayed
 # step's phases with COHORT_GRAPH_TIMING=1);
 # DDP_CHECK_BATCHES the per-GPU batches of part 1 (default 32 128 512).

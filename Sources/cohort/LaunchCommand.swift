@@ -19,7 +19,8 @@ let launchRestartCountVariable = "COHORT_RESTART_COUNT"
 ///   MASTER_ADDR and MASTER_PORT (--master-port + 1: the launchers' own
 ///   store holds --master-port on node 0, the ranks get the next port for a
 ///   store of their own, for an id exchange without MPI) and
-///   COHORT_RESTART_COUNT are exported to every node.
+///   COHORT_RESTART_COUNT are exported to every node, with the launcher's
+///   COHORT_, NCCL_ and CUDA_ settings (`forwardedVariables`).
 /// - Several machines: each runs `cohort launch --nnodes N --node-rank R
 ///   --master-addr A`; the launchers meet at a TCP store on node 0
 ///   (`Rendezvous`, time-limited by --rdzv-timeout), each announces the
@@ -55,7 +56,8 @@ struct Launch: ParsableCommand {
             Two machines: run on each
               cohort launch --nnodes 2 --node-rank <0 or 1> --master-addr <node 0's address> --nproc-per-node 2 -- cohort train ...
             (node 0 starts every rank through mpirun, which needs ssh to the other nodes).
-            Every rank gets RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT. When a rank \
+            Every rank gets RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, and the \
+            launcher's COHORT_*, NCCL_* and CUDA_* settings (on other nodes too; not CUDA_VISIBLE_DEVICES). When a rank \
             fails, the job stops and the launcher names that rank and its error; with --max-restarts the job \
             starts again and cohort train resumes from the run folder's checkpoint.
             """)
