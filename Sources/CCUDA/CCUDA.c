@@ -113,6 +113,7 @@ LOADER(cohort_cuda_load_driver, CohortCUDADriver, cohort_cuda_driver, {
     LOOKUP_OPTIONAL(cuGraphExecDestroy);
     LOOKUP_OPTIONAL(cuGraphDestroy);
     LOOKUP_OPTIONAL(cuGraphDebugDotPrint);
+    LOOKUP_OPTIONAL(cuFuncSetAttribute);
     LOOKUP_OPTIONAL(cuMemcpyDtoH_v2);
     LOOKUP_OPTIONAL(cuMemHostAlloc);
     LOOKUP_OPTIONAL(cuMemFreeHost);

@@ -155,11 +155,23 @@ final class KernelModule {
         self.module = module!
     }
 
+    /// COHORT_KERNEL_CARVEOUT=<0-100>, an experiment: the share of each SM's
+    /// L1/shared memory Cohort's own kernels prefer as shared memory (0: the
+    /// most L1). A question from the graph-phase study (Note [Distributed] in
+    /// docs/design.md): whether the SMs keep the split NCCL's 82 KB blocks
+    /// set, leaving the batch-norm and elementwise kernels after them less L1.
+    static let preferredCarveout: Int32? = ProcessInfo.processInfo.environment["COHORT_KERNEL_CARVEOUT"]
+        .flatMap { Int32($0) }.flatMap { (0...100).contains($0) ? $0 : nil }
+
     /// The `extern "C" __global__` function `kernel`.
     func function(_ kernel: String) throws(CUDAError) -> CUfunction {
         if let function = functions[kernel] { return function }
         var function: CUfunction?
         try checkCUDA(driver.cuModuleGetFunction(&function, module, kernel), "cuModuleGetFunction", "\(name).\(kernel)")
+        if let carveout = Self.preferredCarveout, let set = driver.cuFuncSetAttribute {
+            try checkCUDA(set(function!, Int32(COHORT_CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT), carveout),
+                          "cuFuncSetAttribute", "\(name).\(kernel): shared-memory carveout \(carveout)")
+        }
         functions[kernel] = function!
         return function!
     }

@@ -90,6 +90,8 @@ typedef struct CohortCUDADriver {
     // A synchronous download on the legacy stream, which does not wait for the
     // non-blocking streams Cohort uses (Backend.download(_:after:)).
     CUresult (*_Nullable cuMemcpyDtoH_v2)(void *_Nonnull destination, CUdeviceptr source, size_t bytes);
+    // Per-kernel attributes (COHORT_KERNEL_CARVEOUT: the preferred shared-memory carveout, an experiment).
+    CUresult (*_Nullable cuFuncSetAttribute)(CUfunction _Nonnull function, int attribute, int value);
     CUresult (*_Nullable cuGraphDebugDotPrint)(CUgraph _Nonnull graph, const char *_Nonnull path, unsigned int flags);
     CUresult (*_Nullable cuMemHostAlloc)(void *_Nullable *_Nonnull pointer, size_t bytes, unsigned int flags);
     CUresult (*_Nullable cuMemFreeHost)(void *_Nonnull pointer);
@@ -152,6 +154,9 @@ enum { COHORT_CU_EVENT_RECORD_EXTERNAL = 1 };
 enum { COHORT_CUDA_GRAPH_INSTANTIATE_FLAG_USE_NODE_PRIORITY = 8 };
 // cuGraphDebugDotPrint: every node's parameters.
 enum { COHORT_CU_GRAPH_DEBUG_DOT_FLAGS_VERBOSE = 1 };
+// cuFuncSetAttribute: CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT (percent of the
+// unified L1/shared memory to give shared memory; -1 = no preference).
+enum { COHORT_CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT = 9 };
 // cuEventQuery's answer while the work before the event is still running.
 enum { COHORT_CUDA_ERROR_NOT_READY = 600 };
 
