@@ -35,6 +35,28 @@ extension BackendSelfTest {
                 staging.floats.update(repeating: .nan)  // the copy must have read the bytes already
                 c.compare(nil, actual: c.tested.download(device).toArray(), expected: host.toArray(), .exact)
             },
+            // Note [Deferred step reads]: a download that waits for a timestamp alone must see
+            // every write before the stamp, with more work queued behind it (which it does not
+            // wait for, and which leaves the snapshot alone, as the trainer's slots are left).
+            SelfTestCheck(name: "download after a timestamp", shape: "[\(batch), 1000]") { c in
+                let shape: Shape = [batch, 1000]
+                let host = c.uniform(shape)
+                guard let stamp = c.tested.makeTimestamp() else { return }  // host backends: nothing to defer
+                let source: Tensor, snapshot: Tensor, busy: Tensor
+                do {
+                    source = try c.tested.makeTensor(copying: host)
+                    snapshot = try c.tested.makeTensor(shape, dtype: .float32)
+                    busy = try c.tested.makeTensor([1 << 22], dtype: .float32)
+                } catch {
+                    fatalError("selftest download after a timestamp: cannot allocate \(shape): \(error)")
+                }
+                c.tested.fill(snapshot, value: .nan)
+                c.tested.copy(source, to: snapshot)
+                c.tested.record(stamp)
+                for value in 0..<50 { c.tested.fill(busy, value: Float(value)) }  // queued after the stamp
+                c.compare(nil, actual: c.tested.download(snapshot, after: stamp).toArray(), expected: host.toArray(), .exact)
+                c.tested.synchronize()
+            },
             graphReplayCheck(),
         ]
     }
