@@ -108,6 +108,17 @@ done
 # (bf16 gradients, fewer NCCL blocks contending with backward for SMs, other bucket sizes),
 # each weak-scaling figure against a 1-GPU run of the same batch in the same call; every
 # configuration twice, so the spread between repeats shows beside the differences.
+# parse_variant <name:flags>: sets $name, and from the flags (separated by ':', "env:VAR=value"
+# a variable for the run) the arrays envs and train_flags.
+parse_variant() {
+    local flags="" extra i
+    name=${1%%:*}; [[ "$1" == *:* ]] && flags=${1#*:}
+    IFS=: read -r -a extra <<< "$flags"
+    envs=(); train_flags=()
+    for ((i = 0; i < ${#extra[@]}; i++)); do
+        if [ "${extra[$i]}" = env ]; then envs+=("${extra[$((i + 1))]}"); i=$((i + 1)); else train_flags+=("${extra[$i]}"); fi
+    done
+}
 # Each variant is name:flags, flags separated by ':' ("env:VAR=value" sets a variable);
 # DDP_CHECK_TUNING="default lowprio" picks some.
 all_tuning_variants="default bf16ar:--allreduce-dtype:bf16 ctas8:env:NCCL_MAX_CTAS=8 ctas16:env:NCCL_MAX_CTAS=16
@@ -126,12 +137,7 @@ if part tuning; then
             run "speed-1gpu-b$b-graphtiming-r$rep" 60 env COHORT_GRAPH_TIMING=1 "$cohort" train "${common[@]}" \
                 --batch-size $b --steps-per-epoch 100 --synthetic-images $images --run-dir "$OUT/speed-1gpu-b$b-graphtiming-r$rep"
             for variant in ${DDP_CHECK_TUNING:-$all_tuning_variants}; do
-                name=${variant%%:*}; flags=""; [[ "$variant" == *:* ]] && flags=${variant#*:}
-                IFS=: read -r -a extra <<< "$flags"
-                envs=(); train_flags=()
-                for ((i = 0; i < ${#extra[@]}; i++)); do
-                    if [ "${extra[$i]}" = env ]; then envs+=("${extra[$((i + 1))]}"); i=$((i + 1)); else train_flags+=("${extra[$i]}"); fi
-                done
+                parse_variant "$variant"
                 run "speed-${ranks}gpu-b$b-$name-r$rep" 60 env "${envs[@]}" "$cohort" launch --nproc-per-node $ranks -- \
                     "$cohort" train "${common[@]}" --batch-size $b --steps-per-epoch 100 --synthetic-images $images \
                     "${train_flags[@]}" --run-dir "$OUT/speed-${ranks}gpu-b$b-$name-r$rep"
@@ -156,12 +162,7 @@ if part phases; then
         run "speed-phases-1gpu-b$b" 60 "$cohort" train "${common[@]}" "${phased[@]}" --run-dir "$OUT/speed-phases-1gpu-b$b"
         # Variants as in tuning (DDP_CHECK_PHASE_VARIANTS), the dp strategy last.
         for variant in ${DDP_CHECK_PHASE_VARIANTS:-default nocomm:--no-communication}; do
-            name=${variant%%:*}; flags=""; [[ "$variant" == *:* ]] && flags=${variant#*:}
-            IFS=: read -r -a extra <<< "$flags"
-            envs=(); train_flags=()
-            for ((i = 0; i < ${#extra[@]}; i++)); do
-                if [ "${extra[$i]}" = env ]; then envs+=("${extra[$((i + 1))]}"); i=$((i + 1)); else train_flags+=("${extra[$i]}"); fi
-            done
+            parse_variant "$variant"
             suffix=$([ "$name" = default ] || echo "-$name")
             run "speed-phases-${ranks}gpu-b$b$suffix" 60 env "${envs[@]}" "$cohort" launch --nproc-per-node $ranks -- \
                 "$cohort" train "${common[@]}" "${phased[@]}" "${train_flags[@]}" --run-dir "$OUT/speed-phases-${ranks}gpu-b$b$suffix"

@@ -46,14 +46,17 @@ func loadNCCL() throws(NCCLError) {
 /// 4 x H200 (a6f2ef4, replayed steps timed inside the graph,
 /// docs/results/2026-11-27-4xh200-graph-phases) turning it off took 0.04 ms
 /// off a 4 x 128 step (3.05 -> 3.01 ms) and 0.09 ms off a 4 x 512 one
-/// (6.67 -> 6.59 ms), in forward and backward alike. Cohort never needs the
+/// (6.67 -> 6.59 ms), in forward and backward alike; in untimed steps
+/// (79cadb6, each against the other in one call, twice) nothing at 128 and
+/// 0.04 ms at 512 (6.64 against 6.69 ms). Cohort never needs the
 /// mixing: it launches one graph at a time per communicator, and the one
 /// case NCCL's documentation then forbids, an uncaptured collective while a
 /// graph's may still run (an evaluation's all-reduce, an eager step after
 /// replays, a broadcast), waits for the stream first (`enqueue`, through
 /// `CUDAStream.graphMayBeRunning`). `loadNCCL` sets it to 0 unless the
 /// environment already has it, before NCCL reads it.
-var ncclGraphMixingSupport: Bool { ProcessInfo.processInfo.environment["NCCL_GRAPH_MIXING_SUPPORT"] != "0" }
+/// Read once, at the first uncaptured collective after a replay (after `loadNCCL` set it).
+let ncclGraphMixingSupport: Bool = ProcessInfo.processInfo.environment["NCCL_GRAPH_MIXING_SUPPORT"] != "0"
 
 /// Note [NCCL blocks at large batches]
 /// Each of NCCL's all-reduce kernels in a captured step is 24 blocks with

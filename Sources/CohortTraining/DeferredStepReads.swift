@@ -8,8 +8,9 @@ import CohortTensor
 /// nothing is queued behind it, so the GPU then idles while the host
 /// prepares and launches the next step (its batch, staging, the replay).
 /// On 4 x H200 that idling made the wall rate 2.5-4.5% lower than the
-/// device rate with a read every 10 steps (a6f2ef4, gpu-ddp-check), and Q2
-/// reads every 5. So on a device backend the trainer reads one window late:
+/// device rate with a read every 10 steps (4563868, gpu-ddp-check), and Q2
+/// reads every 5 (after the change, 79cadb6's Q2 runs: 1.0-1.2%). So on a
+/// device backend the trainer reads one window late:
 /// a logged step copies its loss and correct count into one of two slots
 /// and stamps the slot (`finish`); the next logged step (or the epoch's
 /// end) reads it (`takeReady`) with `Backend.download(_:after:)`, which waits
@@ -41,18 +42,10 @@ final class DeferredStepReads {
         let ready: DeviceTimestamp
     }
 
-    private struct Pending {
-        let slot: Int
-        let record: [String: Any]
-        let epoch: Int
-        let step: Int
-        let learningRate: Float
-        let images: Int
-    }
-
     let backend: Backend
     private let slots: [Slot]
-    private var pending: [Pending] = []
+    /// Finished logged steps whose slot is not read yet: the figures the host has, and the slot.
+    private var pending: [(slot: Int, read: Read)] = []
     private var nextSlot = 0
 
     /// Nil on a backend without device timestamps (the host ones: they read at once).
@@ -81,8 +74,8 @@ final class DeferredStepReads {
         backend.copy(loss, to: slot.loss)
         backend.copy(correct, to: slot.correct)
         backend.record(slot.ready)
-        pending.append(Pending(slot: nextSlot, record: record, epoch: epoch, step: step, learningRate: learningRate,
-                               images: images))
+        pending.append((nextSlot, Read(record: record, epoch: epoch, step: step, learningRate: learningRate,
+                                       images: images, loss: .nan, correct: .nan, deviceStepSeconds: nil)))
         nextSlot = (nextSlot + 1) % slots.count
     }
 
@@ -94,11 +87,11 @@ final class DeferredStepReads {
         pending.removeFirst(count)
         return taken.map { item in
             let slot = slots[item.slot]
-            let loss = Double(backend.download(slot.loss, after: slot.ready).toArray()[0])
-            let correct = Double(backend.download(slot.correct, after: slot.ready).toArray()[0])
-            return Read(record: item.record, epoch: item.epoch, step: item.step, learningRate: item.learningRate,
-                        images: item.images, loss: loss, correct: correct,
-                        deviceStepSeconds: backend.seconds(from: slot.start, to: slot.end))
+            var read = item.read
+            read.loss = Double(backend.download(slot.loss, after: slot.ready).toArray()[0])
+            read.correct = Double(backend.download(slot.correct, after: slot.ready).toArray()[0])
+            read.deviceStepSeconds = backend.seconds(from: slot.start, to: slot.end)
+            return read
         }
     }
 }

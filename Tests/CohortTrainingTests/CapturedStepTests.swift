@@ -1,8 +1,10 @@
+import CohortData
 import CohortKernels
 import CohortNN
 import CohortOptim
 import CohortTensor
 import CohortTraining
+import Foundation
 import XCTest
 
 /// `CapturedStep` without a GPU: the eager fallback on the reference
@@ -149,6 +151,26 @@ final class CapturedStepTests: XCTestCase {
         setup.optimizer.step(learningRate: 0.1)
         setup.optimizer.advanceStepCount(by: 4)
         XCTAssertEqual(setup.optimizer.stepCount, 5)
+    }
+}
+
+extension TapeBackend {
+    /// Trains `configuration` on 10 batches of synthetic data with steps
+    /// captured (the backend must pose as a GPU) and returns every record of
+    /// the run's metrics log, in order.
+    func trainedMetrics(_ configuration: TrainingConfiguration, dataSeed: UInt64) throws -> [[String: Any]] {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cohort-tape-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("metrics.jsonl")
+        let trainer = try Trainer(configuration: configuration, backend: self,
+                                  trainingSet: ImageDataset.synthetic(count: configuration.batchSize * 10, seed: dataSeed),
+                                  testSet: nil, checkpointURL: nil, metrics: try MetricsLog(url: url),
+                                  display: ProgressDisplay(enabled: false))
+        XCTAssertTrue(trainer.capturesSteps)
+        _ = try trainer.run()
+        return try String(contentsOf: url, encoding: .utf8).split(separator: "\n")
+            .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }
 }
 

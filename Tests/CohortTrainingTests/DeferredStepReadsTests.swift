@@ -18,20 +18,10 @@ final class DeferredStepReadsTests: XCTestCase {
     }
 
     func train(deferred: Bool) throws -> Run {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cohort-deferred-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
         let backend = TapeBackend(posesAsGPU: true, timestampsInsideGraphs: !deferred)
         let configuration = TrainingConfiguration(architecture: .smallcnn, epochs: 2, batchSize: 16, learningRate: 0.05,
                                                   seed: 5, logEvery: 3)
-        let url = directory.appendingPathComponent("metrics.jsonl")
-        let trainer = try Trainer(configuration: configuration, backend: backend,
-                                  trainingSet: ImageDataset.synthetic(count: 16 * 10, seed: 2), testSet: nil,
-                                  checkpointURL: nil, metrics: try MetricsLog(url: url), display: ProgressDisplay(enabled: false))
-        XCTAssertTrue(trainer.capturesSteps)
-        _ = try trainer.run()
-        let records = try String(contentsOf: url, encoding: .utf8).split(separator: "\n")
-            .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let records = try backend.trainedMetrics(configuration, dataSeed: 2)
         return Run(steps: records.filter { $0["event"] as? String == "step" },
                    epochs: records.filter { $0["event"] as? String == "epoch" }, backend: backend)
     }

@@ -12,21 +12,10 @@ import XCTest
 /// phase's "seconds" count the ops in it.
 final class GraphPhaseTimingTests: XCTestCase {
     func loggedSteps(timestampsInsideGraphs: Bool) throws -> [[String: Any]] {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cohort-graph-timing-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let backend = TapeBackend(posesAsGPU: true, timestampsInsideGraphs: timestampsInsideGraphs)
         let configuration = TrainingConfiguration(architecture: .smallcnn, epochs: 1, batchSize: 16, learningRate: 0.05,
                                                   seed: 3, logEvery: 2)
-        let url = directory.appendingPathComponent("metrics.jsonl")
-        let trainer = try Trainer(configuration: configuration, backend: backend,
-                                  trainingSet: ImageDataset.synthetic(count: 16 * 10, seed: 1), testSet: nil,
-                                  checkpointURL: nil, metrics: try MetricsLog(url: url), display: ProgressDisplay(enabled: false))
-        XCTAssertTrue(trainer.capturesSteps)
-        _ = try trainer.run()
-        return try String(contentsOf: url, encoding: .utf8).split(separator: "\n")
-            .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-            .filter { $0["event"] as? String == "step" }
+        return try TapeBackend(posesAsGPU: true, timestampsInsideGraphs: timestampsInsideGraphs)
+            .trainedMetrics(configuration, dataSeed: 1).filter { $0["event"] as? String == "step" }
     }
 
     /// The logged steps whose window was replayed whole (so the logged step itself was a replay).
