@@ -148,15 +148,25 @@ public final class CUDABackend: Backend {
         expect("copy", destination, destination.shape, destination.dtype)
         require(source.elementCount == destination.elementCount, "copy: \(source) into \(destination)")
         context.makeCurrent()
+        if source.dtype == destination.dtype {
+            stream.copy(destination.devicePointer, from: source.devicePointer, byteCount: source.byteCount)
+        } else {
+            convert(source, to: destination)
+        }
+    }
+
+    /// `copy` between float32 and bfloat16, on the backend's stream or on
+    /// `otherStream` of the same context (the communicator's, which rounds
+    /// and widens bf16 all-reduces there: Note [bf16 all-reduce off the
+    /// compute stream] in NCCLCommunicator.swift). The caller orders it.
+    func convert(_ source: Tensor, to destination: Tensor, on otherStream: CUstream? = nil) {
         let count = source.elementCount
         switch (source.dtype, destination.dtype) {
-        case let (from, to) where from == to:
-            stream.copy(destination.devicePointer, from: source.devicePointer, byteCount: source.byteCount)
         case (.float32, .bfloat16):
-            kernels.elementwise(.elementwise, "convert_f32_to_bf16", count: count,
+            kernels.elementwise(.elementwise, "convert_f32_to_bf16", count: count, on: otherStream,
                                 [.tensor(destination), .tensor(source), .count(count)])
         case (.bfloat16, .float32):
-            kernels.elementwise(.elementwise, "convert_bf16_to_f32", count: count,
+            kernels.elementwise(.elementwise, "convert_bf16_to_f32", count: count, on: otherStream,
                                 [.tensor(destination), .tensor(source), .count(count)])
         default:
             fatalError("CUDABackend.copy: cannot convert \(source.dtype) to \(destination.dtype)")

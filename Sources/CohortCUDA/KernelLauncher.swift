@@ -54,9 +54,11 @@ final class Kernels {
     /// Launches `kernel` from `module` (compiling it the first time).
     /// `cuLaunchKernel` takes an array of pointers to the arguments; each
     /// argument sits in its own 8-byte slot, which the driver copies at the
-    /// call, so the slots may die when it returns.
+    /// call, so the slots may die when it returns. `stream`: another stream
+    /// of the same context than the backend's (the communicator's, Note [bf16
+    /// all-reduce off the compute stream] in NCCLCommunicator.swift).
     func launch(_ module: KernelSource, _ kernel: String, grid: (Int, Int, Int), block: (Int, Int, Int),
-                sharedBytes: Int = 0, _ arguments: [KernelArgument]) {
+                sharedBytes: Int = 0, on stream: CUstream? = nil, _ arguments: [KernelArgument]) {
         let function = mustSucceed {
             try compiler.module(named: module.name, source: module.source).function(kernel)
         }
@@ -71,7 +73,7 @@ final class Kernels {
             return pointers.withUnsafeMutableBufferPointer { pointerBuffer in
                 driver.cuLaunchKernel(function, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2),
                                       UInt32(block.0), UInt32(block.1), UInt32(block.2), UInt32(sharedBytes),
-                                      stream.stream, pointerBuffer.baseAddress, nil)
+                                      stream ?? self.stream.stream, pointerBuffer.baseAddress, nil)
             }
         }
         mustSucceed {
@@ -106,10 +108,10 @@ final class Kernels {
     /// SM, after which each thread loops; enough blocks to hide memory
     /// latency, few enough that the tail is short.
     func elementwise(_ module: KernelSource, _ kernel: String, count: Int, sharedBytes: Int = 0,
-                     _ arguments: [KernelArgument]) {
+                     on stream: CUstream? = nil, _ arguments: [KernelArgument]) {
         guard count > 0 else { return }
         let blocks = min((count + 255) / 256, multiprocessorCount * 16)
-        launch(module, kernel, grid: (blocks, 1, 1), block: (256, 1, 1), sharedBytes: sharedBytes, arguments)
+        launch(module, kernel, grid: (blocks, 1, 1), block: (256, 1, 1), sharedBytes: sharedBytes, on: stream, arguments)
     }
 
     /// Launch shape of the `*_bf16x8` elementwise kernels, which take four

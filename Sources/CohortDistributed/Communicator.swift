@@ -103,6 +103,17 @@ extension Communicator {
     public func watchProgress() {}
 }
 
+/// A communicator that all-reduces a float32 tensor through a narrower
+/// `wire` copy on its own stream: rounds into `wire`, reduces that, widens
+/// the result back into `tensor`, all after the compute stream's work so far
+/// and beside its later work, joined by `waitForCollectives` like
+/// `startAllReduce` (NCCL: Note [bf16 all-reduce off the compute stream]).
+/// The gradient reducer's bf16 mode uses it where available, so the two
+/// conversions of each bucket leave the compute stream.
+public protocol NarrowingAllReduce: Communicator {
+    func startAllReduce(_ tensor: Tensor, through wire: Tensor, op: ReduceOperation) throws
+}
+
 /// The communicator of a run with one process: collectives are identities.
 public final class SingleProcessCommunicator: Communicator {
     public let rank = 0

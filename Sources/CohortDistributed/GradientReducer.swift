@@ -38,10 +38,13 @@ public struct GradientBucket: Sendable, Equatable {
 ///   [Communication stream] in NCCLCommunicator.swift).
 /// - bf16 gradients (`communicationDType: .bfloat16`, `--allreduce-dtype
 ///   bf16`, PyTorch's `bf16_compress_hook`): each bucket is rounded into a
-///   bf16 copy on the compute stream, that copy is all-reduced (half the
-///   bytes), and after the wait it is widened back into the float32
-///   gradients. Each rank's gradient and the average carry bf16 rounding
-///   (2^-9 relative); the optimizer still updates float32 masters.
+///   bf16 copy, that copy is all-reduced (half the bytes), and widened back
+///   into the float32 gradients. With a `NarrowingAllReduce` communicator
+///   (NCCL) both conversions run on the communication stream, beside
+///   backward (Note [bf16 all-reduce off the compute stream]); otherwise the
+///   rounding runs on the compute stream before the call and the widening
+///   after the wait. Each rank's gradient and the average carry bf16
+///   rounding (2^-9 relative); the optimizer still updates float32 masters.
 /// - Graphs: with a communicator that can be captured (NCCL) the handler
 ///   only enqueues device work on buffers that live as long as the model, so
 ///   the whole step, all-reduces included, is captured and replayed
@@ -215,7 +218,7 @@ public final class GradientReducer {
         }
         if let failure { throw failure }
         try communicator.waitForCollectives()
-        if let lowPrecisionGradients {
+        if let lowPrecisionGradients, !(communicator is NarrowingAllReduce) {
             for bucket in buckets {
                 store.backend.copy(view(lowPrecisionGradients, bucket.range), to: view(store.gradients, bucket.range))
             }
@@ -241,10 +244,13 @@ public final class GradientReducer {
     private func reduce(_ range: Range<Int>) {
         guard failure == nil else { return }
         var gradients = view(store.gradients, range)
+        var wire: Tensor?
         if let lowPrecisionGradients {
-            let rounded = view(lowPrecisionGradients, range)
-            store.backend.copy(gradients, to: rounded)
-            gradients = rounded
+            wire = view(lowPrecisionGradients, range)
+            if !(communicator is NarrowingAllReduce) {
+                store.backend.copy(gradients, to: wire!)
+                gradients = wire!
+            }
         }
         // The backend may still be writing these gradients (an in-order
         // stream); a host-side communicator reads them now. NCCL forks its
@@ -257,7 +263,11 @@ public final class GradientReducer {
         }
         let started = ContinuousClock.now
         do {
-            try communicator.startAllReduce(gradients, op: .average)
+            if let wire, let narrowing = communicator as? NarrowingAllReduce {
+                try narrowing.startAllReduce(gradients, through: wire, op: .average)
+            } else {
+                try communicator.startAllReduce(gradients, op: .average)
+            }
         } catch {
             failure = error
         }
@@ -265,7 +275,7 @@ public final class GradientReducer {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
         lastStep.communicationSeconds += seconds
         lastStep.callSeconds.append(seconds)
-        lastStep.callBytes.append(gradients.byteCount)
+        lastStep.callBytes.append(wire?.byteCount ?? gradients.byteCount)
     }
 }
 

@@ -47,6 +47,45 @@ final class DeferringCommunicator: Communicator {
     func shutdown() throws {}
 }
 
+/// Like `DeferringCommunicator`, but rounds, reduces and widens bf16 buckets
+/// itself (`NarrowingAllReduce`, as NCCL does on its stream). After widening
+/// it zeroes the wire, so a reducer that widened a second time would leave
+/// zero gradients.
+final class NarrowingCommunicator: NarrowingAllReduce {
+    let rank = 0
+    let worldSize = 2
+    let name = "narrowing"
+    var runsOnDeviceStream: Bool { true }
+    var supportsGraphCapture: Bool { true }
+    var reducesBFloat16: Bool { true }
+    private(set) var plainStarts = 0
+    private(set) var narrowed: [(tensor: Tensor, wire: Tensor)] = []
+
+    func startAllReduce(_ tensor: Tensor, op: ReduceOperation) throws { plainStarts += 1 }
+
+    func startAllReduce(_ tensor: Tensor, through wire: Tensor, op: ReduceOperation) throws {
+        narrowed.append((tensor, wire))
+    }
+
+    func waitForCollectives() throws {
+        let backend = ReferenceBackend()
+        for (tensor, wire) in narrowed {
+            backend.copy(tensor, to: wire)
+            backend.copy(Tensor(wire.toArray().map { $0 * 0.5 }, shape: wire.shape), to: wire)
+            backend.copy(wire, to: tensor)
+            backend.fill(wire, value: 0)
+        }
+        narrowed = []
+    }
+
+    func allReduce(_ tensor: Tensor, op: ReduceOperation) throws {}
+    func broadcast(_ tensor: Tensor, root: Int) throws {}
+    func allGather(_ input: Tensor, into output: Tensor) throws {}
+    func barrier() throws {}
+    func abort(reason: String) -> Never { fatalError(reason) }
+    func shutdown() throws {}
+}
+
 final class BackgroundReductionTests: XCTestCase {
     private func gradients(seed: UInt64, _ body: (ParameterStore) throws -> Void) throws -> [Float] {
         let backend = ReferenceBackend()
@@ -110,6 +149,35 @@ final class BackgroundReductionTests: XCTestCase {
         XCTAssertEqual(model.store.gradients.toArray(), expected)
         // Rounding is visible (the test would not see a float32 path otherwise).
         XCTAssertNotEqual(expected, plain.map { $0 * 0.5 })
+    }
+
+    /// A `NarrowingAllReduce` communicator gets each bucket's float32 view
+    /// and its bf16 wire, and the reducer neither rounds nor widens itself:
+    /// the same halved bf16 roundings as above.
+    func testBFloat16ConversionsAreLeftToANarrowingCommunicator() throws {
+        let plain = try gradients(seed: 4) { _ in }
+        let backend = ReferenceBackend()
+        let images = Tensor((0..<(2 * 32 * 32 * 3)).map { Float($0 % 11) / 11 }, shape: [2, 32, 32, 3])
+        let labels = Tensor.int32([4, 9])
+        let criterion = try SoftmaxCrossEntropy(backend: backend)
+        let model = try SmallCNN(backend: backend, classCount: 10, seed: 4)
+        let communicator = NarrowingCommunicator()
+        let reducer = try GradientReducer(store: model.store, communicator: communicator,
+                                          bucketCap: 40_000, firstBucketCap: 4_000, communicationDType: .bfloat16)
+        criterion(logits: model.forward(images, mode: .training), labels: labels)
+        reducer.prepareForBackward()
+        model.backward(criterion.backward())
+        XCTAssertEqual(communicator.plainStarts, 0)
+        XCTAssertEqual(communicator.narrowed.count, reducer.buckets.count)
+        XCTAssertEqual(Set(communicator.narrowed.map(\.tensor.dtype)), [.float32])
+        XCTAssertEqual(Set(communicator.narrowed.map(\.wire.dtype)), [.bfloat16])
+        XCTAssertEqual(communicator.narrowed.map(\.wire.byteCount), reducer.lastStep.callBytes,
+                       "the bytes on the wire are bf16's")
+        XCTAssertEqual(model.store.gradients.toArray(), plain, "nothing converted on the compute stream before the wait")
+        try reducer.finishBackward()
+        let bf16 = try backend.makeTensor([plain.count], dtype: .bfloat16)
+        backend.copy(Tensor(plain, shape: [plain.count]), to: bf16)
+        XCTAssertEqual(model.store.gradients.toArray(), bf16.toArray().map { $0 * 0.5 })
     }
 
     /// A communicator without a bfloat16 sum (MPI) is refused with the fix.
