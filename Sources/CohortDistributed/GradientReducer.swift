@@ -98,6 +98,12 @@ public final class GradientReducer {
     public private(set) var lastStep = StepStatistics()
 
     private var bucketOfEntry: [Int: Int] = [:]
+    /// Note [Bucket release points]: store entry -> how many held buckets
+    /// start once its gradient is written (nil: all of them).
+    private var releasePoints: [Int: Int?] = [:]
+    private var releasesPassed = 0
+    /// Full buckets waiting for a release point, oldest first.
+    private var held: [Int] = []
     private var pending: [Int] = []
     private var readyEntries: Set<Int> = []
     private var failure: Error?
@@ -161,6 +167,44 @@ public final class GradientReducer {
         }
     }
 
+    /// Note [Bucket release points]
+    /// - An experiment on where in backward the all-reduces run. ResNet-18's
+    ///   gradients are front-loaded: layer4 holds 75% of the parameters but
+    ///   its backward, at 4x4 pixels, is a small part of the time, so about
+    ///   34 of the 45 MB are ready in the first third of backward and all-reduce
+    ///   there beside small convolution grids, which lose whole waves to the
+    ///   NCCL kernels' SMs (4 x H200, 2026-11-27, 4563868's timeline: six
+    ///   buckets between 0.04 and 0.6 ms into a 1.75 ms backward, then none for 0.7 ms).
+    /// - `holdBuckets(releasingAt:)` keeps full buckets back and starts them
+    ///   when backward has written the gradient of a named parameter ("name*k":
+    ///   at most k of the held buckets there, oldest first); buckets that fill
+    ///   after the last point start at once, and anything still held starts
+    ///   at `finishBackward`. Every rank holds and releases the same buckets
+    ///   in the same order (the collective contract holds).
+    /// - Off unless asked (`cohort train --bucket-release`).
+    public func holdBuckets(releasingAt points: [(parameter: String, count: Int?)]) throws {
+        var resolved: [Int: Int?] = [:]
+        for point in points {
+            guard let entry = store.entries.indices.first(where: { store.entries[$0].name == point.parameter }),
+                  store.entries[entry].kind == .trainable else {
+                let names = store.entries.filter { $0.kind == .trainable }.map(\.name)
+                throw GradientReducerError(description: "--bucket-release: \(point.parameter) is not a trainable parameter "
+                    + "of this model (\(names.prefix(4).joined(separator: ", ")), ... \(names.count) in all)")
+            }
+            guard point.count.map({ $0 > 0 }) ?? true else {
+                throw GradientReducerError(description: "--bucket-release: \(point.parameter)*\(point.count!) must release at least one bucket")
+            }
+            guard resolved.updateValue(point.count, forKey: entry) == nil else {
+                throw GradientReducerError(description: "--bucket-release: \(point.parameter) is named twice")
+            }
+        }
+        releasePoints = resolved
+    }
+
+    /// The bytes one all-reduce of `bucket` moves per rank: its elements in
+    /// `communicationDType` (half its float32 size in bf16 mode).
+    public func wireByteCount(_ bucket: GradientBucket) -> Int { bucket.range.count * communicationDType.byteSize }
+
     /// Whether a whole step with this reducer can be captured as a graph.
     public var isCapturable: Bool { communicator.supportsGraphCapture }
 
@@ -186,6 +230,8 @@ public final class GradientReducer {
     public func prepareForBackward(timed: Bool = false) {
         pending = buckets.map(\.entries.count)
         readyEntries.removeAll(keepingCapacity: true)
+        held.removeAll(keepingCapacity: true)
+        releasesPassed = 0
         lastStep = StepStatistics()
         failure = nil
         if timed { communicator.beginCollectiveTiming() }
@@ -208,7 +254,9 @@ public final class GradientReducer {
     public func finishBackward() throws {
         if !overlap, let start = buckets.map(\.range.lowerBound).min(), let end = buckets.map(\.range.upperBound).max() {
             reduce(start..<end)  // every trainable gradient in one call
-        } else if overlap, failure == nil, let unfinished = pending.firstIndex(where: { $0 > 0 }) {
+        }
+        if overlap { release(held.count) }
+        if overlap, failure == nil, let unfinished = pending.firstIndex(where: { $0 > 0 }) {
             let missing = buckets[unfinished].entries.filter { !readyEntries.contains($0) }
                 .map { store.entries[$0].name }
             preconditionFailure("""
@@ -235,7 +283,20 @@ public final class GradientReducer {
         precondition(readyEntries.insert(entry).inserted,
                      "GradientReducer: \(store.entries[entry].name)'s gradient was marked ready twice in one backward")
         pending[bucket] -= 1
-        if pending[bucket] == 0 { reduce(buckets[bucket].range) }
+        if pending[bucket] == 0 {
+            if releasesPassed < releasePoints.count { held.append(bucket) } else { reduce(buckets[bucket].range) }
+        }
+        if let count = releasePoints[entry] {
+            releasesPassed += 1
+            release(releasesPassed == releasePoints.count ? held.count : min(count ?? held.count, held.count))
+        }
+    }
+
+    /// Starts the `count` oldest held buckets (Note [Bucket release points]).
+    private func release(_ count: Int) {
+        let starting = held.prefix(count)
+        held.removeFirst(starting.count)
+        for bucket in starting { reduce(buckets[bucket].range) }
     }
 
     /// Starts the all-reduce (averaging) of the gradients in `range`,

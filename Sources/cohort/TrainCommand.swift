@@ -144,8 +144,27 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("allreduce-dtype"), help: "Multi-rank GPU runs: all-reduce the gradients in fp32, or in bf16 (half the bytes; NCCL only).")
     var allReduceDType: Precision = .float32
 
+    @Option(name: .customLong("bucket-release"), help: ArgumentHelp("Multi-rank runs, an experiment: hold full gradient buckets back and start them once backward has written these parameters' gradients (comma-separated names; 'name*k' starts at most k held buckets there). Note [Bucket release points].", valueName: "parameters"))
+    var bucketRelease: String?
+
     @Option(name: .customLong("collective-timeout"), help: "Multi-rank GPU runs: seconds a step or collective may stay unfinished before the watchdog stops every rank (0: no watchdog).")
     var collectiveTimeout = Int(NCCLCommunicator.defaultTimeout.components.seconds)
+
+    /// `--bucket-release`'s text as (parameter, count) pairs: "a*2,b" is
+    /// [("a", 2), ("b", nil)].
+    static func releasePoints(_ text: String) throws -> [(parameter: String, count: Int?)] {
+        try text.split(separator: ",", omittingEmptySubsequences: false).map { item in
+            let parts = item.trimmingCharacters(in: .whitespaces).split(separator: "*", omittingEmptySubsequences: false)
+            guard let name = parts.first, !name.isEmpty, parts.count <= 2 else {
+                throw ValidationError("--bucket-release: '\(item)' is not a parameter name or 'name*count' (e.g. layer3.1.conv1.weight*2)")
+            }
+            guard parts.count == 2 else { return (String(name), nil) }
+            guard let count = Int(parts[1]), count > 0 else {
+                throw ValidationError("--bucket-release: '\(item)': the count after '*' must be a positive whole number")
+            }
+            return (String(name), count)
+        }
+    }
 
     func validate() throws {
         func positive(_ value: Int, _ flag: String) throws {
@@ -173,6 +192,7 @@ struct Train: ParsableCommand {
         }
         guard bnRecalibrationBatches >= 0 else { throw ValidationError("--bn-recalibration-batches must be 0 or more") }
         guard bucketCapMB > 0, bucketCapMB.isFinite else { throw ValidationError("--bucket-cap-mb must be a positive number of megabytes") }
+        if let bucketRelease { _ = try Self.releasePoints(bucketRelease) }
         guard collectiveTimeout >= 0 else { throw ValidationError("--collective-timeout must be 0 (off) or a number of seconds") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a positive number, not \(lr)") }
         guard warmupEpochs >= 0, warmupEpochs <= epochs else {
@@ -340,6 +360,9 @@ struct Train: ParsableCommand {
                                   metrics: metrics, display: display, communicator: communicator,
                                   overlapCommunication: !noOverlap, gradientDType: allReduceDType.dtype,
                                   bucketCap: Int(bucketCapMB * 1_048_576), averagesGradients: !noCommunication)
+        if let bucketRelease, let reducer = trainer.reducer {
+            try reducer.holdBuckets(releasingAt: try Self.releasePoints(bucketRelease))
+        }
         // Note [Restarts]: a job restarted by `cohort launch --max-restarts`
         // resumes from the run folder's last checkpoint (rank 0 wrote it).
         let restart = Int(ProcessInfo.processInfo.environment[launchRestartCountVariable] ?? "") ?? 0
@@ -365,7 +388,7 @@ struct Train: ParsableCommand {
                 ? "strategy dp: \(worldSize) replicas as threads of one process, \(placement ?? "") (\(communicator.name)\(library))"
                 : "strategy ddp: \(worldSize) ranks, one process each (\(communicator.name)\(library), from \(environment.source.rawValue) variables)"
             if let reducer = trainer.reducer {
-                display.log("\(ranks); gradients averaged in \(reducer.buckets.count) buckets (\(reducer.buckets.map { Self.megabytes($0.byteCount) }.joined(separator: ", "))), \(noOverlap ? "one all-reduce after backward (--no-overlap)" : "each all-reduced as soon as backward produced it") in \(allReduceDType.rawValue)\(trainer.capturesSteps ? "; steps captured as CUDA graphs" : "")")
+                display.log("\(ranks); gradients averaged in \(reducer.buckets.count) buckets (\(reducer.buckets.map { Self.megabytes($0.byteCount) }.joined(separator: ", "))), \(noOverlap ? "one all-reduce after backward (--no-overlap)" : bucketRelease.map { "held and started at --bucket-release \($0)" } ?? "each all-reduced as soon as backward produced it") in \(allReduceDType.rawValue)\(trainer.capturesSteps ? "; steps captured as CUDA graphs" : "")")
             } else {
                 display.log("\(ranks); gradients NOT averaged (--no-communication): every \(unit) trains on its own, a timing run, not data-parallel training\(trainer.capturesSteps ? "; steps captured as CUDA graphs" : "")")
             }
@@ -398,7 +421,8 @@ struct Train: ParsableCommand {
         if let reducer = trainer.reducer {
             header["overlap"] = String(reducer.overlap)
             header["allreduce_dtype"] = allReduceDType.rawValue
-            header["bucket_bytes"] = reducer.buckets.map { String($0.byteCount) }.joined(separator: ",")
+            header["bucket_bytes"] = reducer.buckets.map { String(reducer.wireByteCount($0)) }.joined(separator: ",")
+            if let bucketRelease { header["bucket_release"] = bucketRelease }
             header["sampler"] = "distributed: \(worldSize) shards of \(trainer.loader.sampler.samplesPerRank)"
         }
         if restart > 0 { header["restart"] = String(restart) }

@@ -17,11 +17,14 @@ final class DeferringCommunicator: Communicator {
     var reducesBFloat16: Bool { true }
     private(set) var started: [Tensor] = []
     private(set) var waits = 0
+    /// Called at each start (tests log the order of starts and gradients).
+    var onStart: ((Tensor) -> Void)?
     private(set) var startedDTypes: [DType] = []
 
     func startAllReduce(_ tensor: Tensor, op: ReduceOperation) throws {
         started.append(tensor)
         startedDTypes.append(tensor.dtype)
+        onStart?(tensor)
     }
 
     func waitForCollectives() throws {
@@ -178,6 +181,65 @@ final class BackgroundReductionTests: XCTestCase {
         let bf16 = try backend.makeTensor([plain.count], dtype: .bfloat16)
         backend.copy(Tensor(plain, shape: [plain.count]), to: bf16)
         XCTAssertEqual(model.store.gradients.toArray(), bf16.toArray().map { $0 * 0.5 })
+    }
+
+    /// Note [Bucket release points]: full buckets wait for the named
+    /// parameters' gradients ("name*k" releases at most k, oldest first), later
+    /// buckets start at once, and the averages are those of an unheld run.
+    func testHeldBucketsStartAtTheirReleasePoints() throws {
+        let plain = try gradients(seed: 5) { _ in }
+        let backend = ReferenceBackend()
+        let images = Tensor((0..<(2 * 32 * 32 * 3)).map { Float($0 % 11) / 11 }, shape: [2, 32, 32, 3])
+        let labels = Tensor.int32([4, 9])
+        let criterion = try SoftmaxCrossEntropy(backend: backend)
+        let model = try SmallCNN(backend: backend, classCount: 10, seed: 5)
+        let communicator = DeferringCommunicator()
+        let reducer = try GradientReducer(store: model.store, communicator: communicator, bucketCap: 1, firstBucketCap: 1)
+        let store = model.store
+        let trainable = store.entries.indices.filter { store.entries[$0].kind == .trainable }
+        XCTAssertEqual(reducer.buckets.count, trainable.count, "one bucket per parameter at a 1-byte cap")
+        // Backward writes gradients in reverse declaration order: release 2 held buckets at the
+        // fourth gradient, the rest at the sixth, then start each bucket as it fills.
+        let order = trainable.reversed().map { store.entries[$0].name }
+        try reducer.holdBuckets(releasingAt: [(order[3], 2), (order[5], nil)])
+        var log: [String] = []
+        let installed = store.gradientReadyHandler!
+        store.gradientReadyHandler = { reference in
+            log.append("ready \(store.entries[reference.index].name)")
+            installed(reference)
+        }
+        communicator.onStart = { _ in log.append("start") }
+        criterion(logits: model.forward(images, mode: .training), labels: labels)
+        reducer.prepareForBackward()
+        model.backward(criterion.backward())
+        var expected: [String] = []
+        for (index, name) in order.enumerated() {
+            expected.append("ready \(name)")
+            if index == 3 { expected += ["start", "start"] }  // buckets 0 and 1; 2 and 3 stay held
+            if index == 5 { expected += Array(repeating: "start", count: 4) }  // 2, 3, 4 and 5
+            if index > 5 { expected.append("start") }
+        }
+        XCTAssertEqual(log, expected)
+        try reducer.finishBackward()
+        XCTAssertEqual(model.store.gradients.toArray(), plain.map { $0 * 0.5 })
+        // A second backward holds and releases the same way.
+        log = []
+        criterion(logits: model.forward(images, mode: .training), labels: labels)
+        reducer.prepareForBackward()
+        model.backward(criterion.backward())
+        XCTAssertEqual(log, expected)
+        try reducer.finishBackward()
+    }
+
+    /// A release point that names no trainable parameter is refused with names that exist.
+    func testReleasePointsMustNameTrainableParameters() throws {
+        let model = try SmallCNN(backend: ReferenceBackend(), classCount: 10, seed: 0)
+        let reducer = try GradientReducer(store: model.store, communicator: DeferringCommunicator())
+        XCTAssertThrowsError(try reducer.holdBuckets(releasingAt: [("layer9.conv.weight", nil)])) { error in
+            XCTAssertTrue("\(error)".contains("not a trainable parameter"), "\(error)")
+            XCTAssertTrue("\(error)".contains("conv1.weight"), "\(error)")
+        }
+        XCTAssertThrowsError(try reducer.holdBuckets(releasingAt: [("fc.bias", nil), ("fc.bias", 1)]))
     }
 
     /// A communicator without a bfloat16 sum (MPI) is refused with the fix.
