@@ -1,5 +1,6 @@
 import ArgumentParser
 import CohortData
+import CohortDistributed
 import CohortNN
 import CohortOptim
 import CohortTensor
@@ -10,6 +11,7 @@ extension ModelArchitecture: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}
 extension BackendChoice: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
+extension AllReduceDType: ExpressibleByArgument {}
 
 extension Device: ExpressibleByArgument {
     public init?(argument: String) { self.init(parsing: argument) }

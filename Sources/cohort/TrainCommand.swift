@@ -141,8 +141,8 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("bucket-cap-mb"), help: "Multi-rank runs: megabytes of gradients per all-reduce bucket (as PyTorch DDP's bucket_cap_mb; Note [Gradient bucketing]).")
     var bucketCapMB = Double(GradientReducer.defaultBucketCap) / 1_048_576
 
-    @Option(name: .customLong("allreduce-dtype"), help: "Multi-rank GPU runs: all-reduce the gradients in fp32, or in bf16 (half the bytes; NCCL only).")
-    var allReduceDType: Precision = .float32
+    @Option(name: .customLong("allreduce-dtype"), help: "Multi-rank runs: the dtype gradients travel in: fp32, bf16 (half the bytes; NCCL only), or auto: bf16 when training in bf16 on NCCL, else fp32 (Note [All-reduce dtype]).")
+    var allReduceDType: AllReduceDType = .auto
 
     @Option(name: .customLong("bucket-release"), help: ArgumentHelp("Multi-rank runs, an experiment: hold full gradient buckets back and start them once backward has written these parameters' gradients (comma-separated names; 'name*k' starts at most k held buckets there). Note [Bucket release points].", valueName: "parameters"))
     var bucketRelease: String?
@@ -358,7 +358,9 @@ struct Train: ParsableCommand {
         let trainer = try Trainer(configuration: configuration, backend: backend, trainingSet: data.training,
                                   testSet: data.test, checkpointURL: checkpointURL,
                                   metrics: metrics, display: display, communicator: communicator,
-                                  overlapCommunication: !noOverlap, gradientDType: allReduceDType.dtype,
+                                  overlapCommunication: !noOverlap,
+                                  gradientDType: allReduceDType.resolved(trainingDType: precision.dtype,
+                                                                                reducesBFloat16: communicator.reducesBFloat16),
                                   bucketCap: Int(bucketCapMB * 1_048_576), averagesGradients: !noCommunication)
         if let bucketRelease, let reducer = trainer.reducer {
             try reducer.holdBuckets(releasingAt: try Self.releasePoints(bucketRelease))
@@ -388,7 +390,7 @@ struct Train: ParsableCommand {
                 ? "strategy dp: \(worldSize) replicas as threads of one process, \(placement ?? "") (\(communicator.name)\(library))"
                 : "strategy ddp: \(worldSize) ranks, one process each (\(communicator.name)\(library), from \(environment.source.rawValue) variables)"
             if let reducer = trainer.reducer {
-                display.log("\(ranks); gradients averaged in \(reducer.buckets.count) buckets (\(reducer.buckets.map { Self.megabytes($0.byteCount) }.joined(separator: ", "))), \(noOverlap ? "one all-reduce after backward (--no-overlap)" : bucketRelease.map { "held and started at --bucket-release \($0)" } ?? "each all-reduced as soon as backward produced it") in \(allReduceDType.rawValue)\(trainer.capturesSteps ? "; steps captured as CUDA graphs" : "")")
+                display.log("\(ranks); gradients averaged in \(reducer.buckets.count) buckets (\(reducer.buckets.map { Self.megabytes($0.byteCount) }.joined(separator: ", "))), \(noOverlap ? "one all-reduce after backward (--no-overlap)" : bucketRelease.map { "held and started at --bucket-release \($0)" } ?? "each all-reduced as soon as backward produced it") in \(reducer.communicationDType == .bfloat16 ? "bf16" : "fp32")\(allReduceDType == .auto ? " (--allreduce-dtype auto)" : "")\(trainer.capturesSteps ? "; steps captured as CUDA graphs" : "")")
             } else {
                 display.log("\(ranks); gradients NOT averaged (--no-communication): every \(unit) trains on its own, a timing run, not data-parallel training\(trainer.capturesSteps ? "; steps captured as CUDA graphs" : "")")
             }
@@ -420,8 +422,9 @@ struct Train: ParsableCommand {
         if noCommunication { header["communication"] = "off" }
         if let reducer = trainer.reducer {
             header["overlap"] = String(reducer.overlap)
-            header["allreduce_dtype"] = allReduceDType.rawValue
-            header["bucket_bytes"] = reducer.buckets.map { String(reducer.wireByteCount($0)) }.joined(separator: ",")
+            header["allreduce_dtype"] = reducer.communicationDType == .bfloat16 ? "bf16" : "fp32"
+            // float32 sizes; GPUMeasurements halves them for allreduce_dtype bf16 (older runs' headers read the same).
+            header["bucket_bytes"] = reducer.buckets.map { String($0.byteCount) }.joined(separator: ",")
             if let bucketRelease { header["bucket_release"] = bucketRelease }
             header["sampler"] = "distributed: \(worldSize) shards of \(trainer.loader.sampler.samplesPerRank)"
         }

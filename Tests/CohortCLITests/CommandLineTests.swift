@@ -38,6 +38,10 @@ final class CommandLineTests: XCTestCase {
         try assertRejected(["train", "--dataset", "synthetic", "--backend", "onednn", "--precision", "bf16"],
                            mentions: "float32 only")
         try assertRejected(["train", "--dataset", "synthetic", "--precision", "fp16"], mentions: "--precision")
+        try assertRejected(["train", "--dataset", "synthetic", "--allreduce-dtype", "fp16"], mentions: "--allreduce-dtype")
+        try assertRejected(["train", "--dataset", "synthetic", "--bucket-release", "fc.weight*0"],
+                           mentions: "the count after '*' must be a positive whole number")
+        try assertRejected(["train", "--dataset", "synthetic", "--bucket-release", "fc.weight,"], mentions: "--bucket-release")
         try assertRejected(["launch", "--nproc-per-node", "2"], mentions: "give the command each rank runs after --")
         try assertRejected(["launch", "--nnodes", "2", "--node-rank", "2", "--", "cohort", "train"], mentions: "--node-rank must be in 0..<2")
         try assertRejected(["launch", "--nproc-per-node", "0", "--", "cohort", "train"], mentions: "--nproc-per-node")

@@ -23,10 +23,13 @@ final class LaunchTests: XCTestCase {
     }
 
     func testTwoRanksTrainAndEachWritesItsMetrics() throws {
+        // Buckets held until the first convolution's gradient (Note [Bucket release points]).
         let job = try LaunchedJob(["launch", "--nproc-per-node", "2", "--master-port", String(LaunchedJob.freePort()), "--"]
-            + train(steps: 3))
+            + train(steps: 3) + ["--bucket-release", "conv1.weight"])
         let (status, output) = job.finish(limit: 60)
         XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("held and started at --bucket-release conv1.weight in fp32 (--allreduce-dtype auto)"),
+                      "float32 training over MPI all-reduces in fp32:\n\(output)")
         XCTAssertTrue(output.contains("global batch 32 = 2 ranks x 16"), output)
         XCTAssertTrue(output.contains("from torchrun variables"), "ranks should see RANK/WORLD_SIZE:\n\(output)")
         XCTAssertEqual(output.components(separatedBy: "cohort train: smallcnn").count, 2, "only rank 0 prints:\n\(output)")

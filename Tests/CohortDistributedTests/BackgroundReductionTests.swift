@@ -242,6 +242,16 @@ final class BackgroundReductionTests: XCTestCase {
         XCTAssertThrowsError(try reducer.holdBuckets(releasingAt: [("fc.bias", nil), ("fc.bias", 1)]))
     }
 
+    /// Note [All-reduce dtype]: auto is bf16 only for bf16 training on a
+    /// communicator with a bf16 sum; explicit settings are kept.
+    func testAutoAllReduceDTypeFollowsTheTrainingPrecision() {
+        XCTAssertEqual(AllReduceDType.auto.resolved(trainingDType: .bfloat16, reducesBFloat16: true), .bfloat16)
+        XCTAssertEqual(AllReduceDType.auto.resolved(trainingDType: .bfloat16, reducesBFloat16: false), .float32)
+        XCTAssertEqual(AllReduceDType.auto.resolved(trainingDType: .float32, reducesBFloat16: true), .float32)
+        XCTAssertEqual(AllReduceDType.float32.resolved(trainingDType: .bfloat16, reducesBFloat16: true), .float32)
+        XCTAssertEqual(AllReduceDType.bfloat16.resolved(trainingDType: .float32, reducesBFloat16: true), .bfloat16)
+    }
+
     /// A communicator without a bfloat16 sum (MPI) is refused with the fix.
     func testBFloat16NeedsACommunicatorThatReducesIt() throws {
         let model = try SmallCNN(backend: ReferenceBackend(), classCount: 10, seed: 0)
