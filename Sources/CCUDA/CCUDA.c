@@ -202,6 +202,10 @@ LOADER(cohort_nccl_load, CohortNCCL, cohort_nccl, {
     LOOKUP(ncclGroupEnd);
     LOOKUP(ncclCommInitAll);
     LOOKUP_OPTIONAL(ncclGetLastError);
+    LOOKUP_OPTIONAL(ncclMemAlloc);
+    LOOKUP_OPTIONAL(ncclMemFree);
+    LOOKUP_OPTIONAL(ncclCommWindowRegister);
+    LOOKUP_OPTIONAL(ncclCommWindowDeregister);
 })
 
 ncclResult_t cohort_nccl_comm_init_rank(ncclComm_t *comm, int nranks, const CohortNCCLUniqueId *uniqueId, int rank) {

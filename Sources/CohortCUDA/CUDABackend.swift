@@ -159,9 +159,13 @@ public final class CUDABackend: Backend {
     /// `otherStream` of the same context (the communicator's, which rounds
     /// and widens bf16 all-reduces there: Note [bf16 all-reduce off the
     /// compute stream] in NCCLCommunicator.swift). The caller orders it.
-    func convert(_ source: Tensor, to destination: Tensor, on otherStream: CUstream? = nil) {
+    /// `scale` multiplies each widened bf16 value (a summed all-reduce made an average).
+    func convert(_ source: Tensor, to destination: Tensor, on otherStream: CUstream? = nil, scale: Float? = nil) {
         let count = source.elementCount
         switch (source.dtype, destination.dtype) {
+        case (.bfloat16, .float32) where scale != nil:
+            kernels.elementwise(.elementwise, "convert_bf16_to_f32_scaled", count: count, on: otherStream,
+                                [.tensor(destination), .tensor(source), .float(scale!), .count(count)])
         case (.float32, .bfloat16):
             kernels.elementwise(.elementwise, "convert_f32_to_bf16", count: count, on: otherStream,
                                 [.tensor(destination), .tensor(source), .count(count)])

@@ -36,6 +36,11 @@ extern "C" __global__ void convert_bf16_to_f32(float* y, const bf16* x, long lon
     GRID_STRIDE(i, n) y[i] = bf16_to_float(x[i]);
 }
 
+// Widening with a factor: a summed bf16 all-reduce made an average (1 / ranks).
+extern "C" __global__ void convert_bf16_to_f32_scaled(float* y, const bf16* x, float scale, long long n) {
+    GRID_STRIDE(i, n) y[i] = bf16_to_float(x[i]) * scale;
+}
+
 // Each op below is one template body over the element type T (float or bf16:
 // compute in float, a bf16 result rounded once), instantiated as `<name>` for
 // float32 and `<name>_bf16` for bfloat16; `<name>_bf16x8` kernels take eight

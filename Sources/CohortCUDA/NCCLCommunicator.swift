@@ -160,8 +160,11 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
     /// for `abort` (MPI_Abort stops every rank) and shut down after NCCL.
     public let bootstrap: Communicator?
 
-    private var comm: ncclComm_t?
-    private let lock = NSLock()
+    /// Internal for the symmetric windows' extension (NCCLCommunicator+SymmetricWindows.swift).
+    var comm: ncclComm_t?
+    let lock = NSLock()
+    /// Registered symmetric windows (Note [Symmetric wire buffer]).
+    var symmetricWindows: [SymmetricWindow] = []
     /// The stream collectives run on (nil: the compute stream; Note [Communication stream]).
     private var communicationStream: CUstream?
     private var forkEvent, joinEvent, progressEvent: CUDAEvent?
@@ -368,11 +371,14 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
             throw NCCLError.invalidArgument("startAllReduce: \(tensor) travels through a bfloat16 wire of the same count, not \(wire)")
         }
         let count = wire.elementCount, dataType = try Self.dataType(wire.dtype)
+        // NCCL's symmetric kernels sum only: the widening divides (Note [Symmetric wire buffer]).
+        let summed = op == .average && isInSymmetricWindow(wire)
+        let scale: Float? = summed ? 1 / Float(worldSize) : nil
         try enqueue("ncclAllReduce", background: true) { comm, stream in
             backend.convert(tensor, to: wire, on: stream)
             let result = nccl.ncclAllReduce(devicePointer(wire.devicePointer), devicePointer(wire.devicePointer), count,
-                                            dataType, Self.reduction(op), comm, stream)
-            if result == Int32(COHORT_NCCL_SUCCESS) { backend.convert(wire, to: tensor, on: stream) }
+                                            dataType, Self.reduction(summed ? .sum : op), comm, stream)
+            if result == Int32(COHORT_NCCL_SUCCESS) { backend.convert(wire, to: tensor, on: stream, scale: scale) }
             return result
         }
     }
@@ -535,6 +541,7 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
         lock.unlock()
         guard let comm else { return }
         backend.synchronize()
+        try deregisterSymmetricWindows(comm)
         try checkNCCL(nccl.ncclCommDestroy(comm), "ncclCommDestroy")
         try bootstrap?.shutdown()
     }

@@ -112,6 +112,15 @@ extension Communicator {
 /// conversions of each bucket leave the compute stream.
 public protocol NarrowingAllReduce: Communicator {
     func startAllReduce(_ tensor: Tensor, through wire: Tensor, op: ReduceOperation) throws
+    /// A bfloat16 wire buffer of `elementCount` values that this
+    /// communicator reduces fastest, or nil for an ordinary backend tensor
+    /// (the default). Every rank calls it in the same order: NCCL registers
+    /// the buffer with every rank (Note [Symmetric wire buffer]).
+    func makeWireBuffer(elementCount: Int) throws -> Tensor?
+}
+
+extension NarrowingAllReduce {
+    public func makeWireBuffer(elementCount: Int) throws -> Tensor? { nil }
 }
 
 /// The communicator of a run with one process: collectives are identities.

@@ -127,7 +127,12 @@ public final class GradientReducer {
             guard store.backend.supportsBFloat16 else {
                 throw GradientReducerError(description: "the \(store.backend.name) backend has no bfloat16 tensors")
             }
-            lowPrecisionGradients = try store.backend.makeTensor(store.gradients.shape, dtype: .bfloat16)
+            let count = store.gradients.elementCount
+            if let narrowing = communicator as? NarrowingAllReduce, let wire = try narrowing.makeWireBuffer(elementCount: count) {
+                lowPrecisionGradients = wire
+            } else {
+                lowPrecisionGradients = try store.backend.makeTensor([count], dtype: .bfloat16)
+            }
         default:
             throw GradientReducerError(description: "gradients are all-reduced in float32 or bfloat16, not \(communicationDType)")
         }

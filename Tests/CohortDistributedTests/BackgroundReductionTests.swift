@@ -66,6 +66,13 @@ final class NarrowingCommunicator: NarrowingAllReduce {
 
     func startAllReduce(_ tensor: Tensor, op: ReduceOperation) throws { plainStarts += 1 }
 
+    /// The wire buffer it handed the reducer (as NCCL hands out a symmetric window).
+    private(set) var providedWire: Tensor?
+    func makeWireBuffer(elementCount: Int) throws -> Tensor? {
+        providedWire = try ReferenceBackend().makeTensor([elementCount], dtype: .bfloat16)
+        return providedWire
+    }
+
     func startAllReduce(_ tensor: Tensor, through wire: Tensor, op: ReduceOperation) throws {
         narrowed.append((tensor, wire))
     }
@@ -176,6 +183,9 @@ final class BackgroundReductionTests: XCTestCase {
         XCTAssertEqual(Set(communicator.narrowed.map(\.wire.dtype)), [.bfloat16])
         XCTAssertEqual(communicator.narrowed.map(\.wire.byteCount), reducer.lastStep.callBytes,
                        "the bytes on the wire are bf16's")
+        let provided = try XCTUnwrap(communicator.providedWire)
+        XCTAssertTrue(communicator.narrowed.allSatisfy { $0.wire.storage === provided.storage },
+                      "every bucket is a view of the communicator's wire buffer")
         XCTAssertEqual(model.store.gradients.toArray(), plain, "nothing converted on the compute stream before the wait")
         try reducer.finishBackward()
         let bf16 = try backend.makeTensor([plain.count], dtype: .bfloat16)

@@ -361,6 +361,14 @@ typedef struct CohortNCCL {
                                              const int *_Nonnull devlist);
     // Since NCCL 2.13: the last error's detail; optional.
     const char *_Nullable (*_Nullable ncclGetLastError)(ncclComm_t _Nullable comm);
+    // Since NCCL 2.19 (ncclMemAlloc/Free) and 2.27 (windows): memory every rank
+    // registers as a symmetric window (NCCL_WIN_COLL_SYMMETRIC), which NCCL's
+    // symmetric kernels reduce in place; optional. ncclWindow_t is opaque.
+    ncclResult_t (*_Nullable ncclMemAlloc)(void *_Nullable *_Nonnull pointer, size_t size);
+    ncclResult_t (*_Nullable ncclMemFree)(void *_Nonnull pointer);
+    ncclResult_t (*_Nullable ncclCommWindowRegister)(ncclComm_t _Nonnull comm, void *_Nonnull buffer, size_t size,
+                                                     void *_Nullable *_Nonnull window, int windowFlags);
+    ncclResult_t (*_Nullable ncclCommWindowDeregister)(ncclComm_t _Nonnull comm, void *_Nonnull window);
 } CohortNCCL;
 
 enum {
@@ -371,6 +379,7 @@ enum {
     COHORT_NCCL_BFLOAT16 = 9,
     COHORT_NCCL_SUM = 0,
     COHORT_NCCL_AVG = 4,
+    COHORT_NCCL_WIN_COLL_SYMMETRIC = 1,
 };
 
 /// ncclCommInitRank with the id passed through a pointer (see CohortNCCLUniqueId).

@@ -1,0 +1,95 @@
+import CCUDA
+import CohortDistributed
+import CohortTensor
+import Foundation
+
+/// Note [Symmetric wire buffer]
+/// - An experiment (COHORT_NCCL_SYMMETRIC=1, off by default) on the 4-GPU
+///   step's remaining cost at small per-GPU batches: NCCL's ordinary
+///   all-reduce kernels hold 24 SMs for about 0.5 ms of a 2.75 ms ResNet-18
+///   step at 128 images per GPU, and backward slows by a third of that
+///   beside them (docs/results/2026-11-27-4xh200-bf16-wire). NCCL 2.27 added
+///   kernels for memory every rank registered as a symmetric window
+///   (ncclMemAlloc, then ncclCommWindowRegister with NCCL_WIN_COLL_SYMMETRIC),
+///   built for lower latency on NVLink within a node.
+/// - With it, the gradient reducer's bf16 wire buffer is such a window
+///   (`makeWireBuffer`): every rank allocates and registers it at the same
+///   point of its setup, and every bucket is the same range of it on every
+///   rank, as the symmetric kernels require.
+/// - The symmetric kernels take sums only (2.27's notes: "sum as the
+///   reduction operator"), so averaging buckets are summed and the widening
+///   kernel on the communication stream multiplies by 1 / ranks; they
+///   accumulate in fp32.
+/// - Windows are deregistered before the communicator is destroyed
+///   (`shutdown`, which every rank calls); the memory goes back with
+///   ncclMemFree when the last tensor using it is gone. NVLink multicast
+///   stays off (NCCL_NVLS_ENABLE=0 on the device machines): the windows are
+///   P2P registrations.
+struct SymmetricWindow {
+    let base: CUdeviceptr
+    let byteCount: Int
+    let handle: UnsafeMutableRawPointer
+}
+
+/// Device memory from ncclMemAlloc (cuMem-backed, as NCCL's windows need).
+final class NCCLMemoryAllocator: DeviceAllocator, @unchecked Sendable {
+    let device: Device
+    init(device: Device) { self.device = device }
+
+    func allocateRaw(byteCount: Int) throws -> UnsafeMutableRawPointer {
+        guard let alloc = nccl.ncclMemAlloc else {
+            throw NCCLError.invalidArgument("this NCCL has no ncclMemAlloc (2.19 or newer)")
+        }
+        var pointer: UnsafeMutableRawPointer?
+        try checkNCCL(alloc(&pointer, byteCount), "ncclMemAlloc", comm: nil)
+        guard let pointer else { throw NCCLError.invalidArgument("ncclMemAlloc returned no memory for \(byteCount) bytes") }
+        return pointer
+    }
+
+    func release(address: UnsafeMutableRawPointer, byteCount: Int) {
+        _ = nccl.ncclMemFree?(address)
+    }
+}
+
+extension NCCLCommunicator {
+    /// Whether experiment COHORT_NCCL_SYMMETRIC=1 asks for symmetric wire buffers.
+    static var symmetricWireRequested: Bool { ProcessInfo.processInfo.environment["COHORT_NCCL_SYMMETRIC"] == "1" }
+
+    /// A symmetric bf16 window of `elementCount` values (Note [Symmetric wire
+    /// buffer]) when COHORT_NCCL_SYMMETRIC=1; nil otherwise.
+    public func makeWireBuffer(elementCount: Int) throws -> Tensor? {
+        guard Self.symmetricWireRequested else { return nil }
+        guard let register = nccl.ncclCommWindowRegister, nccl.ncclCommWindowDeregister != nil,
+              nccl.ncclMemAlloc != nil, nccl.ncclMemFree != nil else {
+            throw NCCLError.invalidArgument("COHORT_NCCL_SYMMETRIC=1 needs NCCL 2.27 or newer (ncclCommWindowRegister); this is \(versionText)")
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        guard let comm else { throw NCCLError.invalidArgument("makeWireBuffer after shutdown() or abort") }
+        backend.context.makeCurrent()
+        let byteCount = elementCount * DType.bfloat16.byteSize
+        let storage = try NCCLMemoryAllocator(device: backend.device).allocate(byteCount: byteCount)
+        var handle: UnsafeMutableRawPointer?
+        try checkNCCL(register(comm, storage.address, byteCount, &handle, Int32(COHORT_NCCL_WIN_COLL_SYMMETRIC)),
+                      "ncclCommWindowRegister", comm: comm)
+        guard let handle else { throw NCCLError.invalidArgument("ncclCommWindowRegister returned no window") }
+        symmetricWindows.append(SymmetricWindow(base: CUdeviceptr(UInt(bitPattern: storage.address)),
+                                                byteCount: byteCount, handle: handle))
+        return Tensor(storage: storage, shape: [elementCount], dtype: .bfloat16)
+    }
+
+    /// Whether `tensor` lies inside a registered symmetric window.
+    func isInSymmetricWindow(_ tensor: Tensor) -> Bool {
+        let start = tensor.devicePointer, end = start + CUdeviceptr(tensor.byteCount)
+        return symmetricWindows.contains { start >= $0.base && end <= $0.base + CUdeviceptr($0.byteCount) }
+    }
+
+    /// Deregisters every window (collective: every rank's shutdown does it).
+    func deregisterSymmetricWindows(_ comm: ncclComm_t) throws {
+        guard let deregister = nccl.ncclCommWindowDeregister else { return }
+        for window in symmetricWindows {
+            try checkNCCL(deregister(comm, window.handle), "ncclCommWindowDeregister", comm: comm)
+        }
+        symmetricWindows = []
+    }
+}
