@@ -124,7 +124,8 @@ parse_variant() {
 # (bf16 training all-reduces in bf16 by default, Note [All-reduce dtype]: fp32ar is the other wire.)
 all_tuning_variants="default fp32ar:--allreduce-dtype:fp32 ctas8:env:NCCL_MAX_CTAS=8 ctas16:env:NCCL_MAX_CTAS=16
     fp32ar-ctas8:env:NCCL_MAX_CTAS=8:--allreduce-dtype:fp32 bucket4:--bucket-cap-mb:4 bucket25:--bucket-cap-mb:25
-    l2:--bucket-release:layer2.1.conv2.weight
+    l2:--bucket-release:layer2.1.conv2.weight sym:env:COHORT_NCCL_SYMMETRIC=1 overopt:--overlap-optimizer
+    sym-overopt:env:COHORT_NCCL_SYMMETRIC=1:--overlap-optimizer carveout0:env:COHORT_KERNEL_CARVEOUT=0
     graphtiming:env:COHORT_GRAPH_TIMING=1 lowprio:env:COHORT_NCCL_STREAM_PRIORITY=normal
     simple:env:NCCL_PROTO=Simple ll128:env:NCCL_PROTO=LL128"
 if part tuning; then

@@ -167,7 +167,9 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
     var symmetricWindows: [SymmetricWindow] = []
     /// The stream collectives run on (nil: the compute stream; Note [Communication stream]).
     private var communicationStream: CUstream?
-    private var forkEvent, joinEvent, progressEvent: CUDAEvent?
+    private var forkEvent, joinEvent, progressEvent, markEvent: CUDAEvent?
+    /// `markCollectives` recorded `markEvent` and no wait has used it yet.
+    private var markPending = false
     /// A background all-reduce has been started and not yet joined.
     private var backgroundPending = false
     private var timing = false
@@ -287,6 +289,7 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
             communicationStream = stream
             forkEvent = try CUDAEvent(context: backend.context, timed: false)
             joinEvent = try CUDAEvent(context: backend.context, timed: false)
+            markEvent = try CUDAEvent(context: backend.context, timed: false)
         }
         guard let timeout, CUDAEvent.isAvailable else { return }
         progressEvent = try CUDAEvent(context: backend.context, timed: false)
@@ -360,7 +363,9 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
     ///   microseconds each; their busy time is part of the bucket's timed
     ///   span (Note [Device timing]).
     /// - Correctness: the self-test's bf16 conversions are the same kernels;
-    ///   gpu-ddp-check's bf16 variant compares the loss with fp32's.
+    ///   real-data loss curves with bf16 on the wire (gpu-ddp-check's curves,
+    ///   4 x H200, c90f6ef, docs/results/2026-11-27-4xh200-suite-5) end
+    ///   within the spread of two 1-GPU seeds, as fp32's do.
     public func startAllReduce(_ tensor: Tensor, through wire: Tensor, op: ReduceOperation) throws {
         for (name, t) in [("tensor", tensor), ("wire", wire)] {
             guard !t.device.isHost, t.device == backend.device else {
@@ -387,6 +392,26 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         join()
+    }
+
+    /// An event at the communication stream's current end (Note [Optimizer
+    /// beside the last all-reduce]): the collectives enqueued so far.
+    public func markCollectives() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard backgroundPending, let communicationStream, let markEvent else { return }
+        markEvent.record(on: communicationStream, capturing: backend.stream.isCapturing)
+        markPending = true
+    }
+
+    /// Makes the compute stream wait for the marked collectives only; the
+    /// later ones stay pending until `waitForCollectives`.
+    public func waitForMarkedCollectives() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        guard markPending, let markEvent else { return join() }
+        markEvent.makeWait(backend.stream.stream)
+        markPending = false
     }
 
     public func beginCollectiveTiming() {
@@ -434,6 +459,7 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
         joinEvent.record(on: communicationStream, capturing: backend.stream.isCapturing)
         joinEvent.makeWait(backend.stream.stream)
         backgroundPending = false
+        markPending = false
     }
 
     /// With the lock held: has the watchdog wait for the compute stream's

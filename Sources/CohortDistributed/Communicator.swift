@@ -68,6 +68,13 @@ public protocol Communicator: AnyObject {
     func startAllReduce(_ tensor: Tensor, op: ReduceOperation) throws
     /// Makes the backend's later work wait for every started collective.
     func waitForCollectives() throws
+    /// Remembers the collectives started so far, for `waitForMarkedCollectives`
+    /// (Note [Optimizer beside the last all-reduce]). Default: nothing.
+    func markCollectives()
+    /// Makes the backend's later work wait for the collectives started
+    /// before the last `markCollectives`, not those after it. Default:
+    /// `waitForCollectives` (everything; host communicators have finished anyway).
+    func waitForMarkedCollectives() throws
     /// Whether `startAllReduce` can be recorded in a backend graph capture
     /// (NCCL: yes; host communicators: no, they read memory on the host).
     var supportsGraphCapture: Bool { get }
@@ -95,6 +102,8 @@ extension Communicator {
     public var runsOnDeviceStream: Bool { false }
     public func startAllReduce(_ tensor: Tensor, op: ReduceOperation) throws { try allReduce(tensor, op: op) }
     public func waitForCollectives() throws {}
+    public func markCollectives() {}
+    public func waitForMarkedCollectives() throws { try waitForCollectives() }
     public var supportsGraphCapture: Bool { false }
     public var reducesBFloat16: Bool { false }
     public func beginCollectiveTiming() {}

@@ -107,6 +107,30 @@ public final class GradientReducer {
     private var pending: [Int] = []
     private var readyEntries: Set<Int> = []
     private var failure: Error?
+    /// The range of the bucket started last in this backward.
+    private var lastStarted: Range<Int>?
+    /// How many buckets this backward has started.
+    private var startedCount = 0
+
+    /// Note [Optimizer beside the last all-reduce]
+    /// - The last bucket (the stem and layer1 in ResNet-18, 0.43 MB) can
+    ///   only start when backward has written its last gradient, so its
+    ///   all-reduce (tens of microseconds, mostly latency) is the step's
+    ///   exposed communication: the optimizer waited for it.
+    /// - With `defersLastBucket`, the reducer marks the communication stream
+    ///   before starting the last bucket; `finishBackward` waits only for the
+    ///   buckets before the mark and leaves `deferredRange`, the last one's
+    ///   elements. The trainer updates every other parameter first
+    ///   (`Optimizer.step(learningRate:deferring:between:)`), then
+    ///   `finishDeferredBucket` waits for the rest, then those parameters
+    ///   update: the last all-reduce runs beside most of the optimizer step.
+    ///   The update is elementwise per tensor, so the parameters are the
+    ///   same as with one update (tested on the reference backend).
+    /// - An experiment, off by default (`cohort train --overlap-optimizer`)
+    ///   until a device call has measured it.
+    public var defersLastBucket = false
+    /// The elements whose all-reduce `finishBackward` left pending (nil: none).
+    public private(set) var deferredRange: Range<Int>?
 
     /// Lays out the buckets (`Note [Gradient bucketing]`) and, with `overlap`,
     /// installs the store's `gradientReadyHandler`.
@@ -177,9 +201,15 @@ public final class GradientReducer {
     ///   gradients are front-loaded: layer4 holds 75% of the parameters but
     ///   its backward, at 4x4 pixels, is a small part of the time, so about
     ///   34 of the 45 MB are ready in the first third of backward and all-reduce
-    ///   there beside small convolution grids, which lose whole waves to the
-    ///   NCCL kernels' SMs (4 x H200, 2026-11-27, 4563868's timeline: six
-    ///   buckets between 0.04 and 0.6 ms into a 1.75 ms backward, then none for 0.7 ms).
+    ///   there beside small convolution grids (4 x H200, 2026-11-27, 4563868's
+    ///   timeline: six buckets between 0.04 and 0.6 ms into a 1.75 ms
+    ///   backward, then none for 0.7 ms). The guess was that those grids lose
+    ///   whole waves to the NCCL kernels' SMs.
+    /// - Measured (508513d, docs/results/2026-11-27-4xh200-bf16-wire): moving
+    ///   them to layer2 and layer1 left backward's extra time at 128 per GPU
+    ///   where it was and cost 1-3 points at 512, where the buckets' own time
+    ///   grows beside the large convolutions. The guess was wrong: what
+    ///   backward loses follows how long NCCL's kernels are resident.
     /// - `holdBuckets(releasingAt:)` keeps full buckets back and starts them
     ///   when backward has written the gradient of a named parameter ("name*k":
     ///   at most k of the held buckets there, oldest first); buckets that fill
@@ -205,10 +235,6 @@ public final class GradientReducer {
         }
         releasePoints = resolved
     }
-
-    /// The bytes one all-reduce of `bucket` moves per rank: its elements in
-    /// `communicationDType` (half its float32 size in bf16 mode).
-    public func wireByteCount(_ bucket: GradientBucket) -> Int { bucket.range.count * communicationDType.byteSize }
 
     /// Whether a whole step with this reducer can be captured as a graph.
     public var isCapturable: Bool { communicator.supportsGraphCapture }
@@ -237,6 +263,9 @@ public final class GradientReducer {
         readyEntries.removeAll(keepingCapacity: true)
         held.removeAll(keepingCapacity: true)
         releasesPassed = 0
+        lastStarted = nil
+        startedCount = 0
+        deferredRange = nil
         lastStep = StepStatistics()
         failure = nil
         if timed { communicator.beginCollectiveTiming() }
@@ -257,6 +286,7 @@ public final class GradientReducer {
     /// with it, checks every bucket was reduced. Throws the first failed
     /// collective's error. The gradients are then every rank's average.
     public func finishBackward() throws {
+        deferredRange = nil
         if !overlap, let start = buckets.map(\.range.lowerBound).min(), let end = buckets.map(\.range.upperBound).max() {
             reduce(start..<end)  // every trainable gradient in one call
         }
@@ -270,11 +300,32 @@ public final class GradientReducer {
                 """)
         }
         if let failure { throw failure }
+        if let lastStarted, defersLastBucket && overlap && buckets.count > 1 {
+            // Note [Optimizer beside the last all-reduce]: every bucket but the last one started.
+            try communicator.waitForMarkedCollectives()
+            widen(buckets.map(\.range).filter { $0 != lastStarted })
+            deferredRange = lastStarted
+            return
+        }
         try communicator.waitForCollectives()
-        if let lowPrecisionGradients, !(communicator is NarrowingAllReduce) {
-            for bucket in buckets {
-                store.backend.copy(view(lowPrecisionGradients, bucket.range), to: view(store.gradients, bucket.range))
-            }
+        widen(buckets.map(\.range))
+    }
+
+    /// After `finishBackward` left `deferredRange` pending: waits for its
+    /// all-reduce too (Note [Optimizer beside the last all-reduce]).
+    public func finishDeferredBucket() throws {
+        guard let range = deferredRange else { return }
+        deferredRange = nil
+        try communicator.waitForCollectives()
+        widen([range])
+    }
+
+    /// Widens reduced bf16 ranges into the float32 gradients, where the
+    /// communicator did not (Note [Gradient bucketing]).
+    private func widen(_ ranges: [Range<Int>]) {
+        guard let lowPrecisionGradients, !(communicator is NarrowingAllReduce) else { return }
+        for range in ranges {
+            store.backend.copy(view(lowPrecisionGradients, range), to: view(store.gradients, range))
         }
     }
 
@@ -327,6 +378,10 @@ public final class GradientReducer {
             store.backend.synchronize()
             lastStep.hostSynchronizations += 1
         }
+        // Note [Optimizer beside the last all-reduce]: the buckets before this one can be waited for alone.
+        if defersLastBucket && overlap && startedCount == buckets.count - 1 { communicator.markCollectives() }
+        startedCount += 1
+        lastStarted = range
         let started = ContinuousClock.now
         do {
             if let wire, let narrowing = communicator as? NarrowingAllReduce {
@@ -354,12 +409,14 @@ public struct GradientReducerError: Error, CustomStringConvertible {
 ///
 /// Note [All-reduce dtype]
 /// - `auto` (the default) is bf16 when the model trains in bf16 and the
-///   communicator has a bf16 sum (NCCL), else fp32. In bf16 training the
-///   convolution weight gradients, 99.9% of ResNet-18's, come out of cuDNN
-///   as bf16 values (Note [bf16 convolutions]): the float32 buffer they are
-///   widened into holds nothing a bf16 wire loses. What bf16 does round is
-///   the batch-norm and linear gradients and each all-reduce's partial sums
-///   (2^-9 relative, as PyTorch's `bf16_compress_hook`).
+///   communicator has a bf16 sum (NCCL), else fp32. In bf16 training most
+///   convolution weight gradients come out of cuDNN as bf16 values (Note
+///   [bf16 convolutions]): the float32 buffer they are widened into holds
+///   nothing a bf16 wire loses. What bf16 does round is the gradients made
+///   in float32 (convolutions on the GEMM paths, batch norm, the linear
+///   layer) and each all-reduce's partial sums (2^-9 relative, as PyTorch's
+///   `bf16_compress_hook`); the real-data loss curves with it end within
+///   the seeds' spread (docs/results/2026-11-27-4xh200-suite-5).
 /// - Why: half the bytes, with the conversions off the compute stream
 ///   (Note [bf16 all-reduce off the compute stream]). 4 x H200, 2026-11-27,
 ///   710341c, device step against one GPU in the same call, twice each:

@@ -171,6 +171,13 @@ public final class ParameterStore {
         if computeParameters !== parameters { backend.copy(parameters, to: computeParameters) }
     }
 
+    /// `refreshComputeParameters` for the elements in `range` only.
+    public func refreshComputeParameters(_ range: Range<Int>) {
+        guard computeParameters !== parameters, !range.isEmpty else { return }
+        backend.copy(parameters.view(elementOffset: range.lowerBound, shape: [range.count]),
+                     to: computeParameters.view(elementOffset: range.lowerBound, shape: [range.count]))
+    }
+
     /// The gradient of a trainable parameter: a view into the gradient buffer.
     public func gradient(_ reference: ParameterReference) -> Tensor {
         let entry = entries[reference.index]

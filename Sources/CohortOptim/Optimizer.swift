@@ -74,6 +74,57 @@ public final class Optimizer {
         stepCount += 1
     }
 
+    /// One update in two parts (Note [Optimizer beside the last all-reduce]
+    /// in GradientReducer.swift): every parameter outside `later` first,
+    /// then `between()` (the wait for `later`'s gradients), then those in
+    /// `later`, which must hold whole tensors. The same parameters as `step`.
+    public func step(learningRate: Tensor, deferring later: Range<Int>, between: () throws -> Void) rethrows {
+        try step(deferring: later, between: between) { parameters, gradients, momentum, segments in
+            store.backend.optimizerStep(parameters: parameters, gradients: gradients, momentumBuffer: momentum,
+                                        segments: segments, configuration: settings(learningRate: 0),
+                                        learningRate: learningRate)
+        }
+    }
+
+    /// The same with a host learning rate (eager steps).
+    public func step(learningRate: Float, deferring later: Range<Int>, between: () throws -> Void) rethrows {
+        try step(deferring: later, between: between) { parameters, gradients, momentum, segments in
+            store.backend.optimizerStep(parameters: parameters, gradients: gradients, momentumBuffer: momentum,
+                                        segments: segments, configuration: settings(learningRate: learningRate))
+        }
+    }
+
+    private func step(deferring later: Range<Int>, between: () throws -> Void,
+                      _ update: (Tensor, Tensor, Tensor, [ParameterSegment]) -> Void) rethrows {
+        let count = store.parameterCount
+        precondition(later.lowerBound >= 0 && later.upperBound <= count, "deferred range \(later) outside \(count) parameters")
+        let segments = store.segments
+        for segment in segments {
+            let end = segment.offset + segment.count
+            precondition(end <= later.lowerBound || segment.offset >= later.upperBound
+                         || (segment.offset >= later.lowerBound && end <= later.upperBound),
+                         "the deferred range \(later) cuts the tensor at \(segment.offset)..<\(end)")
+        }
+        func part(_ range: Range<Int>) {
+            guard !range.isEmpty else { return }
+            let inside = segments.filter { $0.offset >= range.lowerBound && $0.offset + $0.count <= range.upperBound }
+                .map { segment -> ParameterSegment in
+                    var rebased = segment
+                    rebased.offset -= range.lowerBound
+                    return rebased
+                }
+            guard !inside.isEmpty else { return }
+            let view = { (tensor: Tensor) in tensor.view(elementOffset: range.lowerBound, shape: [range.count]) }
+            update(view(store.parameters), view(store.gradients), view(momentumBuffer), inside)
+            store.refreshComputeParameters(range)
+        }
+        part(later.upperBound..<count)
+        part(0..<later.lowerBound)
+        try between()
+        part(later)
+        stepCount += 1
+    }
+
     /// Counts `count` steps that ran without this object (replays of a
     /// captured graph, which run no Swift code).
     public func advanceStepCount(by count: Int) {

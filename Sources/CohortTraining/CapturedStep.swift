@@ -40,6 +40,7 @@ import CohortTensor
 ///   (`ParameterStore.gradientReadyHandlerIsCapturable`).
 public final class CapturedStep {
     public let optimizer: Optimizer
+    private let update: ((Tensor) throws -> Void)?
     public var backend: Backend { optimizer.store.backend }
     public let warmUpSteps: Int
     /// `[1]` float32 on the model's device: the learning rate of the step being run.
@@ -68,12 +69,18 @@ public final class CapturedStep {
     ///   - warmUpSteps: eager steps before the capture (and again after a
     ///     graph goes stale); at least 1.
     ///   - graphs: false runs every step eagerly (to compare).
+    ///   - update: the optimizer step after `forwardBackward`, given the
+    ///     learning-rate tensor; nil: `optimizer.step(learningRate:)` (a data-parallel
+    ///     trainer passes one that waits for its last bucket midway, Note
+    ///     [Optimizer beside the last all-reduce]).
     ///   - forwardBackward: forward, loss and backward of one step on fixed
     ///     device tensors; it must follow `Note [Graph capture]`.
     public init(optimizer: Optimizer, warmUpSteps: Int = 2, graphs: Bool = true,
+                update: ((Tensor) throws -> Void)? = nil,
                 forwardBackward: @escaping () throws -> Void) throws {
         precondition(warmUpSteps >= 0, "warmUpSteps must be 0 or more")
         self.optimizer = optimizer
+        self.update = update
         self.warmUpSteps = max(warmUpSteps, 1)
         self.forwardBackward = forwardBackward
         eagerStepsLeft = self.warmUpSteps
@@ -122,9 +129,13 @@ public final class CapturedStep {
 
     private func eagerStep() throws {
         try forwardBackward()
-        optimizer.step(learningRate: learningRate)
+        try updateParameters()
         eagerSteps += 1
         eagerStepsLeft = max(eagerStepsLeft - 1, 0)
+    }
+
+    private func updateParameters() throws {
+        if let update { try update(learningRate) } else { optimizer.step(learningRate: learningRate) }
     }
 
     /// Captures a step and launches it (the step of this `run`); false
@@ -136,7 +147,7 @@ public final class CapturedStep {
         // bookkeeping; the launch below is that step.
         let captured = try backend.captureGraph {
             try forwardBackward()
-            optimizer.step(learningRate: learningRate)
+            try updateParameters()
         }
         guard let captured else {
             precondition(store.counters == countersBefore && optimizer.stepCount == stepCountBefore,

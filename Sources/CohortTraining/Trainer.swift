@@ -93,11 +93,14 @@ public final class Trainer {
     ///     same step with communication off, which Q3's exposed communication
     ///     is defined against (and a way to tell communication from the rest
     ///     when a multi-rank step is slow).
+    ///   - overlapOptimizer: update the parameters outside the last gradient
+    ///     bucket while that bucket is all-reduced (`--overlap-optimizer`,
+    ///     an experiment: Note [Optimizer beside the last all-reduce]).
     public init(configuration: TrainingConfiguration, backend: Backend, trainingSet: ImageDataset,
                 testSet: ImageDataset?, checkpointURL: URL?, metrics: MetricsLog?, display: ProgressDisplay,
                 communicator: Communicator = SingleProcessCommunicator(), overlapCommunication: Bool = true,
                 gradientDType: DType = .float32, bucketCap: Int = GradientReducer.defaultBucketCap,
-                averagesGradients: Bool = true) throws {
+                averagesGradients: Bool = true, overlapOptimizer: Bool = false) throws {
         self.configuration = configuration
         self.communicator = communicator
         self.backend = backend
@@ -134,10 +137,13 @@ public final class Trainer {
         reducer = communicator.worldSize > 1 && averagesGradients
             ? try GradientReducer(store: model.store, communicator: communicator, overlap: overlapCommunication,
                                   bucketCap: bucketCap, communicationDType: gradientDType) : nil
+        reducer?.defersLastBucket = overlapOptimizer
         // A data-parallel step is captured whole where its collectives can be (NCCL; Note [Communication stream]).
         if configuration.graphs && !backend.device.isHost && reducer?.isCapturable ?? true {
             let (model, criterion, reducer) = (model, criterion, reducer)
-            capturedStep = try CapturedStep(optimizer: optimizer) { [unowned self] in
+            let update: ((Tensor) throws -> Void)? = overlapOptimizer && reducer != nil
+                ? { [unowned self] learningRate in try self.updateParameters(learningRate: learningRate) } : nil
+            capturedStep = try CapturedStep(optimizer: optimizer, update: update) { [unowned self] in
                 // Phase marks inside the step only where a replay stamps them (Note [Timing inside graphs]).
                 let marks = backend.recordsTimestampsInsideGraphs ? phaseMarks : nil
                 criterion(logits: model.forward(stepImages!, mode: .training), labels: stepLabels!)
@@ -154,6 +160,16 @@ public final class Trainer {
         }
         if capturedStep != nil {
             deferredReads = try DeferredStepReads(backend: backend, loss: criterion.loss, correct: criterion.correct)
+        }
+    }
+
+    /// The optimizer step of a captured step, in two parts where the reducer
+    /// left its last bucket pending (Note [Optimizer beside the last all-reduce]).
+    private func updateParameters(learningRate: Tensor) throws {
+        if let reducer, let later = reducer.deferredRange {
+            try optimizer.step(learningRate: learningRate, deferring: later) { try reducer.finishDeferredBucket() }
+        } else {
+            optimizer.step(learningRate: learningRate)
         }
     }
 
@@ -293,7 +309,11 @@ public final class Trainer {
                 try reducer?.finishBackward()
                 if let marks { backend.record(marks[3]) }
                 timing.backward += Self.lap(&mark)
-                optimizer.step(learningRate: learningRate)
+                if let reducer, let later = reducer.deferredRange {
+                    try optimizer.step(learningRate: learningRate, deferring: later) { try reducer.finishDeferredBucket() }
+                } else {
+                    optimizer.step(learningRate: learningRate)
+                }
                 timing.optimizer += Self.lap(&mark)
                 timing.steps += 1
                 if let reducer { timing.add(reducer.lastStep) }

@@ -144,6 +144,9 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("allreduce-dtype"), help: "Multi-rank runs: the dtype gradients travel in: fp32, bf16 (half the bytes; NCCL only), or auto: bf16 when training in bf16 on NCCL, else fp32 (Note [All-reduce dtype]).")
     var allReduceDType: AllReduceDType = .auto
 
+    @Flag(name: .customLong("overlap-optimizer"), help: "Multi-rank runs, an experiment: update every parameter outside the last gradient bucket while that bucket is still being all-reduced (Note [Optimizer beside the last all-reduce]).")
+    var overlapOptimizer = false
+
     @Option(name: .customLong("bucket-release"), help: ArgumentHelp("Multi-rank runs, an experiment: hold full gradient buckets back and start them once backward has written these parameters' gradients (comma-separated names; 'name*k' starts at most k held buckets there). Note [Bucket release points].", valueName: "parameters"))
     var bucketRelease: String?
 
@@ -361,7 +364,8 @@ struct Train: ParsableCommand {
                                   overlapCommunication: !noOverlap,
                                   gradientDType: allReduceDType.resolved(trainingDType: precision.dtype,
                                                                                 reducesBFloat16: communicator.reducesBFloat16),
-                                  bucketCap: Int(bucketCapMB * 1_048_576), averagesGradients: !noCommunication)
+                                  bucketCap: Int(bucketCapMB * 1_048_576), averagesGradients: !noCommunication,
+                                  overlapOptimizer: overlapOptimizer)
         if let bucketRelease, let reducer = trainer.reducer {
             try reducer.holdBuckets(releasingAt: try Self.releasePoints(bucketRelease))
         }
@@ -390,7 +394,7 @@ struct Train: ParsableCommand {
                 ? "strategy dp: \(worldSize) replicas as threads of one process, \(placement ?? "") (\(communicator.name)\(library))"
                 : "strategy ddp: \(worldSize) ranks, one process each (\(communicator.name)\(library), from \(environment.source.rawValue) variables)"
             if let reducer = trainer.reducer {
-                display.log("\(ranks); gradients averaged in \(reducer.buckets.count) buckets (\(reducer.buckets.map { Self.megabytes($0.byteCount) }.joined(separator: ", "))), \(noOverlap ? "one all-reduce after backward (--no-overlap)" : bucketRelease.map { "held and started at --bucket-release \($0)" } ?? "each all-reduced as soon as backward produced it") in \(reducer.communicationDType == .bfloat16 ? "bf16" : "fp32")\(allReduceDType == .auto ? " (--allreduce-dtype auto)" : "")\(trainer.capturesSteps ? "; steps captured as CUDA graphs" : "")")
+                display.log("\(ranks); gradients averaged in \(reducer.buckets.count) buckets (\(reducer.buckets.map { Self.megabytes($0.byteCount) }.joined(separator: ", "))), \(noOverlap ? "one all-reduce after backward (--no-overlap)" : bucketRelease.map { "held and started at --bucket-release \($0)" } ?? "each all-reduced as soon as backward produced it") in \(reducer.communicationDType == .bfloat16 ? "bf16" : "fp32")\(allReduceDType == .auto ? " (--allreduce-dtype auto)" : "")\(overlapOptimizer ? "; the optimizer updates the rest while the last bucket is all-reduced" : "")\(trainer.capturesSteps ? "; steps captured as CUDA graphs" : "")")
             } else {
                 display.log("\(ranks); gradients NOT averaged (--no-communication): every \(unit) trains on its own, a timing run, not data-parallel training\(trainer.capturesSteps ? "; steps captured as CUDA graphs" : "")")
             }
@@ -426,6 +430,7 @@ struct Train: ParsableCommand {
             // float32 sizes; GPUMeasurements halves them for allreduce_dtype bf16 (older runs' headers read the same).
             header["bucket_bytes"] = reducer.buckets.map { String($0.byteCount) }.joined(separator: ",")
             if let bucketRelease { header["bucket_release"] = bucketRelease }
+            if overlapOptimizer { header["optimizer_overlap"] = "last bucket" }
             header["sampler"] = "distributed: \(worldSize) shards of \(trainer.loader.sampler.samplesPerRank)"
         }
         if restart > 0 { header["restart"] = String(restart) }

@@ -24,13 +24,35 @@ final class DeferringCommunicator: Communicator {
     func startAllReduce(_ tensor: Tensor, op: ReduceOperation) throws {
         started.append(tensor)
         startedDTypes.append(tensor.dtype)
+        events.append("start")
         onStart?(tensor)
     }
 
     func waitForCollectives() throws {
         waits += 1
+        events.append("wait")
         for tensor in started { try allReduce(tensor, op: .average) }
         started = []
+    }
+
+    func resetEvents() { events = [] }
+
+    /// How many started collectives the last mark covers (nil: no mark).
+    private var marked: Int?
+    /// "start", "mark", "wait marked" and "wait", in call order.
+    private(set) var events: [String] = []
+
+    func markCollectives() {
+        marked = started.count
+        events.append("mark")
+    }
+
+    func waitForMarkedCollectives() throws {
+        events.append("wait marked")
+        let count = marked ?? started.count
+        for tensor in started.prefix(count) { try allReduce(tensor, op: .average) }
+        started.removeFirst(count)
+        marked = nil
     }
 
     func allReduce(_ tensor: Tensor, op: ReduceOperation) throws {
@@ -260,6 +282,42 @@ final class BackgroundReductionTests: XCTestCase {
         XCTAssertEqual(AllReduceDType.auto.resolved(trainingDType: .float32, reducesBFloat16: true), .float32)
         XCTAssertEqual(AllReduceDType.float32.resolved(trainingDType: .bfloat16, reducesBFloat16: true), .float32)
         XCTAssertEqual(AllReduceDType.bfloat16.resolved(trainingDType: .float32, reducesBFloat16: true), .bfloat16)
+    }
+
+    /// Note [Optimizer beside the last all-reduce]: the reducer marks the
+    /// collectives before starting the last bucket, `finishBackward` waits
+    /// for the marked ones only and leaves the last bucket's range pending,
+    /// and `finishDeferredBucket` waits for the rest.
+    func testTheLastBucketCanBeWaitedForAfterTheOthers() throws {
+        let plain = try gradients(seed: 6) { _ in }
+        let backend = ReferenceBackend()
+        let images = Tensor((0..<(2 * 32 * 32 * 3)).map { Float($0 % 11) / 11 }, shape: [2, 32, 32, 3])
+        let labels = Tensor.int32([4, 9])
+        let criterion = try SoftmaxCrossEntropy(backend: backend)
+        let model = try SmallCNN(backend: backend, classCount: 10, seed: 6)
+        let communicator = DeferringCommunicator()
+        let reducer = try GradientReducer(store: model.store, communicator: communicator,
+                                          bucketCap: 40_000, firstBucketCap: 4_000)
+        reducer.defersLastBucket = true
+        let count = reducer.buckets.count
+        XCTAssertGreaterThan(count, 2)
+        for _ in 0..<2 {
+            communicator.resetEvents()
+            criterion(logits: model.forward(images, mode: .training), labels: labels)
+            reducer.prepareForBackward()
+            model.backward(criterion.backward())
+            try reducer.finishBackward()
+            XCTAssertEqual(communicator.events, Array(repeating: "start", count: count - 1) + ["mark", "start", "wait marked"])
+            let last = try XCTUnwrap(reducer.deferredRange)
+            XCTAssertEqual(last, reducer.buckets[count - 1].range, "backward fills the first tensors' bucket last")
+            var expected = plain.map { $0 * 0.5 }
+            for index in last { expected[index] = plain[index] }
+            XCTAssertEqual(model.store.gradients.toArray(), expected, "all but the last bucket averaged")
+            try reducer.finishDeferredBucket()
+            XCTAssertNil(reducer.deferredRange)
+            XCTAssertEqual(communicator.events.last, "wait")
+            XCTAssertEqual(model.store.gradients.toArray(), plain.map { $0 * 0.5 })
+        }
     }
 
     /// A communicator without a bfloat16 sum (MPI) is refused with the fix.
