@@ -118,36 +118,47 @@ final class NarrowingCommunicator: NarrowingAllReduce {
     func shutdown() throws {}
 }
 
-final class BackgroundReductionTests: XCTestCase {
-    private func gradients(seed: UInt64, _ body: (ParameterStore) throws -> Void) throws -> [Float] {
-        let backend = ReferenceBackend()
-        let images = Tensor((0..<(2 * 32 * 32 * 3)).map { Float($0 % 11) / 11 }, shape: [2, 32, 32, 3])
-        let labels = Tensor.int32([4, 9])
-        let criterion = try SoftmaxCrossEntropy(backend: backend)
-        let model = try SmallCNN(backend: backend, classCount: 10, seed: seed)
+/// SmallCNN on the reference backend with a fixed two-image batch.
+private struct Fixture {
+    let backend = ReferenceBackend()
+    let images = Tensor((0..<(2 * 32 * 32 * 3)).map { Float($0 % 11) / 11 }, shape: [2, 32, 32, 3])
+    let labels = Tensor.int32([4, 9])
+    let criterion: SoftmaxCrossEntropy
+    let model: SmallCNN
+
+    init(seed: UInt64) throws {
+        criterion = try SoftmaxCrossEntropy(backend: backend)
+        model = try SmallCNN(backend: backend, classCount: 10, seed: seed)
+    }
+
+    /// Forward and backward of the batch, `reducer`'s countdown reset first.
+    func backward(_ reducer: GradientReducer?) {
         criterion(logits: model.forward(images, mode: .training), labels: labels)
-        try body(model.store)
+        reducer?.prepareForBackward()
         model.backward(criterion.backward())
-        return model.store.gradients.toArray()
+    }
+}
+
+final class BackgroundReductionTests: XCTestCase {
+    /// The gradients of one backward without a reducer (what every test's average halves).
+    private func gradients(seed: UInt64) throws -> [Float] {
+        let fixture = try Fixture(seed: seed)
+        fixture.backward(nil)
+        return fixture.model.store.gradients.toArray()
     }
 
     /// Buckets started during backward are waited for once, in finishBackward,
     /// and only then hold the average.
     func testBackgroundAllReducesFinishAtTheWait() throws {
-        let plain = try gradients(seed: 3) { _ in }
-        let backend = ReferenceBackend()
-        let images = Tensor((0..<(2 * 32 * 32 * 3)).map { Float($0 % 11) / 11 }, shape: [2, 32, 32, 3])
-        let labels = Tensor.int32([4, 9])
-        let criterion = try SoftmaxCrossEntropy(backend: backend)
-        let model = try SmallCNN(backend: backend, classCount: 10, seed: 3)
+        let plain = try gradients(seed: 3)
+        let fixture = try Fixture(seed: 3)
+        let model = fixture.model
         let communicator = DeferringCommunicator()
         let reducer = try GradientReducer(store: model.store, communicator: communicator,
                                           bucketCap: 40_000, firstBucketCap: 4_000)
         XCTAssertTrue(reducer.isCapturable)
         XCTAssertTrue(model.store.gradientReadyHandlerIsCapturable)
-        criterion(logits: model.forward(images, mode: .training), labels: labels)
-        reducer.prepareForBackward()
-        model.backward(criterion.backward())
+        fixture.backward(reducer)
         XCTAssertEqual(communicator.started.count, reducer.buckets.count, "every bucket started during backward")
         XCTAssertEqual(model.store.gradients.toArray(), plain, "nothing reduced before the wait")
         try reducer.finishBackward()
@@ -158,20 +169,15 @@ final class BackgroundReductionTests: XCTestCase {
     /// bf16 mode all-reduces a bf16 copy of each bucket and widens the
     /// result back: the gradients are the halved bf16 roundings of the originals.
     func testBFloat16AllReduceRoundsEachGradientOnce() throws {
-        let plain = try gradients(seed: 4) { _ in }
-        let backend = ReferenceBackend()
+        let plain = try gradients(seed: 4)
+        let fixture = try Fixture(seed: 4)
+        let (backend, model) = (fixture.backend, fixture.model)
         XCTAssertTrue(backend.supportsBFloat16)
-        let images = Tensor((0..<(2 * 32 * 32 * 3)).map { Float($0 % 11) / 11 }, shape: [2, 32, 32, 3])
-        let labels = Tensor.int32([4, 9])
-        let criterion = try SoftmaxCrossEntropy(backend: backend)
-        let model = try SmallCNN(backend: backend, classCount: 10, seed: 4)
         let communicator = DeferringCommunicator()
         let reducer = try GradientReducer(store: model.store, communicator: communicator,
                                           bucketCap: 40_000, firstBucketCap: 4_000, communicationDType: .bfloat16)
         XCTAssertEqual(reducer.communicationDType, .bfloat16)
-        criterion(logits: model.forward(images, mode: .training), labels: labels)
-        reducer.prepareForBackward()
-        model.backward(criterion.backward())
+        fixture.backward(reducer)
         XCTAssertEqual(Set(communicator.startedDTypes), [.bfloat16])
         try reducer.finishBackward()
         let rounded = Tensor(plain, shape: [plain.count])
@@ -187,18 +193,13 @@ final class BackgroundReductionTests: XCTestCase {
     /// and its bf16 wire, and the reducer neither rounds nor widens itself:
     /// the same halved bf16 roundings as above.
     func testBFloat16ConversionsAreLeftToANarrowingCommunicator() throws {
-        let plain = try gradients(seed: 4) { _ in }
-        let backend = ReferenceBackend()
-        let images = Tensor((0..<(2 * 32 * 32 * 3)).map { Float($0 % 11) / 11 }, shape: [2, 32, 32, 3])
-        let labels = Tensor.int32([4, 9])
-        let criterion = try SoftmaxCrossEntropy(backend: backend)
-        let model = try SmallCNN(backend: backend, classCount: 10, seed: 4)
+        let plain = try gradients(seed: 4)
+        let fixture = try Fixture(seed: 4)
+        let (backend, model) = (fixture.backend, fixture.model)
         let communicator = NarrowingCommunicator()
         let reducer = try GradientReducer(store: model.store, communicator: communicator,
                                           bucketCap: 40_000, firstBucketCap: 4_000, communicationDType: .bfloat16)
-        criterion(logits: model.forward(images, mode: .training), labels: labels)
-        reducer.prepareForBackward()
-        model.backward(criterion.backward())
+        fixture.backward(reducer)
         XCTAssertEqual(communicator.plainStarts, 0)
         XCTAssertEqual(communicator.narrowed.count, reducer.buckets.count)
         XCTAssertEqual(Set(communicator.narrowed.map(\.tensor.dtype)), [.float32])
@@ -219,12 +220,9 @@ final class BackgroundReductionTests: XCTestCase {
     /// parameters' gradients ("name*k" releases at most k, oldest first), later
     /// buckets start at once, and the averages are those of an unheld run.
     func testHeldBucketsStartAtTheirReleasePoints() throws {
-        let plain = try gradients(seed: 5) { _ in }
-        let backend = ReferenceBackend()
-        let images = Tensor((0..<(2 * 32 * 32 * 3)).map { Float($0 % 11) / 11 }, shape: [2, 32, 32, 3])
-        let labels = Tensor.int32([4, 9])
-        let criterion = try SoftmaxCrossEntropy(backend: backend)
-        let model = try SmallCNN(backend: backend, classCount: 10, seed: 5)
+        let plain = try gradients(seed: 5)
+        let fixture = try Fixture(seed: 5)
+        let model = fixture.model
         let communicator = DeferringCommunicator()
         let reducer = try GradientReducer(store: model.store, communicator: communicator, bucketCap: 1, firstBucketCap: 1)
         let store = model.store
@@ -241,9 +239,7 @@ final class BackgroundReductionTests: XCTestCase {
             installed(reference)
         }
         communicator.onStart = { _ in log.append("start") }
-        criterion(logits: model.forward(images, mode: .training), labels: labels)
-        reducer.prepareForBackward()
-        model.backward(criterion.backward())
+        fixture.backward(reducer)
         var expected: [String] = []
         for (index, name) in order.enumerated() {
             expected.append("ready \(name)")
@@ -256,9 +252,7 @@ final class BackgroundReductionTests: XCTestCase {
         XCTAssertEqual(model.store.gradients.toArray(), plain.map { $0 * 0.5 })
         // A second backward holds and releases the same way.
         log = []
-        criterion(logits: model.forward(images, mode: .training), labels: labels)
-        reducer.prepareForBackward()
-        model.backward(criterion.backward())
+        fixture.backward(reducer)
         XCTAssertEqual(log, expected)
         try reducer.finishBackward()
     }
@@ -289,12 +283,9 @@ final class BackgroundReductionTests: XCTestCase {
     /// for the marked ones only and leaves the last bucket's range pending,
     /// and `finishDeferredBucket` waits for the rest.
     func testTheLastBucketCanBeWaitedForAfterTheOthers() throws {
-        let plain = try gradients(seed: 6) { _ in }
-        let backend = ReferenceBackend()
-        let images = Tensor((0..<(2 * 32 * 32 * 3)).map { Float($0 % 11) / 11 }, shape: [2, 32, 32, 3])
-        let labels = Tensor.int32([4, 9])
-        let criterion = try SoftmaxCrossEntropy(backend: backend)
-        let model = try SmallCNN(backend: backend, classCount: 10, seed: 6)
+        let plain = try gradients(seed: 6)
+        let fixture = try Fixture(seed: 6)
+        let model = fixture.model
         let communicator = DeferringCommunicator()
         let reducer = try GradientReducer(store: model.store, communicator: communicator,
                                           bucketCap: 40_000, firstBucketCap: 4_000)
@@ -303,9 +294,7 @@ final class BackgroundReductionTests: XCTestCase {
         XCTAssertGreaterThan(count, 2)
         for _ in 0..<2 {
             communicator.resetEvents()
-            criterion(logits: model.forward(images, mode: .training), labels: labels)
-            reducer.prepareForBackward()
-            model.backward(criterion.backward())
+            fixture.backward(reducer)
             try reducer.finishBackward()
             XCTAssertEqual(communicator.events, Array(repeating: "start", count: count - 1) + ["mark", "start", "wait marked"])
             let last = try XCTUnwrap(reducer.deferredRange)
