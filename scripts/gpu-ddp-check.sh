@@ -205,6 +205,14 @@ for n in 2 4 8; do
         --batch-size $((1024 / n)) --run-dir "$OUT/curve-${n}gpu-dp"
     curves+=("curve-${n}gpu" "curve-${n}gpu-dp")
 done
+# The same run on all GPUs with each wire variant (name:flags as in tuning, DDP_CHECK_CURVE_VARIANTS):
+# fp32 gradients on the wire, and the symmetric-window experiment (Note [Symmetric wire buffer]).
+for variant in ${DDP_CHECK_CURVE_VARIANTS:-fp32ar:--allreduce-dtype:fp32 sym:env:COHORT_NCCL_SYMMETRIC=1}; do
+    parse_variant "$variant"
+    run "curve-${ranks}gpu-$name" 90 env "${envs[@]}" "$cohort" launch --nproc-per-node $ranks -- "$cohort" train \
+        "${real[@]}" --batch-size $((1024 / ranks)) "${train_flags[@]}" --run-dir "$OUT/curve-${ranks}gpu-$name"
+    curves+=("curve-${ranks}gpu-$name")
+done
 fi
 part speed && run "dp-failing" 40 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks --batch-size 128 --lr 1e30 \
     --steps-per-epoch 50 --run-dir "$OUT/dp-failing"
@@ -226,6 +234,13 @@ if part sockets && [ $(left) -gt 60 ]; then
     wait $pid0; rc0=$?; wait $pid1; rc1=$?
     echo "exit $rc0/$rc1 after $((SECONDS - start)) s"
     grep -hE "ranks:|epoch 1/|error" "$OUT/sockets/rank0.txt" | head -4
+    # The symmetric-window experiment on sockets: NCCL's symmetric kernels are for communicators
+    # without a network transport, so this shows whether registration falls back or fails.
+    echo; echo "=== sockets with COHORT_NCCL_SYMMETRIC=1"
+    by_hand sockets-sym "NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 COHORT_NCCL_SYMMETRIC=1" --batch-size 512 --steps-per-epoch 60
+    wait $pid0; rc0=$?; wait $pid1; rc1=$?
+    echo "exit $rc0/$rc1 after $((SECONDS - start)) s"
+    grep -hE "ranks:|epoch 1/|error|Error" "$OUT/sockets-sym/rank0.txt" | head -4
 fi
 if part watchdog && [ $(left) -gt 60 ]; then
     echo; echo "=== watchdog: rank 1 killed mid-run"
