@@ -52,6 +52,16 @@ final class NCCLMemoryAllocator: DeviceAllocator, @unchecked Sendable {
 }
 
 extension NCCLCommunicator {
+    /// The NCCL library this process would use, for `cohort info`: its
+    /// version and whether it has symmetric windows (2.27+), or the load error.
+    public static func libraryDescription() throws -> String {
+        try loadNCCL()
+        var code: Int32 = 0
+        try checkNCCL(nccl.ncclGetVersion(&code), "ncclGetVersion")
+        let windows = nccl.ncclCommWindowRegister != nil && nccl.ncclMemAlloc != nil
+        return "NCCL \(versionText(Int(code))) (symmetric windows \(windows ? "available" : "missing: NCCL 2.27 or newer"))"
+    }
+
     /// Whether experiment COHORT_NCCL_SYMMETRIC=1 asks for symmetric wire buffers.
     static var symmetricWireRequested: Bool { ProcessInfo.processInfo.environment["COHORT_NCCL_SYMMETRIC"] == "1" }
 

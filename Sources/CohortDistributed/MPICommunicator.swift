@@ -73,6 +73,18 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
     deinit { watchdog.stop() }
 
+    /// The MPI library this process would use, for `cohort info`: Open MPI's
+    /// version line (MPI_Get_library_version may be called before MPI_Init),
+    /// or `MPIError.libraryMissing` with how to install it.
+    public static func libraryDescription() throws(MPIError) -> String {
+        try loadMPI()
+        var version = [CChar](repeating: 0, count: 4096)
+        var length: Int32 = 0
+        try check(mpi.MPI_Get_library_version(&version, &length), "MPI_Get_library_version")
+        let text = String(decoding: version.prefix(Int(max(0, length))).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return text.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? "MPI"
+    }
+
     public func allReduce(_ tensor: Tensor, op: ReduceOperation) throws {
         checkHostFloat(tensor, "allReduce")
         try collective("MPI_Allreduce") {

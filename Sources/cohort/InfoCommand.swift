@@ -1,12 +1,13 @@
 import ArgumentParser
 import CohortCUDA
+import CohortDistributed
 import CohortKernels
 import CohortOneDNN
 import Foundation
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show which backends and libraries this machine offers.")
+        abstract: "Show which backends and libraries (CUDA, NCCL, MPI) this machine offers.")
 
     func run() throws {
         let reference = ReferenceBackend()
@@ -22,6 +23,17 @@ struct Info: ParsableCommand {
             print("cuda       available  \(cuda.details)")
         } catch {
             print("cuda       missing    \(error)")
+        }
+        // The communication libraries: NCCL for GPU ranks, MPI for CPU ranks (both loaded with dlopen).
+        do {
+            print("nccl       available  \(try NCCLCommunicator.libraryDescription())")
+        } catch {
+            print("nccl       missing    \(error)")
+        }
+        do {
+            print("mpi        available  \(try MPICommunicator.libraryDescription())")
+        } catch {
+            print("mpi        missing    \(error)")
         }
     }
 }

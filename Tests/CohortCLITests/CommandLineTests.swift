@@ -47,6 +47,22 @@ final class CommandLineTests: XCTestCase {
         try assertRejected(["launch", "--nproc-per-node", "0", "--", "cohort", "train"], mentions: "--nproc-per-node")
     }
 
+    /// `cohort info` names every backend and communication library with what
+    /// it found, available or missing (with the reason), and succeeds either way.
+    func testInfoNamesEveryBackendAndLibrary() throws {
+        let (status, output) = try cohort(["info"])
+        XCTAssertEqual(status, 0, output)
+        let lines = output.split(separator: "\n")
+        for name in ["reference", "onednn", "cuda", "nccl", "mpi"] {
+            let line = lines.first { $0.hasPrefix(name + " ") }
+            XCTAssertNotNil(line, "no \(name) line in:\n\(output)")
+            XCTAssertTrue(line.map { $0.contains(" available ") || $0.contains(" missing ") } ?? false, output)
+        }
+        if let nccl = lines.first(where: { $0.hasPrefix("nccl ") }), nccl.contains(" available ") {
+            XCTAssertTrue(nccl.contains("symmetric windows"), output)
+        }
+    }
+
     /// Without a GPU (this machine, CI) `cohort bench convs` says it needs
     /// one, names what is missing, and exits non-zero without a crash.
     func testConvolutionBenchSaysItNeedsAGPU() throws {
