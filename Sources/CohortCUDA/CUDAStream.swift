@@ -11,7 +11,7 @@ final class CUDAStream {
     /// Note [Graph capture] in docs/design.md).
     var isCapturing = false
     /// A graph was launched on this stream since its last synchronize: it may
-    /// still be running (Note [NCCL graph mixing] in NCCLCommunicator.swift).
+    /// still be running (Note [NCCL graph mixing] in NCCLLibrary.swift).
     var graphMayBeRunning = false
 
     init(context: CUDAContext) throws(CUDAError) {
