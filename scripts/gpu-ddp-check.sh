@@ -126,6 +126,7 @@ all_tuning_variants="default fp32ar:--allreduce-dtype:fp32 ctas8:env:NCCL_MAX_CT
     fp32ar-ctas8:env:NCCL_MAX_CTAS=8:--allreduce-dtype:fp32 bucket4:--bucket-cap-mb:4 bucket25:--bucket-cap-mb:25
     l2:--bucket-release:layer2.1.conv2.weight sym:env:COHORT_NCCL_SYMMETRIC=1 overopt:--overlap-optimizer
     sym-overopt:env:COHORT_NCCL_SYMMETRIC=1:--overlap-optimizer carveout0:env:COHORT_KERNEL_CARVEOUT=0
+    merge:--merge-small-buckets sym-merge-overopt:env:COHORT_NCCL_SYMMETRIC=1:--merge-small-buckets:--overlap-optimizer
     graphtiming:env:COHORT_GRAPH_TIMING=1 lowprio:env:COHORT_NCCL_STREAM_PRIORITY=normal
     simple:env:NCCL_PROTO=Simple ll128:env:NCCL_PROTO=LL128"
 if part tuning; then

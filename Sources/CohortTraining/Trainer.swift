@@ -93,6 +93,8 @@ public final class Trainer {
     ///     same step with communication off, which Q3's exposed communication
     ///     is defined against (and a way to tell communication from the rest
     ///     when a multi-rank step is slow).
+    ///   - mergesSmallBuckets: small buckets take the next tensor over the
+    ///     cap (`--merge-small-buckets`, an experiment: Note [Small buckets]).
     ///   - overlapOptimizer: update the parameters outside the last gradient
     ///     bucket while that bucket is all-reduced (`--overlap-optimizer`,
     ///     an experiment: Note [Optimizer beside the last all-reduce]).
@@ -100,7 +102,8 @@ public final class Trainer {
                 testSet: ImageDataset?, checkpointURL: URL?, metrics: MetricsLog?, display: ProgressDisplay,
                 communicator: Communicator = SingleProcessCommunicator(), overlapCommunication: Bool = true,
                 gradientDType: DType = .float32, bucketCap: Int = GradientReducer.defaultBucketCap,
-                averagesGradients: Bool = true, overlapOptimizer: Bool = false) throws {
+                averagesGradients: Bool = true, overlapOptimizer: Bool = false,
+                mergesSmallBuckets: Bool = false) throws {
         self.configuration = configuration
         self.communicator = communicator
         self.backend = backend
@@ -136,7 +139,8 @@ public final class Trainer {
         progress = TrainingProgress(epoch: 0, globalStep: 0, seed: configuration.seed)
         reducer = communicator.worldSize > 1 && averagesGradients
             ? try GradientReducer(store: model.store, communicator: communicator, overlap: overlapCommunication,
-                                  bucketCap: bucketCap, communicationDType: gradientDType) : nil
+                                  bucketCap: bucketCap, communicationDType: gradientDType,
+                                  mergesSmallBuckets: mergesSmallBuckets) : nil
         reducer?.defersLastBucket = overlapOptimizer
         // A data-parallel step is captured whole where its collectives can be (NCCL; Note [Communication stream]).
         if configuration.graphs && !backend.device.isHost && reducer?.isCapturable ?? true {

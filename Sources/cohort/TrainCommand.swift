@@ -144,6 +144,9 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("allreduce-dtype"), help: "Multi-rank runs: the dtype gradients travel in: fp32, bf16 (half the bytes; NCCL only), or auto: bf16 when training in bf16 on NCCL, else fp32 (Note [All-reduce dtype]).")
     var allReduceDType: AllReduceDType = .auto
 
+    @Flag(name: .customLong("merge-small-buckets"), help: "Multi-rank runs, an experiment: a gradient tensor larger than the bucket cap joins a bucket of under 1 MB instead of leaving it an all-reduce of its own (Note [Small buckets]).")
+    var mergeSmallBuckets = false
+
     @Flag(name: .customLong("overlap-optimizer"), help: "Multi-rank runs, an experiment: update every parameter outside the last gradient bucket while that bucket is still being all-reduced (Note [Optimizer beside the last all-reduce]).")
     var overlapOptimizer = false
 
@@ -365,7 +368,7 @@ struct Train: ParsableCommand {
                                   gradientDType: allReduceDType.resolved(trainingDType: precision.dtype,
                                                                                 reducesBFloat16: communicator.reducesBFloat16),
                                   bucketCap: Int(bucketCapMB * 1_048_576), averagesGradients: !noCommunication,
-                                  overlapOptimizer: overlapOptimizer)
+                                  overlapOptimizer: overlapOptimizer, mergesSmallBuckets: mergeSmallBuckets)
         if let bucketRelease, let reducer = trainer.reducer {
             try reducer.holdBuckets(releasingAt: try Self.releasePoints(bucketRelease))
         }

@@ -51,6 +51,34 @@ final class GradientReducerTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(buckets.count, 3)
     }
 
+    /// Note [Small buckets]: merged, ResNet-18's layout loses its three tiny
+    /// buckets (the classifier and the batch norms between layer4's 9 MB
+    /// convolutions): six buckets instead of nine, still tiling the buffer,
+    /// each but the last at least 1 MB, none more than 1 MB over the cap
+    /// or the largest tensor.
+    func testSmallBucketsTakeTheNextLargeTensor() throws {
+        let model = try ResNet18(backend: ReferenceBackend(), classCount: 10, seed: 0)
+        let store = model.store
+        let communicator = RecordingCommunicator(base: store.gradients.rawPointer)
+        let greedy = try GradientReducer(store: store, communicator: communicator).buckets
+        let merged = try GradientReducer(store: store, communicator: communicator, mergesSmallBuckets: true).buckets
+        XCTAssertEqual(greedy.filter { $0.byteCount < GradientReducer.smallBucketBytes }.count, 4, "20 KB, 4 KB, 0.5 MB and the stem's 0.43 MB")
+        XCTAssertEqual(greedy.count, 9)
+        XCTAssertEqual(merged.count, 6)
+        XCTAssertEqual(merged.first?.range.upperBound, store.parameterCount)
+        XCTAssertEqual(merged.last?.range.lowerBound, 0)
+        for (earlier, later) in zip(merged, merged.dropFirst()) {
+            XCTAssertEqual(later.range.upperBound, earlier.range.lowerBound, "buckets must be contiguous, in reverse")
+        }
+        let largest = store.entries.filter { $0.kind == .trainable }.map { $0.shape.elementCount * 4 }.max()!
+        for bucket in merged.dropLast() {
+            XCTAssertGreaterThanOrEqual(bucket.byteCount, GradientReducer.smallBucketBytes)
+            XCTAssertLessThan(bucket.byteCount, max(GradientReducer.defaultBucketCap, largest) + GradientReducer.smallBucketBytes)
+        }
+        XCTAssertEqual(merged.last?.entries.map { store.entries[$0].name }, greedy.last?.entries.map { store.entries[$0].name },
+                       "the last bucket, never hidden behind backward, stays as small")
+    }
+
     /// During backward each bucket is reduced once, when its last gradient
     /// is written, in the order backward fills them; --no-overlap reduces
     /// the whole buffer once afterwards.

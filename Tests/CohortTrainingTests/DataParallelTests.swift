@@ -29,9 +29,10 @@ final class DataParallelTests: XCTestCase {
     func testTwoRanksMatchGradientAccumulationOfTheirBatches() throws {
         let expected = try Self.oracleParameters()
         // Overlapped buckets, one all-reduce after backward, and the optimizer updating the rest
-        // while the last bucket is reduced (Note [Optimizer beside the last all-reduce]).
-        for variant in [[], ["--no-overlap"], ["--overlap-optimizer"]] {
-            let name = variant.first ?? "overlap"
+        // while the last bucket is reduced (Note [Optimizer beside the last all-reduce]) with
+        // small buckets merged (Note [Small buckets]).
+        for variant in [[], ["--no-overlap"], ["--overlap-optimizer", "--merge-small-buckets"]] {
+            let name = variant.isEmpty ? "overlap" : variant.joined(separator: " ")
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cohort-ddp-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: folder) }
             var arguments = ["train", "--device", "cpu", "--dataset", "synthetic", "--model", "smallcnn", "--epochs", "1",
