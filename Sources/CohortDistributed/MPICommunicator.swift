@@ -59,12 +59,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         }
         self.rank = Int(rank)
         self.worldSize = Int(size)
-        var version = [CChar](repeating: 0, count: 4096)
-        var length: Int32 = 0
-        _ = mpi.MPI_Get_library_version(&version, &length)
-        let text = String(decoding: version.prefix(Int(max(0, length))).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        libraryVersion = text.split(whereSeparator: \.isNewline).first.map(String.init)?
-            .trimmingCharacters(in: .whitespaces) ?? "Open MPI"
+        libraryVersion = (try? Self.libraryVersionLine()) ?? "Open MPI"
         let worldRank = self.rank
         watchdog = Watchdog(timeout: watchdogTimeout) { message in
             MPICommunicator.abortJob(rank: worldRank, reason: message)
@@ -78,11 +73,16 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     /// or `MPIError.libraryMissing` with how to install it.
     public static func libraryDescription() throws(MPIError) -> String {
         try loadMPI()
+        return try libraryVersionLine()
+    }
+
+    /// The first line of MPI_Get_library_version's text (MPI loaded).
+    private static func libraryVersionLine() throws(MPIError) -> String {
         var version = [CChar](repeating: 0, count: 4096)
         var length: Int32 = 0
         try check(mpi.MPI_Get_library_version(&version, &length), "MPI_Get_library_version")
         let text = String(decoding: version.prefix(Int(max(0, length))).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return text.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? "MPI"
+        return text.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? "Open MPI"
     }
 
     public func allReduce(_ tensor: Tensor, op: ReduceOperation) throws {
