@@ -128,7 +128,11 @@ all_tuning_variants="default fp32ar:--allreduce-dtype:fp32 ctas8:env:NCCL_MAX_CT
     sym-overopt:env:COHORT_NCCL_SYMMETRIC=1:--overlap-optimizer carveout0:env:COHORT_KERNEL_CARVEOUT=0
     merge:--merge-small-buckets sym-merge-overopt:env:COHORT_NCCL_SYMMETRIC=1:--merge-small-buckets:--overlap-optimizer
     graphtiming:env:COHORT_GRAPH_TIMING=1 lowprio:env:COHORT_NCCL_STREAM_PRIORITY=normal
-    simple:env:NCCL_PROTO=Simple ll128:env:NCCL_PROTO=LL128"
+    simple:env:NCCL_PROTO=Simple ll128:env:NCCL_PROTO=LL128
+    nooverlap:--no-overlap sym-nooverlap:env:COHORT_NCCL_SYMMETRIC=1:--no-overlap
+    sym-merge:env:COHORT_NCCL_SYMMETRIC=1:--merge-small-buckets
+    ctaeff:env:NCCL_CTA_POLICY=1 sym-ctaeff:env:COHORT_NCCL_SYMMETRIC=1:env:NCCL_CTA_POLICY=1
+    sym-ctazero:env:COHORT_NCCL_SYMMETRIC=1:env:NCCL_CTA_POLICY=2"
 if part tuning; then
     for b in ${DDP_CHECK_BATCHES:-128 512}; do
         images=$((b * 100 * ranks))
