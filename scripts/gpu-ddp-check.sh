@@ -111,8 +111,12 @@ done
 # parse_variant <name:flags>: sets $name, and from the flags (separated by ':', "env:VAR=value"
 # a variable for the run) the arrays envs and train_flags.
 parse_variant() {
-    local flags="" extra i
-    name=${1%%:*}; [[ "$1" == *:* ]] && flags=${1#*:}
+    local flags="" extra i spec="$1" known
+    # A bare name stands for the variant of that name in the tuning list below.
+    if [[ "$spec" != *:* ]]; then
+        for known in $all_tuning_variants; do [ "${known%%:*}" = "$spec" ] && spec=$known; done
+    fi
+    name=${spec%%:*}; [[ "$spec" == *:* ]] && flags=${spec#*:}
     IFS=: read -r -a extra <<< "$flags"
     envs=(); train_flags=()
     for ((i = 0; i < ${#extra[@]}; i++)); do
@@ -120,7 +124,8 @@ parse_variant() {
     done
 }
 # Each variant is name:flags, flags separated by ':' ("env:VAR=value" sets a variable);
-# DDP_CHECK_TUNING="default lowprio" picks some.
+# DDP_CHECK_TUNING="default lowprio" picks some by name (a name not in this list and without
+# flags runs the default configuration under that name).
 # (bf16 training all-reduces in bf16 by default, Note [All-reduce dtype]: fp32ar is the other wire.)
 all_tuning_variants="default fp32ar:--allreduce-dtype:fp32 ctas8:env:NCCL_MAX_CTAS=8 ctas16:env:NCCL_MAX_CTAS=16
     fp32ar-ctas8:env:NCCL_MAX_CTAS=8:--allreduce-dtype:fp32 bucket4:--bucket-cap-mb:4 bucket25:--bucket-cap-mb:25

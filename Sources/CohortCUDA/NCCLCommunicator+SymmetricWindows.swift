@@ -88,6 +88,13 @@ extension NCCLCommunicator {
         return Tensor(storage: storage, shape: [elementCount], dtype: .bfloat16)
     }
 
+    /// Whether a wire buffer is registered as a symmetric window (for the run's header).
+    public var usesSymmetricWindows: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return !symmetricWindows.isEmpty
+    }
+
     /// Whether `tensor` lies inside a registered symmetric window.
     func isInSymmetricWindow(_ tensor: Tensor) -> Bool {
         let start = tensor.devicePointer, end = start + CUdeviceptr(tensor.byteCount)

@@ -391,7 +391,9 @@ struct Train: ParsableCommand {
         if worldSize > 1 {
             let sampler = trainer.loader.sampler
             let library = (communicator as? MPICommunicator).map { ", \($0.libraryVersion)" }
-                ?? (communicator as? NCCLCommunicator).map { " \($0.versionText) on its own stream" } ?? ""
+                ?? (communicator as? NCCLCommunicator).map {
+                    " \($0.versionText) on its own stream\($0.usesSymmetricWindows ? ", the bf16 wire buffer a symmetric window" : "")"
+                } ?? ""
             let unit = strategy == .dp ? "replica" : "rank"
             let ranks = strategy == .dp
                 ? "strategy dp: \(worldSize) replicas as threads of one process, \(placement ?? "") (\(communicator.name)\(library))"
@@ -430,6 +432,7 @@ struct Train: ParsableCommand {
         if let reducer = trainer.reducer {
             header["overlap"] = String(reducer.overlap)
             header["allreduce_dtype"] = reducer.communicationDType == .bfloat16 ? "bf16" : "fp32"
+            if (communicator as? NCCLCommunicator)?.usesSymmetricWindows == true { header["nccl_symmetric_windows"] = "true" }
             // float32 sizes; GPUMeasurements halves them for allreduce_dtype bf16 (older runs' headers read the same).
             header["bucket_bytes"] = reducer.buckets.map { String($0.byteCount) }.joined(separator: ",")
             if let bucketRelease { header["bucket_release"] = bucketRelease }
