@@ -129,15 +129,18 @@ parse_variant() {
 # (bf16 training all-reduces in bf16 by default, Note [All-reduce dtype]: fp32ar is the other wire.)
 all_tuning_variants="default fp32ar:--allreduce-dtype:fp32 ctas8:env:NCCL_MAX_CTAS=8 ctas16:env:NCCL_MAX_CTAS=16
     fp32ar-ctas8:env:NCCL_MAX_CTAS=8:--allreduce-dtype:fp32 bucket4:--bucket-cap-mb:4 bucket25:--bucket-cap-mb:25
-    l2:--bucket-release:layer2.1.conv2.weight sym:env:COHORT_NCCL_SYMMETRIC=1 overopt:--overlap-optimizer
-    sym-overopt:env:COHORT_NCCL_SYMMETRIC=1:--overlap-optimizer carveout0:env:COHORT_KERNEL_CARVEOUT=0
-    merge:--merge-small-buckets sym-merge-overopt:env:COHORT_NCCL_SYMMETRIC=1:--merge-small-buckets:--overlap-optimizer
+    l2:--bucket-release:layer2.1.conv2.weight sym:--symmetric-windows:on overopt:--overlap-optimizer
+    sym-overopt:--symmetric-windows:on:--overlap-optimizer carveout0:env:COHORT_KERNEL_CARVEOUT=0
+    merge:--merge-small-buckets sym-merge-overopt:--symmetric-windows:on:--merge-small-buckets:--overlap-optimizer
     graphtiming:env:COHORT_GRAPH_TIMING=1 lowprio:env:COHORT_NCCL_STREAM_PRIORITY=normal
     simple:env:NCCL_PROTO=Simple ll128:env:NCCL_PROTO=LL128
-    nooverlap:--no-overlap sym-nooverlap:env:COHORT_NCCL_SYMMETRIC=1:--no-overlap
-    sym-merge:env:COHORT_NCCL_SYMMETRIC=1:--merge-small-buckets
-    ctaeff:env:NCCL_CTA_POLICY=1 sym-ctaeff:env:COHORT_NCCL_SYMMETRIC=1:env:NCCL_CTA_POLICY=1
-    sym-ctazero:env:COHORT_NCCL_SYMMETRIC=1:env:NCCL_CTA_POLICY=2"
+    nooverlap:--no-overlap sym-nooverlap:--symmetric-windows:on:--no-overlap
+    sym-merge:--symmetric-windows:on:--merge-small-buckets
+    ctaeff:env:NCCL_CTA_POLICY=1 sym-ctaeff:--symmetric-windows:on:env:NCCL_CTA_POLICY=1
+    sym-ctazero:--symmetric-windows:on:env:NCCL_CTA_POLICY=2
+    nosym:--symmetric-windows:off nomerge:--no-merge-small-buckets
+    nosym-nomerge:--symmetric-windows:off:--no-merge-small-buckets
+    ctas4:env:NCCL_MAX_CTAS=4 bucket18:--bucket-cap-mb:18"
 if part tuning; then
     for b in ${DDP_CHECK_BATCHES:-128 512}; do
         images=$((b * 100 * ranks))
@@ -216,8 +219,8 @@ for n in 2 4 8; do
     curves+=("curve-${n}gpu" "curve-${n}gpu-dp")
 done
 # The same run on all GPUs with each wire variant (name:flags as in tuning, DDP_CHECK_CURVE_VARIANTS):
-# fp32 gradients on the wire, and the symmetric-window experiment (Note [Symmetric wire buffer]).
-for variant in ${DDP_CHECK_CURVE_VARIANTS:-fp32ar:--allreduce-dtype:fp32 sym:env:COHORT_NCCL_SYMMETRIC=1}; do
+# fp32 gradients on the wire, and bf16 without symmetric windows (Note [Symmetric wire buffer]).
+for variant in ${DDP_CHECK_CURVE_VARIANTS:-fp32ar:--allreduce-dtype:fp32 nosym:--symmetric-windows:off}; do
     parse_variant "$variant"
     run "curve-${ranks}gpu-$name" 90 env "${envs[@]}" "$cohort" launch --nproc-per-node $ranks -- "$cohort" train \
         "${real[@]}" --batch-size $((1024 / ranks)) "${train_flags[@]}" --run-dir "$OUT/curve-${ranks}gpu-$name"
@@ -244,13 +247,13 @@ if part sockets && [ $(left) -gt 60 ]; then
     wait $pid0; rc0=$?; wait $pid1; rc1=$?
     echo "exit $rc0/$rc1 after $((SECONDS - start)) s"
     grep -hE "ranks:|epoch 1/|error" "$OUT/sockets/rank0.txt" | head -4
-    # The symmetric-window experiment on sockets: NCCL's symmetric kernels are for communicators
-    # without a network transport, so this shows whether registration falls back or fails.
-    echo; echo "=== sockets with COHORT_NCCL_SYMMETRIC=1"
-    by_hand sockets-sym "NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 COHORT_NCCL_SYMMETRIC=1" --batch-size 512 --steps-per-epoch 60
+    # Both ranks share the machine, so the run above registered symmetric windows (auto) on a
+    # communicator whose transport is sockets; this one leaves them off, as a multi-node run does.
+    echo; echo "=== sockets with --symmetric-windows off"
+    by_hand sockets-nosym "NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1" --batch-size 512 --steps-per-epoch 60 --symmetric-windows off
     wait $pid0; rc0=$?; wait $pid1; rc1=$?
     echo "exit $rc0/$rc1 after $((SECONDS - start)) s"
-    grep -hE "ranks:|epoch 1/|error|Error" "$OUT/sockets-sym/rank0.txt" | head -4
+    grep -hE "ranks:|epoch 1/|error|Error" "$OUT/sockets-nosym/rank0.txt" | head -4
 fi
 if part watchdog && [ $(left) -gt 60 ]; then
     echo; echo "=== watchdog: rank 1 killed mid-run"

@@ -4,14 +4,23 @@ import CohortTensor
 import Foundation
 
 /// Note [Symmetric wire buffer]
-/// - An experiment (COHORT_NCCL_SYMMETRIC=1, off by default) on the 4-GPU
-///   step's remaining cost at small per-GPU batches: NCCL's ordinary
-///   all-reduce kernels hold 24 SMs for about 0.5 ms of a 2.75 ms ResNet-18
-///   step at 128 images per GPU, and backward slows by a third of that
-///   beside them (docs/results/2026-11-27-4xh200-bf16-wire). NCCL 2.27 added
-///   kernels for memory every rank registered as a symmetric window
-///   (ncclMemAlloc, then ncclCommWindowRegister with NCCL_WIN_COLL_SYMMETRIC),
-///   built for lower latency on NVLink within a node.
+/// - On by default where every rank is on one machine and gradients travel
+///   in bf16 (`cohort train --symmetric-windows auto|on|off`,
+///   `SymmetricWindowPolicy`; an experiment behind COHORT_NCCL_SYMMETRIC=1
+///   until 2026-11-27's sixth session). Why: NCCL's ordinary all-reduce
+///   kernels hold 24 SMs for about 0.5 ms of a 2.75 ms ResNet-18 step at
+///   128 images per GPU, and backward slows by a third of that beside them
+///   (docs/results/2026-11-27-4xh200-bf16-wire). NCCL 2.27 added kernels
+///   for memory every rank registered as a symmetric window (ncclMemAlloc,
+///   then ncclCommWindowRegister with NCCL_WIN_COLL_SYMMETRIC), built for
+///   lower latency on NVLink within a node.
+/// - Measured (device step against one GPU in the same call, twice each):
+///   4 x H200, 95e5699: 92.4/92.5% against 91.4/91.1% at 128 per GPU,
+///   97.0/96.3% against 96.1/95.5% at 512. 2 x H200, e913420: 93.0/93.2%
+///   against 92.2/92.2% at 128, 97.1/96.7% against 96.4/96.1% at 512. Real
+///   data, 2 GPUs, global batch 1024: the same losses as without (a sum of
+///   two then a halving rounds as NCCL's average does); NCCL on sockets
+///   (P2P and SHM off) trains with it as without.
 /// - With it, the gradient reducer's bf16 wire buffer is such a window
 ///   (`makeWireBuffer`): every rank allocates and registers it at the same
 ///   point of its setup, and every bucket is the same range of it on every
@@ -20,6 +29,9 @@ import Foundation
 ///   reduction operator"), so averaging buckets are summed and the widening
 ///   kernel on the communication stream multiplies by 1 / ranks; they
 ///   accumulate in fp32.
+/// - Not across machines by default: the symmetric kernels serve
+///   communicators without a network transport, so `auto` leaves multi-node
+///   runs on the ordinary path (`on` still registers).
 /// - Windows are deregistered before the communicator is destroyed
 ///   (`shutdown`, which every rank calls); the memory goes back with
 ///   ncclMemFree when the last tensor using it is gone. NVLink multicast
@@ -62,16 +74,20 @@ extension NCCLCommunicator {
         return "NCCL \(versionText(Int(code))) (symmetric windows \(windows ? "available" : "missing: NCCL 2.27 or newer"))"
     }
 
-    /// Whether experiment COHORT_NCCL_SYMMETRIC=1 asks for symmetric wire buffers.
-    static var symmetricWireRequested: Bool { ProcessInfo.processInfo.environment["COHORT_NCCL_SYMMETRIC"] == "1" }
+    /// Whether the loaded NCCL has symmetric windows (2.27+): what
+    /// `SymmetricWindowPolicy.auto` asks.
+    public static var hasSymmetricWindows: Bool {
+        (try? loadNCCL()) != nil && nccl.ncclCommWindowRegister != nil && nccl.ncclCommWindowDeregister != nil
+            && nccl.ncclMemAlloc != nil && nccl.ncclMemFree != nil
+    }
 
     /// A symmetric bf16 window of `elementCount` values (Note [Symmetric wire
-    /// buffer]) when COHORT_NCCL_SYMMETRIC=1; nil otherwise.
+    /// buffer]) when `registersWireBuffer`; nil otherwise.
     public func makeWireBuffer(elementCount: Int) throws -> Tensor? {
-        guard Self.symmetricWireRequested else { return nil }
+        guard registersWireBuffer else { return nil }
         guard let register = nccl.ncclCommWindowRegister, nccl.ncclCommWindowDeregister != nil,
               nccl.ncclMemAlloc != nil, nccl.ncclMemFree != nil else {
-            throw NCCLError.invalidArgument("COHORT_NCCL_SYMMETRIC=1 needs NCCL 2.27 or newer (ncclCommWindowRegister); this is \(versionText)")
+            throw NCCLError.invalidArgument("symmetric windows need NCCL 2.27 or newer (ncclCommWindowRegister); this is \(versionText)")
         }
         lock.lock()
         defer { lock.unlock() }

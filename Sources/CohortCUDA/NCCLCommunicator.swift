@@ -71,6 +71,10 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
     let lock = NSLock()
     /// Registered symmetric windows (Note [Symmetric wire buffer]).
     var symmetricWindows: [SymmetricWindow] = []
+    /// Whether `makeWireBuffer` registers the bf16 wire buffer as a
+    /// symmetric window; set (by every rank alike) before the gradient
+    /// reducer is made, from `SymmetricWindowPolicy`.
+    public var registersWireBuffer = false
     /// The stream collectives run on (nil: the compute stream; Note [Communication stream]).
     private var communicationStream: CUstream?
     private var forkEvent, joinEvent, progressEvent, markEvent: CUDAEvent?

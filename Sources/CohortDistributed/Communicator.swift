@@ -173,3 +173,38 @@ func checkHostFloat(_ tensor: Tensor, _ call: String) {
     precondition(tensor.dtype == .float32, "\(call): \(tensor) is not float32")
     precondition(tensor.device.isHost, "\(call): \(tensor) is not on the host (this communicator moves host memory)")
 }
+
+/// `--symmetric-windows`: whether the bf16 wire buffer is registered with
+/// NCCL as a symmetric window (Note [Symmetric wire buffer]).
+public enum SymmetricWindowPolicy: String, CaseIterable, Sendable {
+    /// On where it can help and is known to work: the communicator has
+    /// windows (NCCL 2.27+), every rank is on one machine (NCCL's symmetric
+    /// kernels are for communicators without a network transport) and the
+    /// gradients travel in bf16.
+    case auto
+    /// Always, failing clearly where the communicator has no windows.
+    case on
+    case off
+
+    /// Whether to register the wire buffer. `windowsAvailable`: the
+    /// communicator has the API; nil when it is not NCCL (nothing to register).
+    public func resolved(windowsAvailable: Bool?, ranksShareOneMachine: Bool, wireIsBFloat16: Bool) throws -> Bool {
+        switch self {
+        case .off:
+            return false
+        case .auto:
+            return windowsAvailable == true && ranksShareOneMachine && wireIsBFloat16
+        case .on:
+            guard let windowsAvailable else {
+                throw GradientReducerError(description: "--symmetric-windows on needs NCCL (GPU ranks); this run's collectives are not NCCL's")
+            }
+            guard windowsAvailable else {
+                throw GradientReducerError(description: "--symmetric-windows on needs NCCL 2.27 or newer (ncclCommWindowRegister and ncclMemAlloc); use --symmetric-windows auto or off")
+            }
+            guard wireIsBFloat16 else {
+                throw GradientReducerError(description: "--symmetric-windows on registers the bf16 wire buffer, but gradients travel in fp32 here (--allreduce-dtype bf16, or bf16 training with auto)")
+            }
+            return true
+        }
+    }
+}

@@ -12,6 +12,7 @@ extension Precision: ExpressibleByArgument {}
 extension BackendChoice: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
 extension AllReduceDType: ExpressibleByArgument {}
+extension SymmetricWindowPolicy: ExpressibleByArgument {}
 
 extension Device: ExpressibleByArgument {
     public init?(argument: String) { self.init(parsing: argument) }

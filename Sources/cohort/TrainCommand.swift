@@ -144,8 +144,11 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("allreduce-dtype"), help: "Multi-rank runs: the dtype gradients travel in: fp32, bf16 (half the bytes; NCCL only), or auto: bf16 when training in bf16 on NCCL, else fp32 (Note [All-reduce dtype]).")
     var allReduceDType: AllReduceDType = .auto
 
-    @Flag(name: .customLong("merge-small-buckets"), help: "Multi-rank runs, an experiment: a gradient tensor larger than the bucket cap joins a bucket of under 1 MB instead of leaving it an all-reduce of its own (Note [Small buckets]).")
-    var mergeSmallBuckets = false
+    @Flag(name: .customLong("merge-small-buckets"), inversion: .prefixedNo, help: "Multi-rank runs: a gradient tensor larger than the bucket cap joins a bucket of under 1 MB instead of leaving it an all-reduce of its own (Note [Small buckets]).")
+    var mergeSmallBuckets = true
+
+    @Option(name: .customLong("symmetric-windows"), help: "Multi-rank GPU runs: register the bf16 gradient wire buffer with NCCL as a symmetric window, for NCCL's symmetric all-reduce kernels: auto (when NCCL has them, every rank is on one machine and gradients travel in bf16), on, off (Note [Symmetric wire buffer]).")
+    var symmetricWindows: SymmetricWindowPolicy = .auto
 
     @Flag(name: .customLong("overlap-optimizer"), help: "Multi-rank runs, an experiment: update every parameter outside the last gradient bucket while that bucket is still being all-reduced (Note [Optimizer beside the last all-reduce]).")
     var overlapOptimizer = false
@@ -361,12 +364,21 @@ struct Train: ParsableCommand {
         let checkpointURL = directory.appendingPathComponent("checkpoint.safetensors")
         let metrics = try MetricsLog(url: directory.appendingPathComponent(
             worldSize > 1 ? "metrics-rank\(communicator.rank).jsonl" : "metrics.jsonl"))
+        let gradientDType = allReduceDType.resolved(trainingDType: precision.dtype, reducesBFloat16: communicator.reducesBFloat16)
+        if worldSize > 1 && !noCommunication {
+            // Note [Symmetric wire buffer]: every rank resolves the same way (one machine: dp, or all ranks local).
+            let nccl = communicator as? NCCLCommunicator
+            let registers = try symmetricWindows.resolved(
+                windowsAvailable: nccl.map { _ in NCCLCommunicator.hasSymmetricWindows },
+                ranksShareOneMachine: strategy == .dp || environment.localWorldSize == environment.worldSize,
+                wireIsBFloat16: gradientDType == .bfloat16)
+            nccl?.registersWireBuffer = registers
+        }
         let trainer = try Trainer(configuration: configuration, backend: backend, trainingSet: data.training,
                                   testSet: data.test, checkpointURL: checkpointURL,
                                   metrics: metrics, display: display, communicator: communicator,
                                   overlapCommunication: !noOverlap,
-                                  gradientDType: allReduceDType.resolved(trainingDType: precision.dtype,
-                                                                                reducesBFloat16: communicator.reducesBFloat16),
+                                  gradientDType: gradientDType,
                                   bucketCap: Int(bucketCapMB * 1_048_576), averagesGradients: !noCommunication,
                                   overlapOptimizer: overlapOptimizer, mergesSmallBuckets: mergeSmallBuckets)
         if let bucketRelease, let reducer = trainer.reducer {
@@ -432,7 +444,8 @@ struct Train: ParsableCommand {
         if let reducer = trainer.reducer {
             header["overlap"] = String(reducer.overlap)
             header["allreduce_dtype"] = reducer.communicationDType == .bfloat16 ? "bf16" : "fp32"
-            if (communicator as? NCCLCommunicator)?.usesSymmetricWindows == true { header["nccl_symmetric_windows"] = "true" }
+            if let nccl = communicator as? NCCLCommunicator { header["nccl_symmetric_windows"] = String(nccl.usesSymmetricWindows) }
+            header["merged_small_buckets"] = String(mergeSmallBuckets)
             // float32 sizes; GPUMeasurements halves them for allreduce_dtype bf16 (older runs' headers read the same).
             header["bucket_bytes"] = reducer.buckets.map { String($0.byteCount) }.joined(separator: ",")
             if let bucketRelease { header["bucket_release"] = bucketRelease }

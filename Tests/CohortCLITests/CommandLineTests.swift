@@ -39,6 +39,7 @@ final class CommandLineTests: XCTestCase {
                            mentions: "float32 only")
         try assertRejected(["train", "--dataset", "synthetic", "--precision", "fp16"], mentions: "--precision")
         try assertRejected(["train", "--dataset", "synthetic", "--allreduce-dtype", "fp16"], mentions: "--allreduce-dtype")
+        try assertRejected(["train", "--dataset", "synthetic", "--symmetric-windows", "maybe"], mentions: "--symmetric-windows")
         try assertRejected(["train", "--dataset", "synthetic", "--bucket-release", "fc.weight*0"],
                            mentions: "the count after '*' must be a positive whole number")
         try assertRejected(["train", "--dataset", "synthetic", "--bucket-release", "fc.weight,"], mentions: "--bucket-release")

@@ -124,6 +124,17 @@ final class LaunchTests: XCTestCase {
         XCTAssertTrue(output.contains("cohort launch --nproc-per-node N"), output)
     }
 
+    /// `--symmetric-windows on` asks for NCCL's windows; CPU ranks all-reduce
+    /// through MPI, so the job stops at setup saying why, on every rank.
+    func testSymmetricWindowsOnCPURanksAreRefused() throws {
+        let job = try LaunchedJob(["launch", "--nproc-per-node", "2", "--master-port", String(LaunchedJob.freePort()), "--"]
+            + train(steps: 1) + ["--symmetric-windows", "on"])
+        let (status, output) = job.finish(limit: 60)
+        XCTAssertNotEqual(status, 0, output)
+        XCTAssertTrue(output.contains("--symmetric-windows on needs NCCL"), output)
+        XCTAssertFalse(output.contains("epoch 1/1"), "no rank should train:\n\(output)")
+    }
+
     /// Node 0 of 2 waits for a node 1 that never comes: a clear error after --rdzv-timeout.
     func testARendezvousThatNeverCompletesTimesOut() throws {
         let job = try LaunchedJob(["launch", "--nnodes", "2", "--node-rank", "0", "--nproc-per-node", "1",

@@ -278,6 +278,27 @@ final class BackgroundReductionTests: XCTestCase {
         XCTAssertEqual(AllReduceDType.bfloat16.resolved(trainingDType: .float32, reducesBFloat16: true), .bfloat16)
     }
 
+    /// Note [Symmetric wire buffer]: auto registers only on NCCL with
+    /// windows, one machine and a bf16 wire; on fails with the reason where
+    /// it cannot register; off never registers.
+    func testSymmetricWindowPolicyResolution() throws {
+        let auto = SymmetricWindowPolicy.auto
+        XCTAssertTrue(try auto.resolved(windowsAvailable: true, ranksShareOneMachine: true, wireIsBFloat16: true))
+        XCTAssertFalse(try auto.resolved(windowsAvailable: true, ranksShareOneMachine: false, wireIsBFloat16: true))
+        XCTAssertFalse(try auto.resolved(windowsAvailable: true, ranksShareOneMachine: true, wireIsBFloat16: false))
+        XCTAssertFalse(try auto.resolved(windowsAvailable: false, ranksShareOneMachine: true, wireIsBFloat16: true))
+        XCTAssertFalse(try auto.resolved(windowsAvailable: nil, ranksShareOneMachine: true, wireIsBFloat16: true))
+        XCTAssertTrue(try SymmetricWindowPolicy.on.resolved(windowsAvailable: true, ranksShareOneMachine: false, wireIsBFloat16: true))
+        XCTAssertFalse(try SymmetricWindowPolicy.off.resolved(windowsAvailable: true, ranksShareOneMachine: true, wireIsBFloat16: true))
+        let failures: [(Bool?, Bool, String)] = [(nil, true, "not NCCL's"), (false, true, "NCCL 2.27 or newer"), (true, false, "fp32")]
+        for (available, bf16, reason) in failures {
+            XCTAssertThrowsError(try SymmetricWindowPolicy.on.resolved(windowsAvailable: available, ranksShareOneMachine: true,
+                                                                      wireIsBFloat16: bf16)) { error in
+                XCTAssertTrue("\(error)".contains(reason), "\(error)")
+            }
+        }
+    }
+
     /// Note [Optimizer beside the last all-reduce]: the reducer marks the
     /// collectives before starting the last bucket, `finishBackward` waits
     /// for the marked ones only and leaves the last bucket's range pending,
