@@ -155,6 +155,14 @@ public final class CUDABackend: Backend {
         }
     }
 
+    public func copy(_ source: Tensor, to destination: Tensor, scaledBy scale: Float) {
+        expect("copy(scaledBy:)", source, source.shape, .bfloat16)
+        expect("copy(scaledBy:)", destination, destination.shape, .float32)
+        require(source.elementCount == destination.elementCount, "copy(scaledBy:): \(source) into \(destination)")
+        context.makeCurrent()
+        convert(source, to: destination, scale: scale)
+    }
+
     /// `copy` between float32 and bfloat16, on the backend's stream or on
     /// `otherStream` of the same context (the communicator's, which rounds
     /// and widens bf16 all-reduces there: Note [bf16 all-reduce off the

@@ -38,6 +38,10 @@ public protocol Backend: AnyObject {
     func fill(_ tensor: Tensor, value: Float)
     /// `destination = source`, converting between float32 and bfloat16 if their dtypes differ.
     func copy(_ source: Tensor, to destination: Tensor)
+    /// float32 `destination = source * scale`, widening a bfloat16 `source`
+    /// (how a summed bf16 all-reduce becomes an average: Note [Symmetric
+    /// wire buffer]). Host backends share the default below.
+    func copy(_ source: Tensor, to destination: Tensor, scaledBy scale: Float)
     /// Waits until every call issued so far has finished.
     func synchronize()
 
@@ -183,6 +187,15 @@ public protocol Backend: AnyObject {
 
 extension Backend {
     public var supportsBFloat16: Bool { false }
+
+    /// On the host: the conversion, then one float32 multiply per element.
+    public func copy(_ source: Tensor, to destination: Tensor, scaledBy scale: Float) {
+        precondition(device.isHost, "\(name): copy(_:to:scaledBy:) needs a device implementation")
+        precondition(destination.dtype == .float32, "copy(_:to:scaledBy:) writes float32, got \(destination)")
+        copy(source, to: destination)
+        let values = destination.floats
+        for index in values.indices { values[index] *= scale }
+    }
 
     /// A new tensor on this backend holding a host tensor's values.
     public func makeTensor(copying host: Tensor) throws -> Tensor {

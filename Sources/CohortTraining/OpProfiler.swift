@@ -67,6 +67,12 @@ public final class OpProfiler: Backend {
         measure("copy", "\(source.shape) \(source.dtype)->\(destination.dtype)") { inner.copy(source, to: destination) }
     }
 
+    public func copy(_ source: Tensor, to destination: Tensor, scaledBy scale: Float) {
+        measure("copy", "\(source.shape) \(source.dtype)->\(destination.dtype) x\(scale)") {
+            inner.copy(source, to: destination, scaledBy: scale)
+        }
+    }
+
     // MARK: Ops
 
     public func conv2dForward(output: Tensor, input: Tensor, weight: Tensor, geometry: Conv2dGeometry) {

@@ -75,6 +75,15 @@ extension BackendSelfTest {
                 c.run { backend, side in backend.copy(side(x), to: side(y)) }
                 c.compare(nil, y, .exact)
             },
+            // The widening that turns a summed bf16 all-reduce into an average
+            // (Note [Symmetric wire buffer]); 1/3 is not a power of two, so the multiply rounds.
+            SelfTestCheck(name: "copy bfloat16->float32 scaled", shape: "\(shape) x 1/3") { c in
+                let host = Tensor.zeros(shape, dtype: .bfloat16)
+                host.copy(from: c.uniform(shape, -100...100).toArray())
+                let x = c.pair(host), y = c.output(shape)
+                c.run { backend, side in backend.copy(side(x), to: side(y), scaledBy: 1 / 3) }
+                c.compare(nil, y, .exact)
+            },
             SelfTestCheck(name: "copy float32->bfloat16 view", shape: "[1000] at 7 -> at 211 in [1234]") { c in
                 let source = c.pair(c.uniform([1234], -100...100)), buffer = c.output([1234], dtype: .bfloat16)
                 c.run { backend, side in

@@ -119,6 +119,11 @@ final class ElementwiseTests: XCTestCase {
         XCTAssertEqual(rounded[4], BFloat16.toFloat(BFloat16.fromFloat(0.1)))
         backend.copy(bfloat16, to: float32)
         XCTAssertEqual(backend.download(float32).toArray(), rounded)
+        // Widening with a factor (a summed all-reduce made an average): one float32 multiply each.
+        backend.copy(bfloat16, to: float32, scaledBy: 0.25)
+        XCTAssertEqual(backend.download(float32).toArray(), rounded.map { $0 * 0.25 })
+        backend.copy(bfloat16, to: float32, scaledBy: 1 / 3)
+        XCTAssertEqual(Array(backend.download(float32).toArray()[0..<4]), [Float(1) / 3, Float(1) / 3, (1 + 1.0 / 64) * (Float(1) / 3), -1])
 
         let same = try backend.makeTensor(copying: host)
         XCTAssertEqual(backend.download(same).toArray(), host.toArray())
