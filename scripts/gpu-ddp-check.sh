@@ -174,7 +174,9 @@ if part phases; then
         | grep -E "^(COHORT_|NCCL_NVLS)|passed to every rank" | sort | uniq -c
     for b in ${DDP_CHECK_BATCHES:-128 512}; do
         images=$((b * 100 * ranks))
-        phased=(--batch-size $b --steps-per-epoch 100 --synthetic-images $images --time-graph-phases)
+        # DDP_CHECK_MARKS=1 adds each convolution's weight-gradient mark (Note [Backward progress marks]).
+        phased=(--batch-size $b --steps-per-epoch 100 --synthetic-images $images --time-graph-phases
+                ${DDP_CHECK_MARKS:+--time-gradient-marks})
         run "speed-phases-1gpu-b$b" 60 "$cohort" train "${common[@]}" "${phased[@]}" --run-dir "$OUT/speed-phases-1gpu-b$b"
         # Variants as in tuning (DDP_CHECK_PHASE_VARIANTS), the dp strategy last.
         for variant in ${DDP_CHECK_PHASE_VARIANTS:-default nocomm:--no-communication}; do
@@ -350,6 +352,28 @@ for folder in sorted(os.listdir(out)):
             line += "; buckets (start+busy ms): " + " ".join(
                 f"{statistics.median(sc)*1e3:.2f}+{statistics.median(c)*1e3:.3f}" for sc, c in zip(scols, cols))
         print(line)
+# Backward progress marks (DDP_CHECK_MARKS=1): each segment of backward between two convolutions'
+# weight gradients, against the same segment of the 1-GPU run at the same batch (rank 0).
+def marks(folder):
+    path = os.path.join(out, folder, "metrics-rank0.jsonl")
+    if not os.path.exists(path): path = os.path.join(out, folder, "metrics.jsonl")
+    if not os.path.exists(path): return None
+    recs = [json.loads(l) for l in open(path) if l.strip()]
+    recs = [r for r in recs if r.get("event") == "step" and "device_gradient_ready_seconds" in r][2:]
+    if not recs: return None
+    names = recs[-1]["device_gradient_ready_names"]
+    times = [statistics.median(r["device_gradient_ready_seconds"][i] for r in recs) * 1e3 for i in range(len(names))]
+    start = statistics.median(r["device_forward_seconds"] for r in recs) * 1e3
+    return names, [t - p for t, p in zip(times, [start] + times[:-1])]
+for folder in sorted(os.listdir(out)):
+    if not folder.startswith("speed-phases-") or folder.endswith(".txt") or "-1gpu-" in folder: continue
+    batch = folder.split("-b")[1].split("-")[0]
+    one, many = marks(f"speed-phases-1gpu-b{batch}"), marks(folder)
+    if not one or not many or one[0] != many[0]: continue
+    print(f"marks {folder} (rank 0) against 1 GPU, ms per backward segment ending at each weight gradient:")
+    for name, a, b in zip(one[0], one[1], many[1]):
+        print(f"  {name:28s} {a:7.3f} {b:7.3f} {b - a:+7.3f}")
+    print(f"  {'total':28s} {sum(one[1]):7.3f} {sum(many[1]):7.3f} {sum(many[1]) - sum(one[1]):+7.3f}")
 for folder in sys.argv[3:]:
     _, records = steps(folder)
     evals = [(r["epoch"], r.get("test_loss"), r.get("test_accuracy")) for r in records if r.get("event") == "eval"]

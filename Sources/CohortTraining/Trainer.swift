@@ -78,6 +78,8 @@ public final class Trainer {
     private var stepLabels: Tensor?
     /// Device timestamps between a logged step's phases (Note [Device timing]); nil on host backends.
     private var phaseMarks: [DeviceTimestamp]?
+    /// Stamps of each convolution's weight gradient (Note [Backward progress marks]).
+    private var gradientMarks: GradientReadyMarks?
     /// The snapshot slots of replayed steps' late reads (Note [Deferred step reads]); nil on host backends.
     private var deferredReads: DeferredStepReads?
 
@@ -142,6 +144,8 @@ public final class Trainer {
                                   bucketCap: bucketCap, communicationDType: gradientDType,
                                   mergesSmallBuckets: mergesSmallBuckets) : nil
         reducer?.defersLastBucket = overlapOptimizer
+        // After the reducer, whose gradient-ready handler the marks wrap (Note [Backward progress marks]).
+        gradientMarks = configuration.gradientMarks ? GradientReadyMarks(store: model.store, backend: backend) : nil
         // A data-parallel step is captured whole where its collectives can be (NCCL; Note [Communication stream]).
         if configuration.graphs && !backend.device.isHost && reducer?.isCapturable ?? true {
             let (model, criterion, reducer) = (model, criterion, reducer)
@@ -400,6 +404,10 @@ extension Trainer {
         record["device_forward_seconds"] = forward
         record["device_backward_seconds"] = backward
         record["device_optimizer_seconds"] = optimizer
+        if let gradientMarks, let seconds = gradientMarks.seconds(since: marks[0]) {
+            record["device_gradient_ready_seconds"] = seconds
+            record["device_gradient_ready_names"] = gradientMarks.names
+        }
         guard let reducer else { return }
         record["device_exposed_communication_seconds"] = exposed
         if let busy = reducer.deviceSeconds() {

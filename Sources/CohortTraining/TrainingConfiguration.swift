@@ -46,6 +46,9 @@ public struct TrainingConfiguration: Sendable {
     /// Before each evaluation, recompute the batch-norm running statistics
     /// over this many training batches (Note [Batch-norm recalibration]); 0: off.
     public var recalibrationBatches = 0
+    /// Stamp each convolution's weight gradient on the device (Note
+    /// [Backward progress marks]); logged steps with phase timing report them.
+    public var gradientMarks = false
 
     public init(architecture: ModelArchitecture = .resnet18, precision: Precision = .float32, epochs: Int, batchSize: Int, learningRate: Float,
                 decay: LearningRateSchedule.Decay = .constant, warmupEpochs: Int = 0,

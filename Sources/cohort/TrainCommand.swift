@@ -129,6 +129,9 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("time-graph-phases"), help: "On a GPU, time the phases and all-reduces of replayed steps inside their graph (event-record nodes; a diagnostic that costs each replay a little; COHORT_GRAPH_TIMING=1 does the same).")
     var timeGraphPhases = false
 
+    @Flag(name: .customLong("time-gradient-marks"), help: "On a GPU, with the phase timing (implies --time-graph-phases): logged steps also report when each convolution's weight gradient was written, seconds after the step's start (a diagnostic; Note [Backward progress marks]).")
+    var timeGradientMarks = false
+
     @Flag(name: .customLong("no-progress"), help: "No progress display, only epoch lines.")
     var noProgress = false
 
@@ -222,7 +225,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         // Read once, where the CUDA backend records its first timestamp (Note [Timing inside graphs]).
-        if timeGraphPhases { setenv("COHORT_GRAPH_TIMING", "1", 1) }
+        if timeGraphPhases || timeGradientMarks { setenv("COHORT_GRAPH_TIMING", "1", 1) }
         if strategy == .dp { return try runReplicas() }
         let environment = try RankEnvironment.current()
         let communicator: Communicator
@@ -357,6 +360,7 @@ struct Train: ParsableCommand {
         configuration.targetAccuracy = targetAccuracy
         configuration.zeroInitResidual = zeroInitResidual
         configuration.recalibrationBatches = bnRecalibrationBatches
+        configuration.gradientMarks = timeGradientMarks
 
         let directory = URL(fileURLWithPath: runDirectory
             ?? resume.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path }
@@ -422,7 +426,7 @@ struct Train: ParsableCommand {
         }
         display.log("optimizer \(optimizer.rawValue), momentum \(momentum)\(nesterov ? " (Nesterov)" : ""), weight decay \(weightDecay)\(noDecayOnNormAndBias ? " (not on norms and biases)" : ""), label smoothing \(labelSmoothing), seed \(seed)\(zeroInitResidual ? ", residual blocks starting as the identity (--zero-init-residual)" : "")\(bnRecalibrationBatches > 0 ? ", batch-norm statistics recomputed over \(bnRecalibrationBatches) batches before each evaluation" : "")")
         if trainer.capturesSteps && backend.recordsTimestampsInsideGraphs {
-            display.log("replayed steps timed inside their graph (--time-graph-phases): logged steps report forward, backward and each all-reduce")
+            display.log("replayed steps timed inside their graph (--time-graph-phases): logged steps report forward, backward and each all-reduce\(timeGradientMarks ? ", and when each convolution's weight gradient was written (--time-gradient-marks)" : "")")
         } else if timeGraphPhases {
             display.log("--time-graph-phases: not on this backend or driver (steps not captured, or no cuEventRecordWithFlags); logged steps report their whole only")
         }

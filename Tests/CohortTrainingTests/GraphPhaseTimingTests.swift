@@ -11,9 +11,10 @@ import XCTest
 /// `TapeBackend` posing as a GPU, whose clock ticks once per op, so each
 /// phase's "seconds" count the ops in it.
 final class GraphPhaseTimingTests: XCTestCase {
-    func loggedSteps(timestampsInsideGraphs: Bool) throws -> [[String: Any]] {
-        let configuration = TrainingConfiguration(architecture: .smallcnn, epochs: 1, batchSize: 16, learningRate: 0.05,
+    func loggedSteps(timestampsInsideGraphs: Bool, gradientMarks: Bool = false) throws -> [[String: Any]] {
+        var configuration = TrainingConfiguration(architecture: .smallcnn, epochs: 1, batchSize: 16, learningRate: 0.05,
                                                   seed: 3, logEvery: 2)
+        configuration.gradientMarks = gradientMarks
         return try TapeBackend(posesAsGPU: true, timestampsInsideGraphs: timestampsInsideGraphs)
             .trainedMetrics(configuration, dataSeed: 1).filter { $0["event"] as? String == "step" }
     }
@@ -45,6 +46,28 @@ final class GraphPhaseTimingTests: XCTestCase {
         for record in untimed {
             XCTAssertNotNil(record["device_step_seconds"] as? Double)
             XCTAssertNil(record["device_forward_seconds"])
+        }
+    }
+
+    /// Note [Backward progress marks]: every convolution weight's mark lies
+    /// inside backward, in the order backward writes them (the last layer
+    /// first), on replayed steps as on eager ones; without the option, none.
+    func testGradientMarksFallInsideBackwardInItsOrder() throws {
+        let timed = replayed(try loggedSteps(timestampsInsideGraphs: true, gradientMarks: true))
+        XCTAssertFalse(timed.isEmpty, "no replayed logged step")
+        for record in timed {
+            let forward = try XCTUnwrap(record["device_forward_seconds"] as? Double)
+            let backward = try XCTUnwrap(record["device_backward_seconds"] as? Double)
+            let marks = try XCTUnwrap(record["device_gradient_ready_seconds"] as? [Double])
+            let names = try XCTUnwrap(record["device_gradient_ready_names"] as? [String])
+            XCTAssertEqual(names, ["conv3.weight", "conv2.weight", "conv1.weight"], "SmallCNN's convolutions, last first")
+            XCTAssertEqual(marks.count, names.count)
+            XCTAssertEqual(marks, marks.sorted(), "marks in backward's order")
+            XCTAssertGreaterThan(marks.first!, forward)
+            XCTAssertLessThanOrEqual(marks.last!, forward + backward + 1e-9)
+        }
+        for record in replayed(try loggedSteps(timestampsInsideGraphs: true)) {
+            XCTAssertNil(record["device_gradient_ready_seconds"])
         }
     }
 }
