@@ -110,6 +110,8 @@ public struct RankEnvironment: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var isDistributed: Bool { worldSize > 1 }
+    /// Every rank runs on this machine (what NCCL's intra-node settings ask).
+    public var ranksShareOneMachine: Bool { localWorldSize == worldSize }
 
     /// `MASTER_ADDR` and `MASTER_PORT`, or an error saying which is missing.
     public func masterEndpoint() throws(RankEnvironmentError) -> (address: String, port: Int) {

@@ -96,10 +96,11 @@ public final class Trainer {
     ///     is defined against (and a way to tell communication from the rest
     ///     when a multi-rank step is slow).
     ///   - mergesSmallBuckets: small buckets take the next tensor over the
-    ///     cap (`--merge-small-buckets`, an experiment: Note [Small buckets]).
+    ///     cap (on by default in `cohort train`, off here as in
+    ///     `GradientReducer`: Note [Small buckets]).
     ///   - overlapOptimizer: update the parameters outside the last gradient
     ///     bucket while that bucket is all-reduced (`--overlap-optimizer`,
-    ///     an experiment: Note [Optimizer beside the last all-reduce]).
+    ///     an experiment that measured no gain: Note [Optimizer beside the last all-reduce]).
     public init(configuration: TrainingConfiguration, backend: Backend, trainingSet: ImageDataset,
                 testSet: ImageDataset?, checkpointURL: URL?, metrics: MetricsLog?, display: ProgressDisplay,
                 communicator: Communicator = SingleProcessCommunicator(), overlapCommunication: Bool = true,

@@ -241,7 +241,7 @@ struct Train: ParsableCommand {
                 throw ValidationError("multi-rank GPU runs need the CUDA backend, got \(made.backend.name)")
             }
             let blockNote = NCCLBlockLimit.apply(perDeviceBatch: batchSize,
-                                                 ranksShareOneMachine: environment.localWorldSize == environment.worldSize)
+                                                 ranksShareOneMachine: environment.ranksShareOneMachine)
             (communicator, rendezvous) = try Self.makeNCCLCommunicator(
                 backend: cuda, environment: environment,
                 timeout: collectiveTimeout > 0 ? .seconds(collectiveTimeout) : nil)
@@ -374,7 +374,7 @@ struct Train: ParsableCommand {
             let nccl = communicator as? NCCLCommunicator
             let registers = try symmetricWindows.resolved(
                 windowsAvailable: nccl.map { _ in NCCLCommunicator.hasSymmetricWindows },
-                ranksShareOneMachine: strategy == .dp || environment.localWorldSize == environment.worldSize,
+                ranksShareOneMachine: strategy == .dp || environment.ranksShareOneMachine,
                 wireIsBFloat16: gradientDType == .bfloat16)
             nccl?.registersWireBuffer = registers
         }
