@@ -175,8 +175,9 @@ if part phases; then
     for b in ${DDP_CHECK_BATCHES:-128 512}; do
         images=$((b * 100 * ranks))
         # DDP_CHECK_MARKS=1 adds each convolution's weight-gradient mark (Note [Backward progress marks]).
+        # DDP_CHECK_PHASE_FLAGS: flags for every run of this part (--no-graphs: eager steps, timed the same way).
         phased=(--batch-size $b --steps-per-epoch 100 --synthetic-images $images --time-graph-phases
-                ${DDP_CHECK_MARKS:+--time-gradient-marks})
+                ${DDP_CHECK_MARKS:+--time-gradient-marks} ${DDP_CHECK_PHASE_FLAGS:-})
         run "speed-phases-1gpu-b$b" 60 "$cohort" train "${common[@]}" "${phased[@]}" --run-dir "$OUT/speed-phases-1gpu-b$b"
         # Variants as in tuning (DDP_CHECK_PHASE_VARIANTS), the dp strategy last.
         for variant in ${DDP_CHECK_PHASE_VARIANTS:-default nocomm:--no-communication}; do
@@ -344,7 +345,7 @@ for folder in sorted(os.listdir(out)):
         med = lambda k: statistics.median(r[k] for r in recs if k in r) * 1e3 if any(k in r for r in recs) else float("nan")
         line = (f"phases {folder} {name}: step {med('device_step_seconds'):.3f} fwd {med('device_forward_seconds'):.3f} "
                 f"bwd {med('device_backward_seconds'):.3f} exposed {med('device_exposed_communication_seconds'):.3f} "
-                f"opt {med('device_optimizer_seconds'):.3f} ms")
+                f"opt {med('device_optimizer_seconds'):.3f} ms (replay start {med('device_replay_start_seconds'):.3f})")
         busy = [r["device_allreduce_seconds"] for r in recs if "device_allreduce_seconds" in r]
         starts = [r["device_allreduce_start_seconds"] for r in recs if "device_allreduce_start_seconds" in r]
         if busy and starts:

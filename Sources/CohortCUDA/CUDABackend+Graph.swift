@@ -26,7 +26,7 @@ extension CUDABackend {
     public func captureGraph(_ body: () throws -> Void) throws -> BackendGraph? {
         let d = driver
         guard let begin = d.cuStreamBeginCapture_v2, let end = d.cuStreamEndCapture,
-              let instantiate = d.cuGraphInstantiateWithFlags, let destroyGraph = d.cuGraphDestroy,
+              d.cuGraphInstantiateWithFlags != nil, let destroyGraph = d.cuGraphDestroy,
               d.cuGraphLaunch != nil, d.cuGraphExecDestroy != nil else { return nil }
         require(!stream.isCapturing, "captureGraph: a capture is already in progress")
         context.makeCurrent()
@@ -46,13 +46,17 @@ extension CUDABackend {
             throw error
         }
         var bodyError: Error?
+        splitGraphParts = []
         do { try body() } catch { bodyError = error }
-        var graph: CUgraph?
-        let endResult = end(stream.stream, &graph)
+        var last: CUgraph?
+        let endResult = end(stream.stream, &last)
         stream.isCapturing = false
         rawAllocator.isCapturing = false
         let released = allocator.thaw()
-        defer { if let graph { _ = destroyGraph(graph) } }
+        var parts = splitGraphParts
+        splitGraphParts = []
+        if let last { parts.append(last) }
+        defer { for part in parts { _ = destroyGraph(part) } }
 
         if let bodyError { throw bodyError }
         try checkCUDA(endResult, "cuStreamEndCapture",
@@ -63,7 +67,51 @@ extension CUDABackend {
                                  + "(\(released.reduce(0, +)) bytes): a tensor it made died, so the graph would "
                                  + "use freed memory; keep step buffers alive (ReusableBuffer)")
         }
-        guard let graph else { throw CUDAGraphError("cuStreamEndCapture returned no graph") }
+        guard last != nil else { throw CUDAGraphError("cuStreamEndCapture returned no graph") }
+        var executables: [CUDAGraph] = []
+        for graph in parts {
+            executables.append(try instantiateCapturedGraph(graph))
+        }
+        if executables.count == 1 { return executables[0] }
+        return CUDAGraphSequence(parts: executables)
+    }
+
+    /// Note [Split step graphs]
+    /// - A step captured whole is one graph; with an all-reduce forked onto
+    ///   the communication stream it is no longer one chain of nodes. On
+    ///   4 x H200 the forward of such a step (where no all-reduce runs) took
+    ///   0.05-0.06 ms longer than the same kernels, same grids, in the
+    ///   one-chain graph of 1 GPU or 4 with `--no-communication`; the
+    ///   question was whether the graph's shape costs that.
+    /// - `splitGraphCapture` ends the graph recorded so far and begins the
+    ///   next on the same stream, in the same capture (the allocator stays
+    ///   frozen); the result replays the parts in order, one launch each
+    ///   (`CUDAGraphSequence`). A split is only legal where every forked
+    ///   stream has joined back (between forward and backward, for a reducer).
+    /// - Measured (`cohort train --split-step-graph`, 4 x H200, 2026-11-27,
+    ///   docs/results/2026-11-27-fixed-step-tax): forward alone in its own
+    ///   one-chain graph took as long as inside the whole step (1.150 against
+    ///   1.151 ms at 4 x 128; 1-GPU 1.094), and weak scaling did not move
+    ///   (93.0/93.4% against 93.3/93.5%). The graph's shape is not the cost,
+    ///   so the split stays an experiment, off by default.
+    public func splitGraphCapture() throws {
+        guard stream.isCapturing else { return }
+        let d = driver
+        guard let begin = d.cuStreamBeginCapture_v2, let end = d.cuStreamEndCapture else { return }
+        var graph: CUgraph?
+        try checkCUDA(end(stream.stream, &graph), "cuStreamEndCapture", "splitting a graph capture "
+                      + "(work forked onto another stream must join back before a split)")
+        if let graph { splitGraphParts.append(graph) }
+        try checkCUDA(begin(stream.stream, Int32(COHORT_CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)),
+                      "cuStreamBeginCapture_v2", "after a split")
+    }
+
+    /// Counts, prints (COHORT_GRAPH_DOT), instantiates and uploads one captured graph.
+    private func instantiateCapturedGraph(_ graph: CUgraph) throws -> CUDAGraph {
+        let d = driver
+        guard let instantiate = d.cuGraphInstantiateWithFlags else {
+            throw CUDAGraphError("the driver lacks cuGraphInstantiateWithFlags")
+        }
         var nodeCount = 0
         if let getNodes = d.cuGraphGetNodes {
             try checkCUDA(getNodes(graph, nil, &nodeCount), "cuGraphGetNodes")

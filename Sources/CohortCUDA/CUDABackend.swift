@@ -44,6 +44,8 @@ public final class CUDABackend: Backend {
     /// False: every geometry is searched afresh (`cohort bench convs`, which prints the search's timings).
     public var usesAlgorithmCache = true
     var segmentPlans: [SegmentPlanKey: SegmentPlan] = [:]
+    /// The graphs a capture ended at each `splitGraphCapture` so far (Note [Split step graphs]).
+    var splitGraphParts: [CUgraph] = []
     let convolutionWorkspace: ScratchBuffer
     let weightScratch: ScratchBuffer
     /// X̂ and dX̂ of the convolutions that run as GEMMs (CUDABackend+ConvolutionGEMM.swift).

@@ -48,6 +48,24 @@ final class CUDAGraph: BackendGraph {
     }
 }
 
+/// One captured step replayed as several graphs, launched in order on the
+/// backend's stream (Note [Split step graphs] in CUDABackend+Graph.swift).
+final class CUDAGraphSequence: BackendGraph {
+    let parts: [CUDAGraph]
+
+    init(parts: [CUDAGraph]) { self.parts = parts }
+
+    var isValid: Bool { parts.allSatisfy(\.isValid) }
+
+    var summary: String {
+        "\(parts.count) CUDA graphs, \(parts.map { String($0.nodeCount) }.joined(separator: " + ")) nodes"
+    }
+
+    func launch() throws {
+        for part in parts { try part.launch() }
+    }
+}
+
 /// A step that could not be captured or replayed, with what was in the way.
 public struct CUDAGraphError: Error, CustomStringConvertible {
     public var description: String

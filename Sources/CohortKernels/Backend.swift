@@ -158,6 +158,11 @@ public protocol Backend: AnyObject {
     /// graphs, and the caller runs its step eagerly. See `Note [Graph capture]`
     /// in docs/design.md for what `body` may do.
     func captureGraph(_ body: () throws -> Void) throws -> BackendGraph?
+    /// Inside `captureGraph`'s body: ends the graph recorded so far and
+    /// starts the next, so the returned graph replays as several launches
+    /// in order (Note [Split step graphs]). Work forked onto another stream
+    /// must have joined back first. Default (and outside a capture): nothing.
+    func splitGraphCapture() throws
     /// A host tensor to fill and `upload` from: page-locked on a GPU, so the
     /// upload is a true asynchronous copy. Default: an ordinary host tensor.
     func makeHostStagingTensor(_ shape: Shape, dtype: DType) throws -> Tensor

@@ -30,6 +30,8 @@ extension Backend {
 
     public func captureGraph(_ body: () throws -> Void) throws -> BackendGraph? { nil }
 
+    public func splitGraphCapture() throws {}
+
     public func makeHostStagingTensor(_ shape: Shape, dtype: DType) throws -> Tensor {
         try Tensor(shape: shape, dtype: dtype, allocator: HostAllocator.shared)
     }

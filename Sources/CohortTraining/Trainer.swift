@@ -155,8 +155,11 @@ public final class Trainer {
             capturedStep = try CapturedStep(optimizer: optimizer, update: update) { [unowned self] in
                 // Phase marks inside the step only where a replay stamps them (Note [Timing inside graphs]).
                 let marks = backend.recordsTimestampsInsideGraphs ? phaseMarks : nil
+                // The replay's first node: how long after the step's start mark the graph began.
+                if let marks { backend.record(marks[5]) }
                 criterion(logits: model.forward(stepImages!, mode: .training), labels: stepLabels!)
                 if let marks { backend.record(marks[1]) }
+                if configuration.splitsGraphAfterForward { try backend.splitGraphCapture() }
                 reducer?.prepareForBackward(timed: marks != nil)
                 model.backward(criterion.backward())
                 if let marks { backend.record(marks[2]) }
@@ -165,7 +168,8 @@ public final class Trainer {
             }
         }
         if let first = backend.makeTimestamp() {
-            phaseMarks = [first] + (1..<5).compactMap { _ in backend.makeTimestamp() }
+            // Step start, forward end, backward end, wait end, step end; and a replay's first node.
+            phaseMarks = [first] + (1..<6).compactMap { _ in backend.makeTimestamp() }
         }
         if capturedStep != nil {
             deferredReads = try DeferredStepReads(backend: backend, loss: criterion.loss, correct: criterion.correct)
@@ -405,6 +409,11 @@ extension Trainer {
         record["device_forward_seconds"] = forward
         record["device_backward_seconds"] = backward
         record["device_optimizer_seconds"] = optimizer
+        // Forward includes the time from the step's start mark (before the learning-rate fill and
+        // the graph launch) to the replay's first node: the device waiting for the host's launch.
+        if capturedStep?.lastStepReplayed == true, let start = backend.seconds(from: marks[0], to: marks[5]) {
+            record["device_replay_start_seconds"] = start
+        }
         if let gradientMarks, let seconds = gradientMarks.seconds(since: marks[0]) {
             record["device_gradient_ready_seconds"] = seconds
             record["device_gradient_ready_names"] = gradientMarks.names

@@ -49,6 +49,9 @@ public struct TrainingConfiguration: Sendable {
     /// Stamp each convolution's weight gradient on the device (Note
     /// [Backward progress marks]); logged steps with phase timing report them.
     public var gradientMarks = false
+    /// Capture a step as two graphs, forward and the rest, launched one
+    /// after the other (Note [Split step graphs] in CUDABackend+Graph.swift).
+    public var splitsGraphAfterForward = false
 
     public init(architecture: ModelArchitecture = .resnet18, precision: Precision = .float32, epochs: Int, batchSize: Int, learningRate: Float,
                 decay: LearningRateSchedule.Decay = .constant, warmupEpochs: Int = 0,

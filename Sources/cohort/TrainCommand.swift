@@ -132,6 +132,9 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("time-gradient-marks"), help: "On a GPU, with the phase timing (implies --time-graph-phases): logged steps also report when each convolution's weight gradient was written, seconds after the step's start (a diagnostic; Note [Backward progress marks]).")
     var timeGradientMarks = false
 
+    @Flag(name: .customLong("split-step-graph"), help: "On a GPU, capture each step as two graphs, forward and the rest, replayed one after the other (an experiment that measured no gain; Note [Split step graphs]).")
+    var splitStepGraph = false
+
     @Flag(name: .customLong("no-progress"), help: "No progress display, only epoch lines.")
     var noProgress = false
 
@@ -361,6 +364,7 @@ struct Train: ParsableCommand {
         configuration.zeroInitResidual = zeroInitResidual
         configuration.recalibrationBatches = bnRecalibrationBatches
         configuration.gradientMarks = timeGradientMarks
+        configuration.splitsGraphAfterForward = splitStepGraph
 
         let directory = URL(fileURLWithPath: runDirectory
             ?? resume.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path }
@@ -445,6 +449,7 @@ struct Train: ParsableCommand {
         header["global_batch_size"] = String(globalBatch)
         header["pid"] = String(ProcessInfo.processInfo.processIdentifier)
         if noCommunication { header["communication"] = "off" }
+        if splitStepGraph { header["split_step_graph"] = "after forward" }
         if let reducer = trainer.reducer {
             header["overlap"] = String(reducer.overlap)
             header["allreduce_dtype"] = reducer.communicationDType == .bfloat16 ? "bf16" : "fp32"

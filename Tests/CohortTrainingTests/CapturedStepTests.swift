@@ -183,6 +183,8 @@ final class TapeBackend: Backend {
     private var tape: [() -> Void]?
     private(set) var allocations = 0
     private(set) var captures = 0
+    /// `splitGraphCapture` calls during captures, with the ops recorded before each.
+    private(set) var splitPoints: [Int] = []
     /// Poses as a GPU (the trainer captures steps only off the host); the memory stays the host's.
     let posesAsGPU: Bool
     /// Timestamps on a logical clock that ticks once per op run, recorded
@@ -239,6 +241,11 @@ final class TapeBackend: Backend {
         try body()
         captures += 1
         return Graph(calls: tape!, backend: self)
+    }
+
+    /// A recording has no parts to end; the point is noted, to check where the trainer splits.
+    func splitGraphCapture() throws {
+        if let tape { splitPoints.append(tape.count) }
     }
 
     /// Runs `call` now, or records it during a capture; either way the clock ticks when it runs.

@@ -38,6 +38,10 @@ final class GraphPhaseTimingTests: XCTestCase {
             XCTAssertGreaterThan(forward, 0)
             XCTAssertGreaterThan(backward, 0)
             XCTAssertGreaterThan(optimizer, 0)
+            // The replay's first node comes after the learning-rate fill, inside forward's time.
+            let replayStart = try XCTUnwrap(record["device_replay_start_seconds"] as? Double)
+            XCTAssertGreaterThan(replayStart, 0)
+            XCTAssertLessThan(replayStart, forward)
             // One rank: nothing between backward and the optimizer; the phases add up to the step.
             XCTAssertEqual(forward + backward + optimizer, step, accuracy: 1e-9)
         }
@@ -46,6 +50,35 @@ final class GraphPhaseTimingTests: XCTestCase {
         for record in untimed {
             XCTAssertNotNil(record["device_step_seconds"] as? Double)
             XCTAssertNil(record["device_forward_seconds"])
+        }
+    }
+
+    /// Note [Split step graphs]: `splitsGraphAfterForward` splits every
+    /// capture once, between forward and backward, and changes no value:
+    /// the logged losses are the same as from one graph.
+    func testSplitStepGraphSplitsEachCaptureOnceAndChangesNothing() throws {
+        func run(split: Bool) throws -> (TapeBackend, [[String: Any]]) {
+            var configuration = TrainingConfiguration(architecture: .smallcnn, epochs: 1, batchSize: 16, learningRate: 0.05,
+                                                      seed: 3, logEvery: 2)
+            configuration.splitsGraphAfterForward = split
+            let backend = TapeBackend(posesAsGPU: true, timestampsInsideGraphs: true)
+            let steps = try backend.trainedMetrics(configuration, dataSeed: 1).filter { $0["event"] as? String == "step" }
+            return (backend, steps)
+        }
+        let (whole, wholeSteps) = try run(split: false)
+        let (split, splitSteps) = try run(split: true)
+        XCTAssertEqual(whole.splitPoints, [])
+        XCTAssertGreaterThan(split.captures, 0)
+        XCTAssertEqual(split.splitPoints.count, split.captures)
+        // Forward's ops come before the split, backward's and the optimizer's after it.
+        XCTAssertTrue(split.splitPoints.allSatisfy { $0 > 0 })
+        XCTAssertFalse(replayed(splitSteps).isEmpty, "no replayed logged step")
+        XCTAssertEqual(wholeSteps.map { $0["loss"] as? Double }, splitSteps.map { $0["loss"] as? Double })
+        for record in replayed(splitSteps) {
+            let forward = try XCTUnwrap(record["device_forward_seconds"] as? Double)
+            let step = try XCTUnwrap(record["device_step_seconds"] as? Double)
+            XCTAssertGreaterThan(forward, 0)
+            XCTAssertLessThan(forward, step)
         }
     }
 
