@@ -276,6 +276,22 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
     ///   real-data loss curves with bf16 on the wire (gpu-ddp-check's curves,
     ///   4 x H200, c90f6ef, docs/results/2026-11-27-4xh200-suite-5) end
     ///   within the spread of two 1-GPU seeds, as fp32's do.
+    /// COHORT_ALLREDUCE_DRY, a diagnostic for the 4-GPU step's fixed extra time
+    /// (docs/results/2026-11-27-fixed-step-tax): `empty` forks and joins each
+    /// bucket with nothing in between, `convert` runs its bf16 rounding and
+    /// widening but no ncclAllReduce, `tiny` the same two kernels on one element. Gradients are then NOT averaged; a run
+    /// says so on standard error.
+    static let dryAllReduceVariable = "COHORT_ALLREDUCE_DRY"
+    static let dryAllReduce: String? = {
+        guard let value = ProcessInfo.processInfo.environment[dryAllReduceVariable], !value.isEmpty else { return nil }
+        guard ["empty", "convert", "tiny"].contains(value) else {
+            FileHandle.standardError.write(Data("\(dryAllReduceVariable)=\(value) ignored: empty, convert or tiny\n".utf8))
+            return nil
+        }
+        FileHandle.standardError.write(Data("\(dryAllReduceVariable)=\(value): gradients are NOT all-reduced (a timing diagnostic)\n".utf8))
+        return value
+    }()
+
     public func startAllReduce(_ tensor: Tensor, through wire: Tensor, op: ReduceOperation) throws {
         for (name, t) in [("tensor", tensor), ("wire", wire)] {
             guard !t.device.isHost, t.device == backend.device else {
@@ -289,6 +305,22 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
         // NCCL's symmetric kernels sum only: the widening divides (Note [Symmetric wire buffer]).
         let summed = op == .average && isInSymmetricWindow(wire)
         let scale: Float? = summed ? 1 / Float(worldSize) : nil
+        if let dry = Self.dryAllReduce {
+            // A diagnostic: the fork and join of a bucket with less (or no) work inside.
+            try enqueue("ncclAllReduce (\(Self.dryAllReduceVariable)=\(dry))", background: true) { _, stream in
+                if dry == "convert" {
+                    backend.convert(tensor, to: wire, on: stream)
+                    backend.convert(wire, to: tensor, on: stream, scale: nil)
+                } else if dry == "tiny" {
+                    // The same two kernels on one element: a branch with kernels but next to no traffic.
+                    let (one, oneWire) = (tensor.view(elementOffset: 0, shape: [1]), wire.view(elementOffset: 0, shape: [1]))
+                    backend.convert(one, to: oneWire, on: stream)
+                    backend.convert(oneWire, to: one, on: stream, scale: nil)
+                }
+                return Int32(COHORT_NCCL_SUCCESS)
+            }
+            return
+        }
         try enqueue("ncclAllReduce", background: true) { comm, stream in
             backend.convert(tensor, to: wire, on: stream)
             let result = nccl.ncclAllReduce(devicePointer(wire.devicePointer), devicePointer(wire.devicePointer), count,

@@ -352,11 +352,34 @@ public final class GradientReducer {
     /// Widens reduced bf16 ranges into the float32 gradients, where the
     /// communicator did not (Note [Gradient bucketing]).
     private func widen(_ ranges: [Range<Int>]) {
-        guard let lowPrecisionGradients, !(communicator is NarrowingAllReduce) else { return }
-        for range in ranges {
+        guard let lowPrecisionGradients, !convertsOnCommunicationStream else { return }
+        // Adjacent buckets (all of them after a whole backward) widen in one kernel.
+        var merged: [Range<Int>] = []
+        for range in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            if let last = merged.last, last.upperBound == range.lowerBound {
+                merged[merged.count - 1] = last.lowerBound..<range.upperBound
+            } else {
+                merged.append(range)
+            }
+        }
+        for range in merged {
             store.backend.copy(view(lowPrecisionGradients, range), to: view(store.gradients, range))
         }
     }
+
+    /// Whether the bf16 rounding and widening run on the communicator's stream
+    /// (Note [bf16 all-reduce off the compute stream]).
+    private var convertsOnCommunicationStream: Bool {
+        communicator is NarrowingAllReduce && !convertsOnComputeStream
+    }
+    /// An experiment, not yet run on a GPU (COHORT_WIRE_CONVERSIONS=compute sets it;
+    /// docs/results/2026-11-27-fixed-step-tax): round each bucket on the compute
+    /// stream and widen after the wait, in one kernel for adjacent buckets, even
+    /// with a `NarrowingAllReduce` communicator (into its wire buffer), so only
+    /// the collectives run beside backward. On 2 x H200 a branch beside backward
+    /// with the two conversions' kernels and no collective cost the step as
+    /// much as the whole fixed extra time, however little those kernels moved.
+    public var convertsOnComputeStream = ProcessInfo.processInfo.environment["COHORT_WIRE_CONVERSIONS"] == "compute"
 
     private func view(_ tensor: Tensor, _ range: Range<Int>) -> Tensor {
         tensor.view(elementOffset: range.lowerBound, shape: [range.count])
@@ -393,7 +416,7 @@ public final class GradientReducer {
         var wire: Tensor?
         if let lowPrecisionGradients {
             wire = view(lowPrecisionGradients, range)
-            if !(communicator is NarrowingAllReduce) {
+            if !convertsOnCommunicationStream {
                 store.backend.copy(gradients, to: wire!)
                 gradients = wire!
             }
@@ -413,7 +436,7 @@ public final class GradientReducer {
         lastStarted = range
         let started = ContinuousClock.now
         do {
-            if let wire, let narrowing = communicator as? NarrowingAllReduce {
+            if let wire, convertsOnCommunicationStream, let narrowing = communicator as? NarrowingAllReduce {
                 try narrowing.startAllReduce(gradients, through: wire, op: .average)
             } else {
                 try communicator.startAllReduce(gradients, op: .average)

@@ -86,7 +86,12 @@ final class NarrowingCommunicator: NarrowingAllReduce {
     private(set) var plainStarts = 0
     private(set) var narrowed: [(tensor: Tensor, wire: Tensor)] = []
 
-    func startAllReduce(_ tensor: Tensor, op: ReduceOperation) throws { plainStarts += 1 }
+    /// Plain all-reduces (of the wire, when the reducer converts itself): halved at the wait.
+    private var plainPending: [Tensor] = []
+    func startAllReduce(_ tensor: Tensor, op: ReduceOperation) throws {
+        plainStarts += 1
+        plainPending.append(tensor)
+    }
 
     /// The wire buffer it handed the reducer (as NCCL hands out a symmetric window).
     private(set) var providedWire: Tensor?
@@ -108,6 +113,10 @@ final class NarrowingCommunicator: NarrowingAllReduce {
             backend.fill(wire, value: 0)
         }
         narrowed = []
+        for tensor in plainPending {
+            backend.copy(Tensor(tensor.toArray().map { $0 * 0.5 }, shape: tensor.shape), to: tensor)
+        }
+        plainPending = []
     }
 
     func allReduce(_ tensor: Tensor, op: ReduceOperation) throws {}
@@ -187,6 +196,28 @@ final class BackgroundReductionTests: XCTestCase {
         XCTAssertEqual(model.store.gradients.toArray(), expected)
         // Rounding is visible (the test would not see a float32 path otherwise).
         XCTAssertNotEqual(expected, plain.map { $0 * 0.5 })
+    }
+
+    /// `convertsOnComputeStream`: a `NarrowingAllReduce` communicator's wire
+    /// buffer is still used, but the reducer rounds into it and widens out of
+    /// it itself, and the communicator gets plain all-reduces of the wire:
+    /// the same halved bf16 roundings.
+    func testBFloat16ConversionsOnTheComputeStreamUseTheCommunicatorsWire() throws {
+        let plain = try gradients(seed: 4)
+        let fixture = try Fixture(seed: 4)
+        let (backend, model) = (fixture.backend, fixture.model)
+        let communicator = NarrowingCommunicator()
+        let reducer = try GradientReducer(store: model.store, communicator: communicator,
+                                          bucketCap: 40_000, firstBucketCap: 4_000, communicationDType: .bfloat16)
+        reducer.convertsOnComputeStream = true
+        XCTAssertGreaterThan(reducer.buckets.count, 1)
+        fixture.backward(reducer)
+        XCTAssertEqual(communicator.narrowed.count, 0)
+        XCTAssertEqual(communicator.plainStarts, reducer.buckets.count)
+        try reducer.finishBackward()
+        let bf16 = try backend.makeTensor([plain.count], dtype: .bfloat16)
+        backend.copy(Tensor(plain, shape: [plain.count]), to: bf16)
+        XCTAssertEqual(model.store.gradients.toArray(), bf16.toArray().map { $0 * 0.5 })
     }
 
     /// A `NarrowingAllReduce` communicator gets each bucket's float32 view
