@@ -198,6 +198,21 @@ final class BackgroundReductionTests: XCTestCase {
         XCTAssertNotEqual(expected, plain.map { $0 * 0.5 })
     }
 
+    /// A reducer of the fixture's model in bf16 through a `NarrowingCommunicator`.
+    fileprivate func narrowingReducer(_ fixture: Fixture) throws -> (GradientReducer, NarrowingCommunicator) {
+        let communicator = NarrowingCommunicator()
+        let reducer = try GradientReducer(store: fixture.model.store, communicator: communicator,
+                                          bucketCap: 40_000, firstBucketCap: 4_000, communicationDType: .bfloat16)
+        return (reducer, communicator)
+    }
+
+    /// What two ranks' average through a bf16 wire gives when both hold `plain`: its halved roundings.
+    func halvedBFloat16Roundings(_ plain: [Float], on backend: Backend) throws -> [Float] {
+        let bf16 = try backend.makeTensor([plain.count], dtype: .bfloat16)
+        backend.copy(Tensor(plain, shape: [plain.count]), to: bf16)
+        return bf16.toArray().map { $0 * 0.5 }
+    }
+
     /// `convertsOnComputeStream`: a `NarrowingAllReduce` communicator's wire
     /// buffer is still used, but the reducer rounds into it and widens out of
     /// it itself, and the communicator gets plain all-reduces of the wire:
@@ -205,19 +220,14 @@ final class BackgroundReductionTests: XCTestCase {
     func testBFloat16ConversionsOnTheComputeStreamUseTheCommunicatorsWire() throws {
         let plain = try gradients(seed: 4)
         let fixture = try Fixture(seed: 4)
-        let (backend, model) = (fixture.backend, fixture.model)
-        let communicator = NarrowingCommunicator()
-        let reducer = try GradientReducer(store: model.store, communicator: communicator,
-                                          bucketCap: 40_000, firstBucketCap: 4_000, communicationDType: .bfloat16)
+        let (reducer, communicator) = try narrowingReducer(fixture)
         reducer.convertsOnComputeStream = true
         XCTAssertGreaterThan(reducer.buckets.count, 1)
         fixture.backward(reducer)
         XCTAssertEqual(communicator.narrowed.count, 0)
         XCTAssertEqual(communicator.plainStarts, reducer.buckets.count)
         try reducer.finishBackward()
-        let bf16 = try backend.makeTensor([plain.count], dtype: .bfloat16)
-        backend.copy(Tensor(plain, shape: [plain.count]), to: bf16)
-        XCTAssertEqual(model.store.gradients.toArray(), bf16.toArray().map { $0 * 0.5 })
+        XCTAssertEqual(fixture.model.store.gradients.toArray(), try halvedBFloat16Roundings(plain, on: fixture.backend))
     }
 
     /// A `NarrowingAllReduce` communicator gets each bucket's float32 view
@@ -226,10 +236,8 @@ final class BackgroundReductionTests: XCTestCase {
     func testBFloat16ConversionsAreLeftToANarrowingCommunicator() throws {
         let plain = try gradients(seed: 4)
         let fixture = try Fixture(seed: 4)
-        let (backend, model) = (fixture.backend, fixture.model)
-        let communicator = NarrowingCommunicator()
-        let reducer = try GradientReducer(store: model.store, communicator: communicator,
-                                          bucketCap: 40_000, firstBucketCap: 4_000, communicationDType: .bfloat16)
+        let model = fixture.model
+        let (reducer, communicator) = try narrowingReducer(fixture)
         fixture.backward(reducer)
         XCTAssertEqual(communicator.plainStarts, 0)
         XCTAssertEqual(communicator.narrowed.count, reducer.buckets.count)
@@ -242,9 +250,7 @@ final class BackgroundReductionTests: XCTestCase {
                       "every bucket is a view of the communicator's wire buffer")
         XCTAssertEqual(model.store.gradients.toArray(), plain, "nothing converted on the compute stream before the wait")
         try reducer.finishBackward()
-        let bf16 = try backend.makeTensor([plain.count], dtype: .bfloat16)
-        backend.copy(Tensor(plain, shape: [plain.count]), to: bf16)
-        XCTAssertEqual(model.store.gradients.toArray(), bf16.toArray().map { $0 * 0.5 })
+        XCTAssertEqual(model.store.gradients.toArray(), try halvedBFloat16Roundings(plain, on: fixture.backend))
     }
 
     /// Note [Bucket release points]: full buckets wait for the named
