@@ -112,6 +112,8 @@ extension NCCLCommunicator {
     }
 
     /// Whether `tensor` lies inside a registered symmetric window.
+    public func sumsOnly(through wire: Tensor) -> Bool { isInSymmetricWindow(wire) }
+
     func isInSymmetricWindow(_ tensor: Tensor) -> Bool {
         let start = tensor.devicePointer, end = start + CUdeviceptr(tensor.byteCount)
         return symmetricWindows.contains { start >= $0.base && end <= $0.base + CUdeviceptr($0.byteCount) }

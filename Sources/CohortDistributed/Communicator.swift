@@ -126,10 +126,15 @@ public protocol NarrowingAllReduce: Communicator {
     /// (the default). Every rank calls it in the same order: NCCL registers
     /// the buffer with every rank (Note [Symmetric wire buffer]).
     func makeWireBuffer(elementCount: Int) throws -> Tensor?
+    /// Whether a plain all-reduce of (part of) `wire` can only sum, so a
+    /// caller that wants the average sums and divides while widening (NCCL's
+    /// symmetric kernels: Note [Symmetric wire buffer]). Default: false.
+    func sumsOnly(through wire: Tensor) -> Bool
 }
 
 extension NarrowingAllReduce {
     public func makeWireBuffer(elementCount: Int) throws -> Tensor? { nil }
+    public func sumsOnly(through wire: Tensor) -> Bool { false }
 }
 
 /// The communicator of a run with one process: collectives are identities.

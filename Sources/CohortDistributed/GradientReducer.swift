@@ -363,7 +363,12 @@ public final class GradientReducer {
             }
         }
         for range in merged {
-            store.backend.copy(view(lowPrecisionGradients, range), to: view(store.gradients, range))
+            let (wire, gradients) = (view(lowPrecisionGradients, range), view(store.gradients, range))
+            if summedOnTheWire {
+                store.backend.copy(wire, to: gradients, scaledBy: 1 / Float(communicator.worldSize))
+            } else {
+                store.backend.copy(wire, to: gradients)
+            }
         }
     }
 
@@ -375,11 +380,18 @@ public final class GradientReducer {
     /// An experiment, not yet run on a GPU (COHORT_WIRE_CONVERSIONS=compute sets it;
     /// docs/results/2026-11-27-fixed-step-tax): round each bucket on the compute
     /// stream and widen after the wait, in one kernel for adjacent buckets, even
-    /// with a `NarrowingAllReduce` communicator (into its wire buffer), so only
-    /// the collectives run beside backward. On 2 x H200 a branch beside backward
+    /// with a `NarrowingAllReduce` communicator (into its wire buffer; summing
+    /// where it `sumsOnly(through:)` the wire, and dividing while widening), so
+    /// only the collectives run beside backward. On 2 x H200 a branch beside backward
     /// with the two conversions' kernels and no collective cost the step as
     /// much as the whole fixed extra time, however little those kernels moved.
     public var convertsOnComputeStream = ProcessInfo.processInfo.environment["COHORT_WIRE_CONVERSIONS"] == "compute"
+    /// With the conversions here: the wire's all-reduce sums (a communicator
+    /// that `sumsOnly(through:)` it) and the widening divides by the ranks.
+    private var summedOnTheWire: Bool {
+        guard let lowPrecisionGradients, let narrowing = communicator as? NarrowingAllReduce else { return false }
+        return narrowing.sumsOnly(through: lowPrecisionGradients)
+    }
 
     private func view(_ tensor: Tensor, _ range: Range<Int>) -> Tensor {
         tensor.view(elementOffset: range.lowerBound, shape: [range.count])
@@ -439,7 +451,7 @@ public final class GradientReducer {
             if let wire, convertsOnCommunicationStream, let narrowing = communicator as? NarrowingAllReduce {
                 try narrowing.startAllReduce(gradients, through: wire, op: .average)
             } else {
-                try communicator.startAllReduce(gradients, op: .average)
+                try communicator.startAllReduce(gradients, op: wire != nil && summedOnTheWire ? .sum : .average)
             }
         } catch {
             failure = error

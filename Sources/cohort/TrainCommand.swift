@@ -455,6 +455,9 @@ struct Train: ParsableCommand {
             header["allreduce_dtype"] = reducer.communicationDType == .bfloat16 ? "bf16" : "fp32"
             if let nccl = communicator as? NCCLCommunicator { header["nccl_symmetric_windows"] = String(nccl.usesSymmetricWindows) }
             header["merged_small_buckets"] = String(mergeSmallBuckets)
+            if reducer.communicationDType == .bfloat16 && reducer.convertsOnComputeStream {
+                header["wire_conversions"] = "compute stream (COHORT_WIRE_CONVERSIONS=compute)"
+            }
             // float32 sizes; GPUMeasurements halves them for allreduce_dtype bf16 (older runs' headers read the same).
             header["bucket_bytes"] = reducer.buckets.map { String($0.byteCount) }.joined(separator: ",")
             if let bucketRelease { header["bucket_release"] = bucketRelease }

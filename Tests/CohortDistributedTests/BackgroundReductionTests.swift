@@ -86,12 +86,18 @@ final class NarrowingCommunicator: NarrowingAllReduce {
     private(set) var plainStarts = 0
     private(set) var narrowed: [(tensor: Tensor, wire: Tensor)] = []
 
-    /// Plain all-reduces (of the wire, when the reducer converts itself): halved at the wait.
-    private var plainPending: [Tensor] = []
+    /// Plain all-reduces (of the wire, when the reducer converts itself), as
+    /// if the other rank held zeros: an average halves at the wait, a sum keeps.
+    private var plainPending: [(tensor: Tensor, op: ReduceOperation)] = []
+    private(set) var plainOperations: [ReduceOperation] = []
     func startAllReduce(_ tensor: Tensor, op: ReduceOperation) throws {
         plainStarts += 1
-        plainPending.append(tensor)
+        plainPending.append((tensor, op))
+        plainOperations.append(op)
     }
+    /// Answers `sumsOnly(through:)`, as NCCL does for a symmetric window.
+    var wireSumsOnly = false
+    func sumsOnly(through wire: Tensor) -> Bool { wireSumsOnly }
 
     /// The wire buffer it handed the reducer (as NCCL hands out a symmetric window).
     private(set) var providedWire: Tensor?
@@ -113,7 +119,7 @@ final class NarrowingCommunicator: NarrowingAllReduce {
             backend.fill(wire, value: 0)
         }
         narrowed = []
-        for tensor in plainPending {
+        for (tensor, op) in plainPending where op == .average {
             backend.copy(Tensor(tensor.toArray().map { $0 * 0.5 }, shape: tensor.shape), to: tensor)
         }
         plainPending = []
@@ -217,17 +223,24 @@ final class BackgroundReductionTests: XCTestCase {
     /// buffer is still used, but the reducer rounds into it and widens out of
     /// it itself, and the communicator gets plain all-reduces of the wire:
     /// the same halved bf16 roundings.
+    /// Where the wire can only be summed (a symmetric window), the reducer asks
+    /// for sums and divides while widening: the same values.
     func testBFloat16ConversionsOnTheComputeStreamUseTheCommunicatorsWire() throws {
         let plain = try gradients(seed: 4)
-        let fixture = try Fixture(seed: 4)
-        let (reducer, communicator) = try narrowingReducer(fixture)
-        reducer.convertsOnComputeStream = true
-        XCTAssertGreaterThan(reducer.buckets.count, 1)
-        fixture.backward(reducer)
-        XCTAssertEqual(communicator.narrowed.count, 0)
-        XCTAssertEqual(communicator.plainStarts, reducer.buckets.count)
-        try reducer.finishBackward()
-        XCTAssertEqual(fixture.model.store.gradients.toArray(), try halvedBFloat16Roundings(plain, on: fixture.backend))
+        for sumsOnly in [false, true] {
+            let fixture = try Fixture(seed: 4)
+            let (reducer, communicator) = try narrowingReducer(fixture)
+            reducer.convertsOnComputeStream = true
+            communicator.wireSumsOnly = sumsOnly
+            XCTAssertGreaterThan(reducer.buckets.count, 1)
+            fixture.backward(reducer)
+            XCTAssertEqual(communicator.narrowed.count, 0)
+            XCTAssertEqual(communicator.plainStarts, reducer.buckets.count)
+            XCTAssertEqual(Set(communicator.plainOperations), [sumsOnly ? .sum : .average])
+            try reducer.finishBackward()
+            XCTAssertEqual(fixture.model.store.gradients.toArray(), try halvedBFloat16Roundings(plain, on: fixture.backend),
+                           "sums only: \(sumsOnly)")
+        }
     }
 
     /// A `NarrowingAllReduce` communicator gets each bucket's float32 view
