@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "CohortTensorTests", dependencies: ["CohortTensor"]),
         .testTarget(name: "CohortKernelsTests", dependencies: ["CohortKernels"]),
         .testTarget(name: "CohortOneDNNTests", dependencies: ["CohortOneDNN"]),
-        .testTarget(name: "CohortCUDATests", dependencies: ["CohortCUDA", "CohortKernels"],
+        .testTarget(name: "CohortCUDATests", dependencies: ["CohortCUDA", "CohortKernels", "CCUDA"],
                     exclude: ["Emulation"]),  // C++ the kernel emulation test compiles itself
         .testTarget(name: "CohortNNTests", dependencies: ["CohortNN", "CohortOneDNN"]),
         .testTarget(name: "CohortOptimTests", dependencies: ["CohortOptim"]),

@@ -5,7 +5,7 @@ import Foundation
 /// cuDNN's algorithm choices kept on disk between runs.
 ///
 /// Note [Convolution algorithm cache]: choosing an algorithm runs every
-/// candidate once (`cudnnFind*AlgorithmEx`, Note [Convolution algorithms]);
+/// candidate twice (`cudnnFind*AlgorithmEx`, Note [Two search rounds]);
 /// for ResNet-18's 33 (geometry, direction) pairs it is a large part of a
 /// first epoch's extra time (on 4 x H200, commit 81940ad, the time-to-accuracy
 /// run's first epoch took 1.6 s against 0.3 s for the next ones, search,
@@ -39,7 +39,7 @@ public final class ConvolutionAlgorithmCache: @unchecked Sendable {
 
     public static let fileName = "convolution-algorithms.json"
     /// Bumped when the key or the entry changes meaning.
-    static let formatVersion = 1
+    static let formatVersion = 2  // 2: choices from two search rounds (Note [Two search rounds])
 
     public let url: URL?
     private let lock = NSLock()

@@ -1,3 +1,4 @@
+import CCUDA
 import CohortCUDA
 import CohortKernels
 import CohortTensor
@@ -71,5 +72,25 @@ final class ConvolutionAlgorithmCacheTests: XCTestCase {
         memoryOnly.store(.init(algorithm: 2, mathType: 0, milliseconds: 1), for: key())
         XCTAssertEqual(memoryOnly.entry(key())?.algorithm, 2)
         XCTAssertNil(memoryOnly.url)
+    }
+
+    /// Note [Two search rounds]: per (algorithm, math type) the best successful
+    /// time over the rounds; a candidate that failed once but ran once keeps
+    /// its run; fastest first, failures last.
+    func testSearchRoundsKeepEachCandidatesBestTime() {
+        func result(_ algorithm: Int32, _ math: Int32, _ ms: Float, status: cudnnStatus_t = 0) -> CohortCUDNNConvolutionPerf {
+            var perf = CohortCUDNNConvolutionPerf()
+            (perf.algorithm, perf.mathType, perf.time, perf.status) = (algorithm, math, ms, status)
+            return perf
+        }
+        // Round 1: algorithm 1's first launch paid a one-time cost; algorithm 3 failed.
+        let first = CUDABackend.keepingFastest([], [result(0, 1, 0.30), result(1, 1, 0.50), result(3, 1, 0, status: 9),
+                                                    result(1, 0, 0.90)])
+        XCTAssertEqual(first.map(\.algorithm), [0, 1, 1, 3])
+        let second = CUDABackend.keepingFastest(first, [result(1, 1, 0.20), result(0, 1, 0.31), result(3, 1, 0.40),
+                                                        result(1, 0, 0.95)][...])
+        XCTAssertEqual(second.map { [$0.algorithm, $0.mathType] }, [[1, 1], [0, 1], [3, 1], [1, 0]])
+        XCTAssertEqual(second.map(\.time), [0.20, 0.30, 0.40, 0.90])
+        XCTAssertTrue(second.allSatisfy { $0.status == 0 })
     }
 }
