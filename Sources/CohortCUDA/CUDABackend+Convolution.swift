@@ -140,8 +140,8 @@ extension CUDABackend {
     /// - Find times every candidate once. With the same binary on 4 x H200 the
     ///   1-GPU forward of ResNet-18 at batch 128 took 0.875 ms on a machine
     ///   where the GPU self-test had run before the first training run's
-    ///   search, and 1.05-1.10 ms on seven fresh machines where the search came
-    ///   first (docs/results/2026-11-27-fixed-step-tax): the choices differed,
+    ///   search, and 1.05-1.10 ms in seven later calls (six fresh machines)
+    ///   where the search came first (docs/results/2026-11-27-fixed-step-tax): the choices differed,
     ///   and the cache then kept the worse ones. The likely cause is a first
     ///   launch's one-time cost (CUDA loads a module's kernels lazily, at their
     ///   first launch) landing in the timing of candidates that had not run yet.
