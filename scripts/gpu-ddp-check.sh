@@ -140,7 +140,11 @@ all_tuning_variants="default fp32ar:--allreduce-dtype:fp32 ctas8:env:NCCL_MAX_CT
     sym-ctazero:--symmetric-windows:on:env:NCCL_CTA_POLICY=2
     nosym:--symmetric-windows:off nomerge:--no-merge-small-buckets
     nosym-nomerge:--symmetric-windows:off:--no-merge-small-buckets
-    ctas4:env:NCCL_MAX_CTAS=4 bucket18:--bucket-cap-mb:18"
+    ctas4:env:NCCL_MAX_CTAS=4 bucket18:--bucket-cap-mb:18
+    split:--split-step-graph cc:--wire-conversions-on-compute-stream
+    cc-nosym:--wire-conversions-on-compute-stream:--symmetric-windows:off
+    dry-empty:env:COHORT_ALLREDUCE_DRY=empty dry-tiny:env:COHORT_ALLREDUCE_DRY=tiny
+    dry-convert:env:COHORT_ALLREDUCE_DRY=convert"
 if part tuning; then
     for b in ${DDP_CHECK_BATCHES:-128 512}; do
         images=$((b * 100 * ranks))

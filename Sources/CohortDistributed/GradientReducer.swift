@@ -377,7 +377,7 @@ public final class GradientReducer {
     private var convertsOnCommunicationStream: Bool {
         communicator is NarrowingAllReduce && !convertsOnComputeStream
     }
-    /// An experiment, not yet run on a GPU (COHORT_WIRE_CONVERSIONS=compute sets it;
+    /// An experiment, not yet run on a GPU (`cohort train --wire-conversions-on-compute-stream`;
     /// docs/results/2026-11-27-fixed-step-tax): round each bucket on the compute
     /// stream and widen after the wait, in one kernel for adjacent buckets, even
     /// with a `NarrowingAllReduce` communicator (into its wire buffer; summing
@@ -385,7 +385,7 @@ public final class GradientReducer {
     /// only the collectives run beside backward. On 2 x H200 a branch beside backward
     /// with the two conversions' kernels and no collective cost the step as
     /// much as the whole fixed extra time, however little those kernels moved.
-    public var convertsOnComputeStream = ProcessInfo.processInfo.environment["COHORT_WIRE_CONVERSIONS"] == "compute"
+    public var convertsOnComputeStream = false
     /// With the conversions here: the wire's all-reduce sums (a communicator
     /// that `sumsOnly(through:)` it) and the widening divides by the ranks.
     private var summedOnTheWire: Bool {

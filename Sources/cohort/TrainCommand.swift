@@ -159,6 +159,9 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("overlap-optimizer"), help: "Multi-rank runs, an experiment: update every parameter outside the last gradient bucket while that bucket is still being all-reduced (Note [Optimizer beside the last all-reduce]).")
     var overlapOptimizer = false
 
+    @Flag(name: .customLong("wire-conversions-on-compute-stream"), help: "Multi-rank GPU runs with bf16 gradients, an experiment: round each bucket into the wire buffer on the compute stream and widen after the wait, leaving only the all-reduces beside backward (Note on GradientReducer.convertsOnComputeStream).")
+    var wireConversionsOnComputeStream = false
+
     @Option(name: .customLong("bucket-release"), help: ArgumentHelp("Multi-rank runs, an experiment: hold full gradient buckets back and start them once backward has written these parameters' gradients (comma-separated names; 'name*k' starts at most k held buckets there). Note [Bucket release points].", valueName: "parameters"))
     var bucketRelease: String?
 
@@ -389,6 +392,13 @@ struct Train: ParsableCommand {
                                   gradientDType: gradientDType,
                                   bucketCap: Int(bucketCapMB * 1_048_576), averagesGradients: !noCommunication,
                                   overlapOptimizer: overlapOptimizer, mergesSmallBuckets: mergeSmallBuckets)
+        if wireConversionsOnComputeStream {
+            guard let reducer = trainer.reducer, reducer.communicationDType == .bfloat16, communicator is NCCLCommunicator else {
+                throw ValidationError("--wire-conversions-on-compute-stream moves the bf16 gradient conversions of NCCL ranks; "
+                                      + "this run has \(trainer.reducer == nil ? "no all-reduce" : "no bf16 NCCL all-reduce")")
+            }
+            reducer.convertsOnComputeStream = true
+        }
         if let bucketRelease, let reducer = trainer.reducer {
             try reducer.holdBuckets(releasingAt: try Self.releasePoints(bucketRelease))
         }
@@ -456,7 +466,7 @@ struct Train: ParsableCommand {
             if let nccl = communicator as? NCCLCommunicator { header["nccl_symmetric_windows"] = String(nccl.usesSymmetricWindows) }
             header["merged_small_buckets"] = String(mergeSmallBuckets)
             if reducer.communicationDType == .bfloat16 && reducer.convertsOnComputeStream {
-                header["wire_conversions"] = "compute stream (COHORT_WIRE_CONVERSIONS=compute)"
+                header["wire_conversions"] = "compute stream"
             }
             // float32 sizes; GPUMeasurements halves them for allreduce_dtype bf16 (older runs' headers read the same).
             header["bucket_bytes"] = reducer.buckets.map { String($0.byteCount) }.joined(separator: ",")
