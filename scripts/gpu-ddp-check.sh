@@ -18,7 +18,8 @@
 # 4. The watchdog: two ranks started by hand, rank 1 killed (SIGKILL) mid-run;
 #    rank 0 must exit non-zero within 30 s, saying why.
 # A summary table ends the log ($OUT/gpu-ddp-check.log); metrics stay in $OUT.
-# DDP_CHECK_PARTS picks parts (default all but tuning and phases: speed,dpdiag,variants,curves,sockets,watchdog,launchers;
+# DDP_CHECK_PARTS picks parts (default all but tuning, phases and search: speed,dpdiag,variants,curves,sockets,watchdog,launchers;
+# search compares one and two cuDNN search rounds on fresh algorithm caches, 1 GPU at 128;
 # phases times replayed steps' phases and buckets per rank at 1 and N GPUs (DDP_CHECK_PHASE_VARIANTS, as
 # tuning's variants), and the cards' clocks (DDP_CHECK_CLOCKS= to skip);
 # tuning measures all-reduce variants at 4 x 128 and 4 x 512, twice each, and the replayed
@@ -207,6 +208,18 @@ if part phases; then
     done
 fi
 
+# Search: cuDNN's algorithm choice on a fresh cache, one search round against two (Note [Two
+# search rounds]), three fresh caches each: the spread of one GPU's step at 128 between them.
+if part search; then
+    for rounds in 1 2; do
+        for rep in 1 2 3; do
+            cache=$(mktemp -d /tmp/cohort-search-XXXXXX)
+            run "search-r$rounds-$rep" 60 env COHORT_FIND_ROUNDS=$rounds COHORT_KERNEL_CACHE=$cache "$cohort" train "${common[@]}" \
+                --batch-size 128 --steps-per-epoch 100 --synthetic-images 12800 --time-graph-phases --run-dir "$OUT/search-r$rounds-$rep"
+        done
+    done
+fi
+
 # 2. Loss curves, real data, same global batch (1024)
 real=(--device cuda --precision bf16 --data /tmp/cifar --epochs 3 --lr 0.8 --nesterov --warmup-epochs 1 --schedule linear
       --label-smoothing 0.1 --no-progress --log-every 20)
@@ -337,6 +350,15 @@ for folder in sorted(os.listdir(out)):
     many, _ = steps(folder)
     s1, sn = median(one, "device_step_seconds"), median(many, "device_step_seconds")
     if s1 and sn: print(f"tuning {folder}: weak scaling {s1/sn*100:.1f}% (step {s1*1e3:.3f} ms on 1 GPU vs {sn*1e3:.3f} ms)")
+# Search rounds: one GPU's replayed step on each fresh algorithm cache.
+for folder in sorted(os.listdir(out)):
+    if not folder.startswith("search-r") or folder.endswith(".txt"): continue
+    recs, _ = steps(folder)
+    recs = recs[2:]
+    if recs and "device_forward_seconds" in recs[-1]:
+        med = lambda k: statistics.median(r[k] for r in recs) * 1e3
+        print(f"search {folder}: step {med('device_step_seconds'):.3f} fwd {med('device_forward_seconds'):.3f} "
+              f"bwd {med('device_backward_seconds'):.3f} ms")
 # Phases per rank (replayed steps timed inside the graph): medians of the logged steps.
 for folder in sorted(os.listdir(out)):
     if not folder.startswith("speed-phases-") or folder.endswith(".txt"): continue

@@ -149,8 +149,10 @@ extension CUDABackend {
     ///   type) keeps its best time: the first round pays the one-time costs, the
     ///   second times the kernels warm. The search, once per geometry on a
     ///   machine (Note [Convolution algorithm cache]), takes twice as long.
-    ///   Not yet measured on a GPU.
-    static let findRounds = 2
+    ///   Not yet measured on a GPU; COHORT_FIND_ROUNDS=1...4 sets the rounds
+    ///   (gpu-ddp-check's `search` part compares 1 and 2 on fresh caches).
+    static let findRounds = ProcessInfo.processInfo.environment["COHORT_FIND_ROUNDS"]
+        .flatMap { Int($0) }.flatMap { (1...4).contains($0) ? $0 : nil } ?? 2
 
     /// `earlier` with `round`'s results merged in: per (algorithm, math type)
     /// the successful result with the smaller time; fastest first, failures last.
