@@ -137,7 +137,8 @@ extension CUDABackend {
     private static let algorithmsRequested = 8  // cuDNN 9 has at most 8 per direction
 
     /// Note [Two search rounds]
-    /// - Find times every candidate once. With the same binary on 4 x H200 the
+    /// - Find times every candidate once. With the same binary on 4 x H200
+    ///   (055baba, 2026-11-27; 977d6ba's code in the later calls) the
     ///   1-GPU forward of ResNet-18 at batch 128 took 0.875 ms on a machine
     ///   where the GPU self-test had run before the first training run's
     ///   search, and 1.05-1.10 ms in seven later calls (six fresh machines)

@@ -88,8 +88,9 @@ extension CUDABackend {
     ///   frozen); the result replays the parts in order, one launch each
     ///   (`CUDAGraphSequence`). A split is only legal where every forked
     ///   stream has joined back (between forward and backward, for a reducer).
-    /// - Measured (`cohort train --split-step-graph`, 4 x H200, 2026-11-27,
-    ///   docs/results/2026-11-27-fixed-step-tax): forward alone in its own
+    /// - Measured (`cohort train --split-step-graph`, 4 x H200, 2026-11-27, the
+    ///   split of 977d6ba on 2f0bb54, against the default and 1 GPU in the same
+    ///   call, docs/results/2026-11-27-fixed-step-tax): forward alone in its own
     ///   one-chain graph took as long as inside the whole step (1.150 against
     ///   1.151 ms at 4 x 128; 1-GPU 1.094), and weak scaling did not move
     ///   (93.0/93.4% against 93.3/93.5%). The graph's shape is not the cost,

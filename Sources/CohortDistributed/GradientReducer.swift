@@ -382,9 +382,11 @@ public final class GradientReducer {
     /// stream and widen after the wait, in one kernel for adjacent buckets, even
     /// with a `NarrowingAllReduce` communicator (into its wire buffer; summing
     /// where it `sumsOnly(through:)` the wire, and dividing while widening), so
-    /// only the collectives run beside backward. On 2 x H200 a branch beside backward
-    /// with the two conversions' kernels and no collective cost the step as
-    /// much as the whole fixed extra time, however little those kernels moved.
+    /// only the collectives run beside backward. On 2 x H200 (2026-11-27, a5e4e22's
+    /// COHORT_ALLREDUCE_DRY, against 1 GPU in the same call) a branch beside backward
+    /// holding only the two conversions' kernels added 0.14 ms to a 2.75 ms step at
+    /// 128 per GPU, the whole all-reduce 0.24 ms, the same kernels on one element
+    /// 0.14 ms: the kernels' presence costs, not what they move.
     public var convertsOnComputeStream = false
     /// With the conversions here: the wire's all-reduce sums (a communicator
     /// that `sumsOnly(through:)` it) and the widening divides by the ranks.
