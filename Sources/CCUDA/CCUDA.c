@@ -124,6 +124,13 @@ LOADER(cohort_cuda_load_driver, CohortCUDADriver, cohort_cuda_driver, {
     LOOKUP_OPTIONAL(cuEventDestroy_v2);
     LOOKUP_OPTIONAL(cuEventElapsedTime_v2);
     LOOKUP_OPTIONAL(cuOccupancyMaxActiveBlocksPerMultiprocessor);
+    LOOKUP_OPTIONAL(cuGraphNodeGetType);
+    LOOKUP_OPTIONAL(cuGraphMemsetNodeGetParams);
+    LOOKUP_OPTIONAL(cuGraphNodeGetDependencies);
+    LOOKUP_OPTIONAL(cuGraphNodeGetDependentNodes);
+    LOOKUP_OPTIONAL(cuGraphAddKernelNode_v2);
+    LOOKUP_OPTIONAL(cuGraphAddDependencies);
+    LOOKUP_OPTIONAL(cuGraphDestroyNode);
 })
 
 LOADER(cohort_cuda_load_nvrtc, CohortNVRTC, cohort_nvrtc, {

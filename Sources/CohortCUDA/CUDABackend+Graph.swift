@@ -107,7 +107,8 @@ extension CUDABackend {
                       "cuStreamBeginCapture_v2", "after a split")
     }
 
-    /// Counts, prints (COHORT_GRAPH_DOT), instantiates and uploads one captured graph.
+    /// Counts, rewrites (Note [Memset nodes as kernels]), prints (COHORT_GRAPH_DOT), instantiates and
+    /// uploads one captured graph.
     private func instantiateCapturedGraph(_ graph: CUgraph) throws -> CUDAGraph {
         let d = driver
         guard let instantiate = d.cuGraphInstantiateWithFlags else {
@@ -120,6 +121,7 @@ extension CUDABackend {
         guard nodeCount > 0 || d.cuGraphGetNodes == nil else {
             throw CUDAGraphError("the captured step enqueued no work on the backend's stream")
         }
+        let memsetsReplaced = try replaceMemsetNodes(in: graph)
         let environment = ProcessInfo.processInfo.environment
         if let folder = environment["COHORT_GRAPH_DOT"], let print = d.cuGraphDebugDotPrint {
             // A diagnostic: the captured step as Graphviz text, one file per capture and process.
@@ -136,7 +138,7 @@ extension CUDABackend {
         try checkCUDA(instantiate(&executable, graph, flags), "cuGraphInstantiateWithFlags", "\(nodeCount) nodes")
         guard let executable else { throw CUDAGraphError("cuGraphInstantiateWithFlags returned no executable") }
         let result = CUDAGraph(context: context, stream: stream, executable: executable, allocator: allocator,
-                               nodeCount: nodeCount)
+                               nodeCount: nodeCount, memsetsReplaced: memsetsReplaced)
         // Moves the graph's resources to the device now, so the first replay is not slower than the rest.
         if let upload = d.cuGraphUpload {
             try checkCUDA(upload(executable, stream.stream), "cuGraphUpload", "\(nodeCount) nodes")

@@ -14,13 +14,17 @@ final class CUDAGraph: BackendGraph {
     /// known to be owned by the tensors that were captured until it moves.
     private let allocatorEvents: Int
     let nodeCount: Int
+    /// Memset nodes that became kernel nodes (Note [Memset nodes as kernels]).
+    let memsetsReplaced: Int
 
-    init(context: CUDAContext, stream: CUDAStream, executable: CUgraphExec, allocator: CachingAllocator, nodeCount: Int) {
+    init(context: CUDAContext, stream: CUDAStream, executable: CUgraphExec, allocator: CachingAllocator, nodeCount: Int,
+         memsetsReplaced: Int = 0) {
         self.context = context
         self.stream = stream
         self.executable = executable
         self.allocator = allocator
         self.nodeCount = nodeCount
+        self.memsetsReplaced = memsetsReplaced
         allocatorEvents = allocator.events
     }
 
@@ -33,7 +37,9 @@ final class CUDAGraph: BackendGraph {
 
     var isValid: Bool { allocator.events == allocatorEvents }
 
-    var summary: String { "CUDA graph, \(nodeCount) nodes" }
+    var summary: String {
+        "CUDA graph, \(nodeCount) nodes" + (memsetsReplaced > 0 ? " (\(memsetsReplaced) memsets as kernels)" : "")
+    }
 
     func launch() throws {
         guard isValid else {

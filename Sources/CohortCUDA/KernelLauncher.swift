@@ -82,6 +82,11 @@ final class Kernels {
         }
     }
 
+    /// `kernel` of `module` (compiled the first time), for a graph node made by hand.
+    func function(_ module: KernelSource, _ kernel: String) throws -> CUfunction {
+        try compiler.module(named: module.name, source: module.source).function(kernel)
+    }
+
     /// How many blocks of `threads` threads of `kernel` one SM holds at once
     /// (its registers and static shared memory decide), from the driver's
     /// occupancy calculator; 2 where the driver lacks it. Cached per kernel

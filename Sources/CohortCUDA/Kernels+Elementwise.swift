@@ -41,6 +41,19 @@ extern "C" __global__ void convert_bf16_to_f32_scaled(float* y, const bf16* x, f
     GRID_STRIDE(i, n) y[i] = bf16_to_float(x[i]) * scale;
 }
 
+// A captured memset node's work as a kernel node (Note [Memset nodes as kernels] in
+// CUDABackend+Graph.swift): the low elementSize bytes of value into each of the width elements
+// of height rows, pitch bytes apart.
+extern "C" __global__ void graph_memset(unsigned char* dst, long long pitch, unsigned int value, int elementSize,
+                                        long long width, long long height) {
+    GRID_STRIDE(i, width * height) {
+        unsigned char* p = dst + (i / width) * pitch + (i % width) * elementSize;
+        if (elementSize == 4) *(unsigned int*)p = value;
+        else if (elementSize == 2) *(unsigned short*)p = (unsigned short)value;
+        else *p = (unsigned char)value;
+    }
+}
+
 // Each op below is one template body over the element type T (float or bf16:
 // compute in float, a bf16 result rounded once), instantiated as `<name>` for
 // float32 and `<name>_bf16` for bfloat16; `<name>_bf16x8` kernels take eight

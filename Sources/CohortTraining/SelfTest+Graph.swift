@@ -57,8 +57,52 @@ extension BackendSelfTest {
                 c.compare(nil, actual: c.tested.download(snapshot, after: stamp).toArray(), expected: host.toArray(), .exact)
                 c.tested.synchronize()
             },
+            graphFillsCheck(),
             graphReplayCheck(),
         ]
+    }
+
+    /// Fills captured in a graph (memset nodes, which the CUDA backend turns
+    /// into kernel nodes: Note [Memset nodes as kernels]) replayed twice over
+    /// other values: each must write what it wrote eagerly, in its place
+    /// between the work around it (the copy in between must read the first
+    /// fill's value, not the second's).
+    private func graphFillsCheck() -> SelfTestCheck {
+        let batch = options.batch
+        return SelfTestCheck(name: "fills inside a graph", shape: "[\(batch), 1000] fp32, [1001] bf16") { c in
+            guard self.backendHasGraphs(c.tested) else { return }
+            let shape: Shape = [batch, 1000]
+            let wide: Tensor, copied: Tensor, narrow: Tensor
+            do {
+                wide = try c.tested.makeTensor(shape, dtype: .float32)
+                copied = try c.tested.makeTensor(shape, dtype: .float32)
+                narrow = try c.tested.makeTensor([1001], dtype: .bfloat16)
+            } catch {
+                fatalError("selftest fills inside a graph: cannot allocate: \(error)")
+            }
+            let graph: BackendGraph?
+            do {
+                graph = try c.tested.captureGraph {
+                    c.tested.fill(wide, value: 0.5)    // 4-byte elements
+                    c.tested.copy(wide, to: copied)
+                    c.tested.fill(narrow, value: -2)   // 2-byte elements, an odd count
+                    c.tested.fill(wide, value: 3)
+                }
+            } catch {
+                fatalError("selftest fills inside a graph: capture failed: \(error)")
+            }
+            guard let graph else { return }
+            for _ in 0..<2 {
+                for tensor in [wide, copied, narrow] { c.tested.fill(tensor, value: .nan) }
+                do { try graph.launch() } catch { fatalError("selftest fills inside a graph: replay failed: \(error)") }
+                c.compare("copy of the first fill", actual: c.tested.download(copied).toArray(),
+                          expected: [Float](repeating: 0.5, count: shape.elementCount), .exact, note: graph.summary)
+                c.compare("second fill", actual: c.tested.download(wide).toArray(),
+                          expected: [Float](repeating: 3, count: shape.elementCount), .exact)
+                c.compare("bf16 fill", actual: c.tested.download(narrow).toArray(),
+                          expected: [Float](repeating: -2, count: 1001), .exact)
+            }
+        }
     }
 
     /// Two identical ResNet-18s on the backend under test: one trained by a

@@ -41,7 +41,7 @@ final class KernelSyntaxTests: XCTestCase {
     func testEveryLaunchedKernelIsDefined() {
         let launched: [String: [String]] = [
             "elementwise": ["convert_f32_to_bf16", "convert_bf16_to_f32", "broadcast_rows", "krsc_to_oihw",
-                            "krsc_bf16_to_oihw_f32"]
+                            "krsc_bf16_to_oihw_f32", "graph_memset"]
                 + ["relu_forward", "relu_backward", "residual_add"].flatMap { [$0, $0 + "_bf16", $0 + "_bf16x8"] }
                 + ["global_average_pool", "global_average_pool_backward", "column_sums", "oihw_to_krsc"]
                     .flatMap { [$0, $0 + "_bf16"] },

@@ -32,6 +32,28 @@ typedef struct CUgraphNode_st *CUgraphNode;
 typedef struct CUgraphExec_st *CUgraphExec;
 typedef struct CUevent_st *CUevent;
 
+// CUDA_MEMSET_NODE_PARAMS: a memset node's target and value (cuGraphMemsetNodeGetParams).
+typedef struct CohortMemsetNodeParams {
+    CUdeviceptr dst;
+    size_t pitch;              // bytes between rows (height > 1)
+    unsigned int value;
+    unsigned int elementSize;  // 1, 2 or 4 bytes
+    size_t width;              // elements per row
+    size_t height;             // rows
+} CohortMemsetNodeParams;
+
+// CUDA_KERNEL_NODE_PARAMS_v2 (cuGraphAddKernelNode_v2): kern and ctx may be NULL (func, current context).
+typedef struct CohortKernelNodeParams {
+    CUfunction _Nullable func;
+    unsigned int gridDimX, gridDimY, gridDimZ;
+    unsigned int blockDimX, blockDimY, blockDimZ;
+    unsigned int sharedMemBytes;
+    void *_Nullable *_Nullable kernelParams;
+    void *_Nullable *_Nullable extra;
+    void *_Nullable kern;
+    CUcontext _Nullable ctx;
+} CohortKernelNodeParams;
+
 typedef struct CohortCUDADriver {
     CUresult (*_Nonnull cuInit)(unsigned int flags);
     CUresult (*_Nonnull cuDriverGetVersion)(int *_Nonnull version);
@@ -123,7 +145,26 @@ typedef struct CohortCUDADriver {
     // grids of the one-wave kernels (Note [Vector batch norm]); without it they assume two.
     CUresult (*_Nullable cuOccupancyMaxActiveBlocksPerMultiprocessor)(int *_Nonnull blocks, CUfunction _Nonnull function,
                                                                       int blockSize, size_t dynamicSharedBytes);
+    // Graph editing before instantiation: memset nodes become kernel nodes (Note [Memset nodes as
+    // kernels] in CUDABackend+Graph.swift). The dependency queries are the CUDA 11 entry points, which a
+    // driver keeps for older binaries; they return CUDA_ERROR_LOSSY_QUERY where an edge carries data
+    // (a programmatic edge), and the graph is then left as captured.
+    CUresult (*_Nullable cuGraphNodeGetType)(CUgraphNode _Nonnull node, int *_Nonnull type);
+    CUresult (*_Nullable cuGraphMemsetNodeGetParams)(CUgraphNode _Nonnull node, CohortMemsetNodeParams *_Nonnull params);
+    CUresult (*_Nullable cuGraphNodeGetDependencies)(CUgraphNode _Nonnull node, CUgraphNode _Nullable *_Nullable dependencies,
+                                                     size_t *_Nonnull count);
+    CUresult (*_Nullable cuGraphNodeGetDependentNodes)(CUgraphNode _Nonnull node, CUgraphNode _Nullable *_Nullable dependents,
+                                                       size_t *_Nonnull count);
+    CUresult (*_Nullable cuGraphAddKernelNode_v2)(CUgraphNode _Nullable *_Nonnull node, CUgraph _Nonnull graph,
+                                                  const CUgraphNode _Nullable *_Nullable dependencies, size_t count,
+                                                  const CohortKernelNodeParams *_Nonnull params);
+    CUresult (*_Nullable cuGraphAddDependencies)(CUgraph _Nonnull graph, const CUgraphNode _Nullable *_Nullable from,
+                                                 const CUgraphNode _Nullable *_Nullable to, size_t count);
+    CUresult (*_Nullable cuGraphDestroyNode)(CUgraphNode _Nonnull node);
 } CohortCUDADriver;
+
+// CUgraphNodeType values used.
+enum { COHORT_CU_GRAPH_NODE_TYPE_KERNEL = 0, COHORT_CU_GRAPH_NODE_TYPE_MEMSET = 2 };
 
 // cuDeviceGetAttribute attributes used (CUdevice_attribute values).
 enum {
@@ -159,6 +200,8 @@ enum { COHORT_CU_GRAPH_DEBUG_DOT_FLAGS_VERBOSE = 1 };
 enum { COHORT_CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT = 9 };
 // cuEventQuery's answer while the work before the event is still running.
 enum { COHORT_CUDA_ERROR_NOT_READY = 600 };
+// A dependency query that cannot describe the graph's edges without their data (a programmatic edge).
+enum { COHORT_CUDA_ERROR_LOSSY_QUERY = 222 };
 
 // MARK: NVRTC (libnvrtc.so.13)
 
