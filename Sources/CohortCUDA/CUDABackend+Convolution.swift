@@ -179,12 +179,14 @@ extension CUDABackend {
         let dtype = checkConvolution("conv2dForward", g, input: input, weight: weight, weightName: "weight",
                                      output: output, outputName: "output")
         context.makeCurrent()
+        // Note [KRSC weights kept for the data gradient]: only this forward's transpose below makes the copy current.
+        krscCopies.markStale(weight.devicePointer)
         let path = convolutionPath(g, .forward)
         if path != .cudnn {
             return gemmConvolutionForward(output: output, input: input, weight: weight, ConvolutionGEMMPlan(g, path))
         }
         let plan = convolutionPlan(g, dtype)
-        let w = krscWeight(from: weight, g)
+        let w = krscWeightForForward(weight, g)
         let x = devicePointer(input.devicePointer), y = devicePointer(output.devicePointer)
         if plan.forward == nil {
             plan.forward = chooseAlgorithm("forward", plan, plan.forwardDescriptor, outputBytes: output.byteCount,
@@ -215,6 +217,11 @@ extension CUDABackend {
     }
 
     public func conv2dBackwardData(dInput: Tensor, dOutput: Tensor, weight: Tensor, geometry g: Conv2dGeometry) {
+        conv2dBackwardData(dInput: dInput, dOutput: dOutput, weight: weight, geometry: g, weightAsInForward: false)
+    }
+
+    public func conv2dBackwardData(dInput: Tensor, dOutput: Tensor, weight: Tensor, geometry g: Conv2dGeometry,
+                                   weightAsInForward: Bool) {
         let dtype = checkConvolution("conv2dBackwardData", g, input: dInput, inputName: "dInput", weight: weight,
                                      weightName: "weight", output: dOutput, outputName: "dOutput")
         context.makeCurrent()
@@ -224,7 +231,7 @@ extension CUDABackend {
                                                ConvolutionGEMMPlan(g, path))
         }
         let plan = convolutionPlan(g, dtype)
-        let w = krscWeight(from: weight, g)
+        let w = krscWeightForBackwardData(weight, g, weightAsInForward: weightAsInForward)
         let dy = devicePointer(dOutput.devicePointer), dx = devicePointer(dInput.devicePointer)
         if plan.backwardData == nil {
             plan.backwardData = chooseAlgorithm("backward data", plan, plan.backwardDataDescriptor,
@@ -327,12 +334,17 @@ extension CUDABackend {
     }
 
     /// The OIHW `weight` transposed into the KRSC scratch buffer (Note [KRSC weights]).
-    private func krscWeight(from weight: Tensor, _ g: Conv2dGeometry) -> UnsafeMutableRawPointer {
+    func krscWeight(from weight: Tensor, _ g: Conv2dGeometry) -> UnsafeMutableRawPointer {
         let destination = weightScratch.pointer(byteCount: weight.byteCount)
-        kernels.elementwise(.elementwise, kernelName("oihw_to_krsc", weight.dtype), count: weight.elementCount,
-                            [.pointer(destination), .tensor(weight), .int(g.outputChannels), .int(g.inputChannels),
-                             .int(g.kernelSize * g.kernelSize)])
+        transposeToKRSC(weight, into: UnsafeMutableRawPointer(bitPattern: UInt(destination))!, g)
         return devicePointer(destination)
+    }
+
+    /// Enqueues the OIHW -> KRSC transpose of `weight` into `destination` (`weight.byteCount` bytes).
+    func transposeToKRSC(_ weight: Tensor, into destination: UnsafeMutableRawPointer, _ g: Conv2dGeometry) {
+        kernels.elementwise(.elementwise, kernelName("oihw_to_krsc", weight.dtype), count: weight.elementCount,
+                            [.pointer(CUdeviceptr(UInt(bitPattern: destination))), .tensor(weight),
+                             .int(g.outputChannels), .int(g.inputChannels), .int(g.kernelSize * g.kernelSize)])
     }
 
     /// Runs one Find call on scratch output and workspace (Note [Convolution

@@ -48,6 +48,8 @@ public final class CUDABackend: Backend {
     var splitGraphParts: [CUgraph] = []
     let convolutionWorkspace: ScratchBuffer
     let weightScratch: ScratchBuffer
+    /// Each cuDNN-path weight's KRSC copy from its latest forward (Note [KRSC weights kept for the data gradient]).
+    let krscCopies = KRSCWeightCopies()
     /// X̂ and dX̂ of the convolutions that run as GEMMs (CUDABackend+ConvolutionGEMM.swift).
     let convolutionOperands: ScratchBuffer
     let reductionScratch: ScratchBuffer

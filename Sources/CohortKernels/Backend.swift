@@ -51,6 +51,12 @@ public protocol Backend: AnyObject {
     func conv2dForward(output: Tensor, input: Tensor, weight: Tensor, geometry: Conv2dGeometry)
     /// dInput `[N,H,W,Ci]` from dOutput `[N,Ho,Wo,Co]` and weight.
     func conv2dBackwardData(dInput: Tensor, dOutput: Tensor, weight: Tensor, geometry: Conv2dGeometry)
+    /// The same, told whether `weight` still holds what it held at this backend's latest
+    /// `conv2dForward` that read it (a layer's backward after its own forward, no optimizer step
+    /// between): a backend may then reuse what that forward derived from it (the CUDA backend's
+    /// KRSC copy, Note [KRSC weights kept for the data gradient]). Default: the call above.
+    func conv2dBackwardData(dInput: Tensor, dOutput: Tensor, weight: Tensor, geometry: Conv2dGeometry,
+                            weightAsInForward: Bool)
     /// dWeight `[Co,Ci,K,K]` from input and dOutput.
     func conv2dBackwardWeight(dWeight: Tensor, input: Tensor, dOutput: Tensor, geometry: Conv2dGeometry)
 
@@ -192,6 +198,11 @@ public protocol Backend: AnyObject {
 
 extension Backend {
     public var supportsBFloat16: Bool { false }
+
+    public func conv2dBackwardData(dInput: Tensor, dOutput: Tensor, weight: Tensor, geometry: Conv2dGeometry,
+                                   weightAsInForward: Bool) {
+        conv2dBackwardData(dInput: dInput, dOutput: dOutput, weight: weight, geometry: geometry)
+    }
 
     /// On the host: the conversion, then one float32 multiply per element.
     public func copy(_ source: Tensor, to destination: Tensor, scaledBy scale: Float) {

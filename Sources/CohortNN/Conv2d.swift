@@ -15,6 +15,8 @@ public final class Conv2d {
     private let store: ParameterStore
     private var input: Tensor?
     private var geometry: Conv2dGeometry?
+    /// `store.generation` at the last forward: unchanged at backward, the weights are the forward's.
+    private var forwardGeneration = -1
     private var output = ReusableBuffer()
     private var dInput = ReusableBuffer()
 
@@ -46,6 +48,7 @@ public final class Conv2d {
         store.backend.conv2dForward(output: y, input: x, weight: store.computeValue(weight), geometry: geometry)
         input = x
         self.geometry = geometry
+        forwardGeneration = store.generation
         return y
     }
 
@@ -57,7 +60,8 @@ public final class Conv2d {
         store.gradientReady(weight)
         guard needsInputGradient else { return nil }
         let dx = dInput.tensor(geometry.inputShape, dy.dtype, on: backend)
-        backend.conv2dBackwardData(dInput: dx, dOutput: dy, weight: store.computeValue(weight), geometry: geometry)
+        backend.conv2dBackwardData(dInput: dx, dOutput: dy, weight: store.computeValue(weight), geometry: geometry,
+                                   weightAsInForward: store.generation == forwardGeneration)
         return dx
     }
 }

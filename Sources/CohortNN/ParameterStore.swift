@@ -164,15 +164,25 @@ public final class ParameterStore {
         return computeParameters.view(elementOffset: entry.offset, shape: entry.shape)
     }
 
+    /// Counts the changes to the parameters: every `refreshComputeParameters`
+    /// (which follows every write to `parameters`: an optimiser step, a
+    /// checkpoint load, the broadcast from rank 0) and the initialisation. A
+    /// layer compares it across its forward and backward to tell the backend
+    /// its weights did not change in between (`Backend.conv2dBackwardData(...,
+    /// weightAsInForward:)`).
+    public private(set) var generation = 0
+
     /// Rounds the float32 masters into the compute copy: after every change
     /// to `parameters` (an optimiser step, a checkpoint load). One conversion
-    /// over the flat buffer; nothing to do in float32.
+    /// over the flat buffer; nothing to do in float32 (but count the change).
     public func refreshComputeParameters() {
+        generation += 1
         if computeParameters !== parameters { backend.copy(parameters, to: computeParameters) }
     }
 
     /// `refreshComputeParameters` for the elements in `range` only.
     public func refreshComputeParameters(_ range: Range<Int>) {
+        generation += 1
         guard computeParameters !== parameters, !range.isEmpty else { return }
         backend.copy(parameters.view(elementOffset: range.lowerBound, shape: [range.count]),
                      to: computeParameters.view(elementOffset: range.lowerBound, shape: [range.count]))

@@ -87,6 +87,14 @@ public final class OpProfiler: Backend {
         }
     }
 
+    public func conv2dBackwardData(dInput: Tensor, dOutput: Tensor, weight: Tensor, geometry: Conv2dGeometry,
+                                   weightAsInForward: Bool) {
+        measure("conv2dBackwardData", "\(geometry) \(dOutput.dtype)") {
+            inner.conv2dBackwardData(dInput: dInput, dOutput: dOutput, weight: weight, geometry: geometry,
+                                     weightAsInForward: weightAsInForward)
+        }
+    }
+
     public func conv2dBackwardWeight(dWeight: Tensor, input: Tensor, dOutput: Tensor, geometry: Conv2dGeometry) {
         measure("conv2dBackwardWeight", "\(geometry) \(input.dtype)") {
             inner.conv2dBackwardWeight(dWeight: dWeight, input: input, dOutput: dOutput, geometry: geometry)

@@ -83,6 +83,28 @@ extension BackendSelfTest {
                     }
                     c.compare(nil, dx, tolerance, note: backwardData)
                 },
+                // Note [KRSC weights kept for the data gradient] (CUDA): a data gradient told its weight is
+                // the forward's reads what that forward derived from it; one told otherwise must not. The
+                // weight changes between the forwards, and again before the second data gradient.
+                SelfTestCheck(name: checkName("conv2dBackwardData", dtype) + " after forward", shape: g.shortDescription) { c in
+                    let x = c.pair(c.uniform(g.inputShape), dtype), dy = c.pair(c.uniform(g.outputShape), dtype)
+                    let w = c.pair(c.uniform(g.weightShape), dtype), w2 = c.pair(c.uniform(g.weightShape), dtype)
+                    let w3 = c.pair(c.uniform(g.weightShape), dtype)
+                    let y = c.output(g.outputShape, dtype: dtype)
+                    let dxAsInForward = c.output(g.inputShape, dtype: dtype), dxChanged = c.output(g.inputShape, dtype: dtype)
+                    c.run { backend, side in
+                        backend.conv2dForward(output: side(y), input: side(x), weight: side(w), geometry: g)
+                        backend.copy(side(w2), to: side(w))
+                        backend.conv2dForward(output: side(y), input: side(x), weight: side(w), geometry: g)
+                        backend.conv2dBackwardData(dInput: side(dxAsInForward), dOutput: side(dy), weight: side(w),
+                                                   geometry: g, weightAsInForward: true)
+                        backend.copy(side(w3), to: side(w))
+                        backend.conv2dBackwardData(dInput: side(dxChanged), dOutput: side(dy), weight: side(w),
+                                                   geometry: g, weightAsInForward: false)
+                    }
+                    c.compare("dInput", dxAsInForward, tolerance, note: backwardData)
+                    c.compare("dInput after a change", dxChanged, tolerance)
+                },
                 SelfTestCheck(name: checkName("conv2dBackwardWeight", dtype), shape: g.shortDescription) { c in
                     let x = c.pair(c.uniform(g.inputShape), dtype), dy = c.pair(c.uniform(g.outputShape), dtype)
                     let dw = c.output(g.weightShape)

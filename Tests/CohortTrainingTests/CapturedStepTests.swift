@@ -291,6 +291,13 @@ final class TapeBackend: Backend {
     func conv2dBackwardData(dInput: Tensor, dOutput: Tensor, weight: Tensor, geometry: Conv2dGeometry) {
         run { self.base.conv2dBackwardData(dInput: dInput, dOutput: dOutput, weight: weight, geometry: geometry) }
     }
+    /// The `weightAsInForward` of every data gradient asked for, in order (captured or not).
+    private(set) var weightAsInForwardHints: [Bool] = []
+    func conv2dBackwardData(dInput: Tensor, dOutput: Tensor, weight: Tensor, geometry: Conv2dGeometry,
+                            weightAsInForward: Bool) {
+        weightAsInForwardHints.append(weightAsInForward)
+        conv2dBackwardData(dInput: dInput, dOutput: dOutput, weight: weight, geometry: geometry)
+    }
     func conv2dBackwardWeight(dWeight: Tensor, input: Tensor, dOutput: Tensor, geometry: Conv2dGeometry) {
         run { self.base.conv2dBackwardWeight(dWeight: dWeight, input: input, dOutput: dOutput, geometry: geometry) }
     }

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Memset nodes as kernel nodes (Note [Memset nodes as kernels]) against the
-# graphs as captured (COHORT_GRAPH_MEMSETS=keep), in one device call on a
-# machine with 2 or more GPUs, from the repository root after
+# One environment switch of the replayed step, on against off, in one device
+# call on a machine with 2 or more GPUs, from the repository root after
 # scripts/build-static.sh filled .gpu/: the GPU self-test, then the median
 # device step of replayed steps on 1 GPU and on all GPUs (ddp) at per-GPU
 # batch 32, 128 (twice) and 512, both ways, alternating; then each way's
 # kernel trace of the 1-GPU step (scripts/kernel-trace). Results in $OUT.
+#
+#   AB_VARIABLE=COHORT_GRAPH_MEMSETS AB_OFF=keep bash scripts/gpu-step-ab.sh   # the default:
+#       memset nodes as kernels (Note [Memset nodes as kernels]) against the graphs as captured
+#   AB_VARIABLE=COHORT_KRSC_COPIES AB_OFF=off bash scripts/gpu-step-ab.sh
+#       Note [KRSC weights kept for the data gradient]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0
 OUT=${OUT:-./gpu-out}; mkdir -p "$OUT"
-exec > >(tee -a "$OUT/gpu-graph-memsets.log") 2>&1
-echo "gpu-graph-memsets: $(date -u +%Y-%m-%dT%H:%M:%SZ)"; cat .gpu/build-info.txt 2>/dev/null
+variable=${AB_VARIABLE:-COHORT_GRAPH_MEMSETS}; off=${AB_OFF:-keep}
+exec > >(tee -a "$OUT/gpu-step-ab.log") 2>&1
+echo "gpu-step-ab: $(date -u +%Y-%m-%dT%H:%M:%SZ), $variable unset (on) against $variable=$off (off)"
+cat .gpu/build-info.txt 2>/dev/null
 nvidia-smi --query-gpu=index,name,driver_version --format=csv,noheader
 source scripts/gpu-common.sh
 unpack_cohort || exit 1
@@ -22,11 +28,11 @@ grep -a "fills inside a graph\|graph replay" "$OUT/selftest.txt" | head -6
 common=(--device cuda --precision bf16 --dataset synthetic --epochs 1 --eval-limit 1024 --no-progress --log-every 10)
 for spec in 128-1 32-1 512-1 128-2; do
     b=${spec%-*}; rep=${spec#*-}; steps=$((b == 32 ? 160 : 100))
-    for way in kernels keep; do
-        value=$([ $way = keep ] && echo keep || echo replace)
-        timeout 60 env COHORT_GRAPH_MEMSETS=$value "$cohort" train "${common[@]}" --batch-size $b --steps-per-epoch $steps \
+    for way in on off; do
+        setting=$([ $way = off ] && echo "$variable=$off" || echo "AB_UNSET=1")
+        timeout 60 env "$setting" "$cohort" train "${common[@]}" --batch-size $b --steps-per-epoch $steps \
             --synthetic-images $((b * steps)) --run-dir "$OUT/b$b-r$rep-$way-1gpu" > "$OUT/b$b-r$rep-$way-1gpu.txt" 2>&1
-        timeout 90 env COHORT_GRAPH_MEMSETS=$value "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
+        timeout 90 env "$setting" "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
             --batch-size $b --steps-per-epoch $steps --synthetic-images $((b * steps * ranks)) \
             --run-dir "$OUT/b$b-r$rep-$way-${ranks}gpu" > "$OUT/b$b-r$rep-$way-${ranks}gpu.txt" 2>&1
     done
@@ -46,11 +52,11 @@ print(f"| batch/GPU, repeat | way | 1 GPU step ms | {ranks} GPUs step ms | weak 
 print("| --- | --- | ---: | ---: | ---: |")
 for spec in ("128-1", "128-2", "32-1", "512-1"):
     b, rep = spec.split("-")
-    for way in ("keep", "kernels"):
+    for way in ("off", "on"):
         one, many = step(f"b{b}-r{rep}-{way}-1gpu"), step(f"b{b}-r{rep}-{way}-{ranks}gpu")
         cell = lambda v: f"{v:.3f}" if v else "-"
         ratio = f"{one / many * 100:.1f}%" if one and many else "-"
         print(f"| {b}, {rep} | {way} | {cell(one)} | {cell(many)} | {ratio} |")
 PY
-# Each way's kernel trace of the 1-GPU step at 128 (no multi-GPU traces: TRACE_EXTRA only).
-OUT="$OUT/trace" TRACE_ONE_GPU=1 TRACE_EXTRA="keep:COHORT_GRAPH_MEMSETS=keep" timeout 120 bash scripts/kernel-trace/trace-steps.sh 2>&1 | tail -30
+# Each way's kernel trace of the 1-GPU step at 128 (1gpu: on; 1gpu-off).
+OUT="$OUT/trace" TRACE_ONE_GPU=1 TRACE_EXTRA="off:$variable=$off" timeout 120 bash scripts/kernel-trace/trace-steps.sh 2>&1 | tail -30
