@@ -12,10 +12,11 @@ import Foundation
 /// NHWC too (KRSC: `[out][kh][kw][in]`). A filter described as NCHW beside
 /// NHWC activations is accepted by some cuDNN versions and engines and
 /// refused (NOT_SUPPORTED) or sent to slow kernels by others, so the weight
-/// is transposed by a small kernel into a scratch buffer before the forward
-/// and the data gradient, and the weight gradient is computed in KRSC and
-/// transposed back. ResNet-18's largest weight is 9.4 MB: each transpose is
-/// a few microseconds against milliseconds of convolution.
+/// is transposed by a small kernel before the forward and the weight
+/// gradient is computed in KRSC and transposed back. ResNet-18's largest
+/// weight is 9.4 MB: each transpose is a few microseconds, but a step has
+/// dozens; the data gradient reuses the forward's (Note [KRSC weights kept
+/// for the data gradient]).
 ///
 /// Note [Convolution algorithms]: each direction of each geometry picks its
 /// algorithm once, at first use, with `cudnnFind*AlgorithmEx`, which times
@@ -150,7 +151,10 @@ extension CUDABackend {
     ///   type) keeps its best time: the first round pays the one-time costs, the
     ///   second times the kernels warm. The search, once per geometry on a
     ///   machine (Note [Convolution algorithm cache]), takes twice as long.
-    ///   Not yet measured on a GPU; COHORT_FIND_ROUNDS=1...4 sets the rounds
+    ///   Measured (4 x H200, GPU 0, 2026-11-28, 1eb65d8, six fresh caches in one
+    ///   call, docs/results/2026-11-28-graph-gaps): one round left the forward at
+    ///   1.095 ms on two caches of three (0.875 on the third); two rounds gave
+    ///   0.874-0.877 on all three. COHORT_FIND_ROUNDS=1...4 sets the rounds
     ///   (gpu-ddp-check's `search` part compares 1 and 2 on fresh caches).
     static let findRounds = ProcessInfo.processInfo.environment["COHORT_FIND_ROUNDS"]
         .flatMap { Int($0) }.flatMap { (1...4).contains($0) ? $0 : nil } ?? 2

@@ -377,7 +377,7 @@ public final class GradientReducer {
     private var convertsOnCommunicationStream: Bool {
         communicator is NarrowingAllReduce && !convertsOnComputeStream
     }
-    /// An experiment, not yet run on a GPU (`cohort train --wire-conversions-on-compute-stream`;
+    /// An experiment, measured and left off (`cohort train --wire-conversions-on-compute-stream`;
     /// docs/results/2026-11-27-fixed-step-tax): round each bucket on the compute
     /// stream and widen after the wait, in one kernel for adjacent buckets, even
     /// with a `NarrowingAllReduce` communicator (into its wire buffer; summing
@@ -386,7 +386,12 @@ public final class GradientReducer {
     /// COHORT_ALLREDUCE_DRY, against 1 GPU in the same call) a branch beside backward
     /// holding only the two conversions' kernels added 0.14 ms to a 2.75 ms step at
     /// 128 per GPU, the whole all-reduce 0.24 ms, the same kernels on one element
-    /// 0.14 ms: the kernels' presence costs, not what they move.
+    /// 0.14 ms: the kernels' presence costs, not what they move. Measured
+    /// (4 x H200, 2026-11-28, 1eb65d8, against the default in the same call,
+    /// docs/results/2026-11-28-graph-gaps): 2.731/2.735 ms at 4 x 128 against
+    /// 2.719/2.716, 6.524/6.533 at 4 x 512 against 6.489/6.484: the
+    /// conversions on the compute stream cost more than twelve fewer kernels
+    /// on the branch save.
     public var convertsOnComputeStream = false
     /// With the conversions here: the wire's all-reduce sums (a communicator
     /// that `sumsOnly(through:)` it) and the widening divides by the ranks.
