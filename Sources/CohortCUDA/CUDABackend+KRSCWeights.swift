@@ -27,6 +27,10 @@ import CohortTensor
 ///   transposes into the shared scratch as before, and its data gradient
 ///   transposes again. ResNet-18 keeps 22 MB of copies in bf16; past
 ///   `limitBytes` every copy goes (outside a capture).
+/// - Measured (2 x H100, 2026-11-28, binary 1e77843, against COHORT_KRSC_COPIES=off
+///   in the same call, docs/results/2026-11-28-graph-gaps): the device step at
+///   batch 128 2.606/2.599 -> 2.524/2.523 ms on 1 GPU (-3.0%), 2.810/2.803 ->
+///   2.722/2.721 on 2; at 32 1.566 -> 1.485; at 512 7.101 -> 7.046.
 /// - COHORT_KRSC_COPIES=off transposes twice, as before (the same-call baseline).
 final class KRSCWeightCopies {
     struct Copy {
