@@ -29,10 +29,11 @@ common=(--device cuda --precision bf16 --dataset synthetic --epochs 1 --eval-lim
 for spec in 128-1 32-1 512-1 128-2; do
     b=${spec%-*}; rep=${spec#*-}; steps=$((b == 32 ? 160 : 100))
     for way in on off; do
-        setting=$([ $way = off ] && echo "$variable=$off" || echo "AB_UNSET=1")
-        timeout 60 env "$setting" "$cohort" train "${common[@]}" --batch-size $b --steps-per-epoch $steps \
+        # on: the variable unset (whatever the caller's environment holds); off: set to $off.
+        setting=(-u "$variable"); [ $way = off ] && setting=("$variable=$off")
+        timeout 60 env "${setting[@]}" "$cohort" train "${common[@]}" --batch-size $b --steps-per-epoch $steps \
             --synthetic-images $((b * steps)) --run-dir "$OUT/b$b-r$rep-$way-1gpu" > "$OUT/b$b-r$rep-$way-1gpu.txt" 2>&1
-        timeout 90 env "$setting" "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
+        timeout 90 env "${setting[@]}" "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
             --batch-size $b --steps-per-epoch $steps --synthetic-images $((b * steps * ranks)) \
             --run-dir "$OUT/b$b-r$rep-$way-${ranks}gpu" > "$OUT/b$b-r$rep-$way-${ranks}gpu.txt" 2>&1
     done
