@@ -47,6 +47,7 @@ extension CUDABackend {
         }
         var bodyError: Error?
         splitGraphParts = []
+        splitGraphActions = []
         do { try body() } catch { bodyError = error }
         var last: CUgraph?
         let endResult = end(stream.stream, &last)
@@ -54,7 +55,9 @@ extension CUDABackend {
         rawAllocator.isCapturing = false
         let released = allocator.thaw()
         var parts = splitGraphParts
+        let actions = splitGraphActions
         splitGraphParts = []
+        splitGraphActions = []
         if let last { parts.append(last) }
         defer { for part in parts { _ = destroyGraph(part) } }
 
@@ -73,7 +76,7 @@ extension CUDABackend {
             executables.append(try instantiateCapturedGraph(graph))
         }
         if executables.count == 1 { return executables[0] }
-        return CUDAGraphSequence(parts: executables)
+        return CUDAGraphSequence(parts: executables, actions: actions)
     }
 
     /// Note [Split step graphs]
@@ -95,14 +98,20 @@ extension CUDABackend {
     ///   1.151 ms at 4 x 128; 1-GPU 1.094), and weak scaling did not move
     ///   (93.0/93.4% against 93.3/93.5%). The graph's shape is not the cost,
     ///   so the split stays an experiment, off by default.
-    public func splitGraphCapture() throws {
+    /// - `action`, if given, runs on the host after this part's launch at
+    ///   every replay, before the next part's (Note [All-reduces launched by
+    ///   the host] in NCCLCommunicator+HostLaunch.swift: it enqueues the
+    ///   step's all-reduces on another stream, outside any graph).
+    public func splitGraphCapture(thenRunning action: (() throws -> Void)? = nil) throws {
         guard stream.isCapturing else { return }
         let d = driver
         guard let begin = d.cuStreamBeginCapture_v2, let end = d.cuStreamEndCapture else { return }
         var graph: CUgraph?
         try checkCUDA(end(stream.stream, &graph), "cuStreamEndCapture", "splitting a graph capture "
                       + "(work forked onto another stream must join back before a split)")
-        if let graph { splitGraphParts.append(graph) }
+        guard let graph else { throw CUDAGraphError("cuStreamEndCapture returned no graph at a split") }
+        splitGraphParts.append(graph)
+        splitGraphActions.append(action)
         try checkCUDA(begin(stream.stream, Int32(COHORT_CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)),
                       "cuStreamBeginCapture_v2", "after a split")
     }

@@ -46,6 +46,9 @@ public final class CUDABackend: Backend {
     var segmentPlans: [SegmentPlanKey: SegmentPlan] = [:]
     /// The graphs a capture ended at each `splitGraphCapture` so far (Note [Split step graphs]).
     var splitGraphParts: [CUgraph] = []
+    /// Host work to run after the part of the same index at every replay
+    /// (`splitGraphCapture(thenRunning:)`; nil: none).
+    var splitGraphActions: [(() throws -> Void)?] = []
     let convolutionWorkspace: ScratchBuffer
     let weightScratch: ScratchBuffer
     /// Each cuDNN-path weight's KRSC copy from its latest forward (Note [KRSC weights kept for the data gradient]).

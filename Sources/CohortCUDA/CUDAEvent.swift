@@ -74,6 +74,22 @@ final class CUDAEvent: DeviceTimestamp, @unchecked Sendable {
         isRecorded = true
     }
 
+    /// Records the event on `stream` as an event-record node while the stream
+    /// is captured (CU_EVENT_RECORD_EXTERNAL): every replay stamps it, so work
+    /// outside the graph can wait for that point of the replay (Note [All-reduces
+    /// launched by the host] in NCCLCommunicator+HostLaunch.swift). False where
+    /// the driver lacks cuEventRecordWithFlags.
+    static var recordsExternally: Bool { driver.cuEventRecordWithFlags != nil }
+
+    func recordExternally(on stream: CUstream) throws(CUDAError) {
+        guard let recordWithFlags = driver.cuEventRecordWithFlags else {
+            throw CUDAError(call: "cuEventRecordWithFlags", code: 0, name: "missing", message: "this driver lacks it (CUDA 11.1+)")
+        }
+        context.makeCurrent()
+        try checkCUDA(recordWithFlags(event, stream, UInt32(COHORT_CU_EVENT_RECORD_EXTERNAL)), "cuEventRecordWithFlags")
+        isRecorded = true
+    }
+
     /// Makes `stream`'s later work wait until the device has passed this event.
     func makeWait(_ stream: CUstream) {
         context.makeCurrent()

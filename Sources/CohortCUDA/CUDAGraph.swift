@@ -55,20 +55,31 @@ final class CUDAGraph: BackendGraph {
 }
 
 /// One captured step replayed as several graphs, launched in order on the
-/// backend's stream (Note [Split step graphs] in CUDABackend+Graph.swift).
+/// backend's stream (Note [Split step graphs] in CUDABackend+Graph.swift),
+/// with host work between two parts where the capture asked for it.
 final class CUDAGraphSequence: BackendGraph {
     let parts: [CUDAGraph]
+    /// `actions[i]` runs after `parts[i]`'s launch (nil or missing: nothing).
+    let actions: [(() throws -> Void)?]
 
-    init(parts: [CUDAGraph]) { self.parts = parts }
+    init(parts: [CUDAGraph], actions: [(() throws -> Void)?] = []) {
+        self.parts = parts
+        self.actions = actions
+    }
 
     var isValid: Bool { parts.allSatisfy(\.isValid) }
 
     var summary: String {
-        "\(parts.count) CUDA graphs, \(parts.map { String($0.nodeCount) }.joined(separator: " + ")) nodes"
+        let hostSteps = actions.compactMap { $0 }.count
+        return "\(parts.count) CUDA graphs, \(parts.map { String($0.nodeCount) }.joined(separator: " + ")) nodes"
+            + (hostSteps > 0 ? ", \(hostSteps) host launch\(hostSteps == 1 ? "" : "es") between them" : "")
     }
 
     func launch() throws {
-        for part in parts { try part.launch() }
+        for (index, part) in parts.enumerated() {
+            try part.launch()
+            if index < actions.count, let action = actions[index] { try action() }
+        }
     }
 }
 

@@ -76,18 +76,31 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
     /// reducer is made, from `SymmetricWindowPolicy`.
     public var registersWireBuffer = false
     /// The stream collectives run on (nil: the compute stream; Note [Communication stream]).
-    private var communicationStream: CUstream?
-    private var forkEvent, joinEvent, progressEvent, markEvent: CUDAEvent?
+    private(set) var communicationStream: CUstream?
+    private var forkEvent, progressEvent, markEvent: CUDAEvent?
+    private(set) var joinEvent: CUDAEvent?
     /// `markCollectives` recorded `markEvent` and no wait has used it yet.
     private var markPending = false
     /// A background all-reduce has been started and not yet joined.
     private var backgroundPending = false
-    private var timing = false
-    private var timingEvents: [(start: CUDAEvent, end: CUDAEvent)] = []
-    private var timedCollectives = 0
+    var timing = false
+    var timingEvents: [(start: CUDAEvent, end: CUDAEvent)] = []
+    var timedCollectives = 0
     /// The timing events are nodes of a captured step (Note [Timing inside
-    /// graphs]): every replay stamps them, so reading does not end the timing.
-    private var timingCaptured = false
+    /// graphs]), or recorded by its host launches: every replay stamps them,
+    /// so reading does not end the timing.
+    var timingCaptured = false
+    /// Note [All-reduces launched by the host] (NCCLCommunicator+HostLaunch.swift):
+    /// whether a captured step's background all-reduces are enqueued by the
+    /// host at each replay instead of being captured into the graph. Set by
+    /// every rank alike before the first capture.
+    public var launchesBackgroundCollectivesFromHost = false
+    /// How the host launches wait for each bucket's gradients.
+    public var hostLaunchWait = HostLaunchWait.spin
+    /// A capture's background all-reduces, waiting for the split that hands them to the replays.
+    var hostLaunchQueue: [HostLaunchedCollective] = []
+    /// One event per queued all-reduce: where backward finished its bucket.
+    var bucketReadyEvents: [CUDAEvent] = []
     private var watchdog: Watchdog?
     /// One float on the device: `barrier`'s all-reduce.
     private let barrierScalar: Tensor
@@ -307,7 +320,7 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
         let scale: Float? = summed ? 1 / Float(worldSize) : nil
         if let dry = Self.dryAllReduce {
             // A diagnostic: the fork and join of a bucket with less (or no) work inside.
-            try enqueue("ncclAllReduce (\(Self.dryAllReduceVariable)=\(dry))", background: true) { _, stream in
+            try enqueue("ncclAllReduce (\(Self.dryAllReduceVariable)=\(dry))", background: true) { [backend] _, stream in
                 if dry == "convert" {
                     backend.convert(tensor, to: wire, on: stream)
                     backend.convert(wire, to: tensor, on: stream, scale: nil)
@@ -321,7 +334,7 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
             }
             return
         }
-        try enqueue("ncclAllReduce", background: true) { comm, stream in
+        try enqueue("ncclAllReduce", background: true) { [backend] comm, stream in
             backend.convert(tensor, to: wire, on: stream)
             let result = nccl.ncclAllReduce(devicePointer(wire.devicePointer), devicePointer(wire.devicePointer), count,
                                             dataType, Self.reduction(summed ? .sum : op), comm, stream)
@@ -333,7 +346,7 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
     public func waitForCollectives() throws {
         lock.lock()
         defer { lock.unlock() }
-        join()
+        try join()
     }
 
     /// An event at the communication stream's current end (Note [Optimizer
@@ -351,7 +364,7 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
     public func waitForMarkedCollectives() throws {
         lock.lock()
         defer { lock.unlock() }
-        guard markPending, let markEvent else { return join() }
+        guard markPending, let markEvent else { return try join() }
         markEvent.makeWait(backend.stream.stream)
         markPending = false
     }
@@ -395,8 +408,11 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
         watch("a training step or its collectives")
     }
 
-    /// With the lock held: makes the compute stream wait for the background collectives.
-    private func join() {
+    /// With the lock held: makes the compute stream wait for the background
+    /// collectives (in a capture with host launches: splits the graph there,
+    /// Note [All-reduces launched by the host]).
+    private func join() throws {
+        if backend.stream.isCapturing && !hostLaunchQueue.isEmpty { return try splitCaptureForHostLaunches() }
         guard backgroundPending, let communicationStream, let joinEvent else { return }
         joinEvent.record(on: communicationStream, capturing: backend.stream.isCapturing)
         joinEvent.makeWait(backend.stream.stream)
@@ -545,12 +561,17 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
     /// compute stream's work so far; an ordinary one is joined back at once,
     /// a `background` one at `waitForCollectives` (Note [Communication stream]).
     private func enqueue(_ call: String, background: Bool = false,
-                         _ body: (ncclComm_t, CUstream) throws -> ncclResult_t) throws {
+                         _ body: @escaping (ncclComm_t, CUstream) throws -> ncclResult_t) throws {
         lock.lock()
         defer { lock.unlock() }
         guard let comm else { throw NCCLError.invalidArgument("\(call) after shutdown() or abort") }
         backend.context.makeCurrent()
         let compute = backend.stream.stream, capturing = backend.stream.isCapturing
+        if !capturing && !hostLaunchQueue.isEmpty { hostLaunchQueue = [] }  // left by a capture that failed
+        if background && capturing && launchesBackgroundCollectivesFromHost && communicationStream != nil
+            && CUDAEvent.recordsExternally {
+            return try queueForHostLaunch(call, body)
+        }
         if !background { backend.stream.forbidDuringCapture("an NCCL \(call) outside a gradient reducer") }
         if !capturing && backend.stream.graphMayBeRunning && !ncclGraphMixingSupport {
             backend.stream.synchronize("before an uncaptured NCCL \(call) after a replayed step (Note [NCCL graph mixing])")
@@ -575,7 +596,7 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
         timed?.end.record(on: stream, capturing: capturing)
         if communicationStream != nil {
             backgroundPending = true
-            if !background { join() }
+            if !background { try join() }
         }
         // A peer's failure recorded in the background (an atomic read in NCCL).
         var asyncResult: ncclResult_t = 0

@@ -213,3 +213,17 @@ public enum SymmetricWindowPolicy: String, CaseIterable, Sendable {
         }
     }
 }
+
+/// `--allreduce-launch`: how a replayed (graph-captured) step's bucket
+/// all-reduces reach the device (Note [All-reduces launched by the host] in
+/// NCCLCommunicator+HostLaunch.swift). Eager steps fork and join as always.
+public enum AllReduceLaunch: String, CaseIterable, Sendable {
+    /// Captured into the step's graph, on a branch beside backward.
+    case graph
+    /// Enqueued by the host at each replay, each once backward has passed its
+    /// bucket (the host polls); the graph stays one chain.
+    case host
+    /// Enqueued by the host at each replay, all at once, each behind a wait
+    /// for its bucket's event on the communication stream.
+    case hostStream = "host-stream"
+}

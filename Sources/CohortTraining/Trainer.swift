@@ -349,6 +349,7 @@ public final class Trainer {
                     "data_wait_seconds": batches.dataWaitSeconds,
                 ]
                 timing.record(into: &record, distributed: reducer != nil)
+                if timing.graphSteps > 0, let summary = capturedStep?.graphSummary { record["graph"] = summary }
                 timing = StepTiming()
             }
             if let deferred, logged {

@@ -13,6 +13,7 @@ extension BackendChoice: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
 extension AllReduceDType: ExpressibleByArgument {}
 extension SymmetricWindowPolicy: ExpressibleByArgument {}
+extension AllReduceLaunch: ExpressibleByArgument {}
 
 extension Device: ExpressibleByArgument {
     public init?(argument: String) { self.init(parsing: argument) }

@@ -156,6 +156,9 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("symmetric-windows"), help: "Multi-rank GPU runs: register the bf16 gradient wire buffer with NCCL as a symmetric window, for NCCL's symmetric all-reduce kernels: auto (when NCCL has them, every rank is on one machine and gradients travel in bf16), on, off (Note [Symmetric wire buffer]).")
     var symmetricWindows: SymmetricWindowPolicy = .auto
 
+    @Option(name: .customLong("allreduce-launch"), help: "Multi-rank GPU runs with steps replayed from CUDA graphs: graph (the bucket all-reduces captured into the step's graph), host (enqueued by the host at each replay as backward passes each bucket; the graph stays one chain), host-stream (enqueued by the host at once, each waiting for its bucket on the communication stream). Note [All-reduces launched by the host].")
+    var allReduceLaunch: AllReduceLaunch = .graph
+
     @Flag(name: .customLong("overlap-optimizer"), help: "Multi-rank runs, an experiment: update every parameter outside the last gradient bucket while that bucket is still being all-reduced (Note [Optimizer beside the last all-reduce]).")
     var overlapOptimizer = false
 
@@ -384,6 +387,13 @@ struct Train: ParsableCommand {
                 ranksShareOneMachine: strategy == .dp || environment.ranksShareOneMachine,
                 wireIsBFloat16: gradientDType == .bfloat16)
             nccl?.registersWireBuffer = registers
+            if allReduceLaunch != .graph {
+                guard let nccl else {
+                    throw ValidationError("--allreduce-launch \(allReduceLaunch.rawValue) is for NCCL ranks (GPUs); this run's collectives are \(communicator.name)'s")
+                }
+                nccl.launchesBackgroundCollectivesFromHost = true
+                nccl.hostLaunchWait = allReduceLaunch == .host ? .spin : .stream
+            }
         }
         let trainer = try Trainer(configuration: configuration, backend: backend, trainingSet: data.training,
                                   testSet: data.test, checkpointURL: checkpointURL,
@@ -429,7 +439,7 @@ struct Train: ParsableCommand {
                 ? "strategy dp: \(worldSize) replicas as threads of one process, \(placement ?? "") (\(communicator.name)\(library))"
                 : "strategy ddp: \(worldSize) ranks, one process each (\(communicator.name)\(library), from \(environment.source.rawValue) variables)"
             if let reducer = trainer.reducer {
-                display.log("\(ranks); gradients averaged in \(reducer.buckets.count) buckets (\(reducer.buckets.map { Self.megabytes($0.byteCount) }.joined(separator: ", "))), \(noOverlap ? "one all-reduce after backward (--no-overlap)" : bucketRelease.map { "held and started at --bucket-release \($0)" } ?? "each all-reduced as soon as backward produced it") in \(reducer.communicationDType == .bfloat16 ? "bf16" : "fp32")\(allReduceDType == .auto ? " (--allreduce-dtype auto)" : "")\(overlapOptimizer ? "; the optimizer updates the rest while the last bucket is all-reduced" : "")\(trainer.capturesSteps ? "; steps captured as CUDA graphs" : "")")
+                display.log("\(ranks); gradients averaged in \(reducer.buckets.count) buckets (\(reducer.buckets.map { Self.megabytes($0.byteCount) }.joined(separator: ", "))), \(noOverlap ? "one all-reduce after backward (--no-overlap)" : bucketRelease.map { "held and started at --bucket-release \($0)" } ?? "each all-reduced as soon as backward produced it") in \(reducer.communicationDType == .bfloat16 ? "bf16" : "fp32")\(allReduceDType == .auto ? " (--allreduce-dtype auto)" : "")\(overlapOptimizer ? "; the optimizer updates the rest while the last bucket is all-reduced" : "")\(trainer.capturesSteps ? "; steps captured as CUDA graphs" + (allReduceLaunch == .graph ? "" : ", their all-reduces launched by the host (--allreduce-launch \(allReduceLaunch.rawValue))") : "")")
             } else {
                 display.log("\(ranks); gradients NOT averaged (--no-communication): every \(unit) trains on its own, a timing run, not data-parallel training\(trainer.capturesSteps ? "; steps captured as CUDA graphs" : "")")
             }
@@ -460,6 +470,7 @@ struct Train: ParsableCommand {
         header["pid"] = String(ProcessInfo.processInfo.processIdentifier)
         if noCommunication { header["communication"] = "off" }
         if splitStepGraph { header["split_step_graph"] = "after forward" }
+        if allReduceLaunch != .graph && trainer.reducer != nil { header["allreduce_launch"] = allReduceLaunch.rawValue }
         if let reducer = trainer.reducer {
             header["overlap"] = String(reducer.overlap)
             header["allreduce_dtype"] = reducer.communicationDType == .bfloat16 ? "bf16" : "fp32"

@@ -40,6 +40,7 @@ final class CommandLineTests: XCTestCase {
         try assertRejected(["train", "--dataset", "synthetic", "--precision", "fp16"], mentions: "--precision")
         try assertRejected(["train", "--dataset", "synthetic", "--allreduce-dtype", "fp16"], mentions: "--allreduce-dtype")
         try assertRejected(["train", "--dataset", "synthetic", "--symmetric-windows", "maybe"], mentions: "--symmetric-windows")
+        try assertRejected(["train", "--dataset", "synthetic", "--allreduce-launch", "later"], mentions: "--allreduce-launch")
         try assertRejected(["train", "--dataset", "synthetic", "--model", "smallcnn", "--epochs", "1", "--steps-per-epoch", "1",
                             "--no-progress", "--run-dir", NSTemporaryDirectory() + "cohort-wire-\(UUID().uuidString)",
                             "--wire-conversions-on-compute-stream"], mentions: "no all-reduce")

@@ -135,6 +135,17 @@ final class LaunchTests: XCTestCase {
         XCTAssertFalse(output.contains("epoch 1/1"), "no rank should train:\n\(output)")
     }
 
+    /// `--allreduce-launch host` moves NCCL's captured all-reduces out of the
+    /// graph; CPU ranks have neither, so the job stops at setup saying why.
+    func testHostLaunchedAllReducesOnCPURanksAreRefused() throws {
+        let job = try LaunchedJob(["launch", "--nproc-per-node", "2", "--master-port", String(LaunchedJob.freePort()), "--"]
+            + train(steps: 1) + ["--allreduce-launch", "host"])
+        let (status, output) = job.finish(limit: 60)
+        XCTAssertNotEqual(status, 0, output)
+        XCTAssertTrue(output.contains("--allreduce-launch host is for NCCL ranks"), output)
+        XCTAssertFalse(output.contains("epoch 1/1"), "no rank should train:\n\(output)")
+    }
+
     /// Node 0 of 2 waits for a node 1 that never comes: a clear error after --rdzv-timeout.
     func testARendezvousThatNeverCompletesTimesOut() throws {
         let job = try LaunchedJob(["launch", "--nnodes", "2", "--node-rank", "0", "--nproc-per-node", "1",

@@ -1,0 +1,103 @@
+import CCUDA
+import CohortDistributed
+
+/// Note [All-reduces launched by the host]
+/// - The kernel trace of a replayed data-parallel step (docs/results/2026-11-28-graph-gaps)
+///   found its extra time against one GPU in the gaps between kernels: as soon as the
+///   step's graph holds kernels on a second stream (the buckets' conversions and
+///   all-reduces), every kernel of the step, forward's included, starts about 0.3 us
+///   later after the one before it (0.42 against 0.10 us), some 0.1 ms a step at 128
+///   per GPU. A branch with no kernels costs nothing; a microbenchmark of the same
+///   graph shapes did not reproduce the cost, so its trigger is unknown.
+/// - With `launchesBackgroundCollectivesFromHost`, no collective enters the graph. While
+///   a step is captured, each background all-reduce (a bucket of the gradient reducer)
+///   becomes an event-record node on the compute stream (CU_EVENT_RECORD_EXTERNAL:
+///   every replay stamps the event where backward finished the bucket) and waits in
+///   `hostLaunchQueue`; `waitForCollectives` (the reducer's `finishBackward`) splits the
+///   capture there. The step replays as two one-chain graphs, forward and backward,
+///   then the optimizer, and between the two launches the host, for each bucket in
+///   order, waits for its event, enqueues the bucket's work (bf16 rounding, ncclAllReduce,
+///   widening) on the communication stream, and at the end makes the compute stream
+///   wait for it all before the optimizer's graph: the same work and order as the
+///   captured branch, outside the graph.
+/// - How the host waits (`HostLaunchWait`): `spin` polls the event (cuEventQuery) and
+///   launches only when backward has passed it, so the communication stream never holds
+///   a pending wait, at the price of a busy host thread during backward and a host round
+///   trip (microseconds) between a bucket's last gradient and its all-reduce; `stream`
+///   enqueues everything at once behind cuStreamWaitEvent on each event, as the graph's
+///   edges did, and the host runs ahead.
+/// - The host's launches come from the thread that replays the step, in the same
+///   bucket order on every rank (`Note [Communicator contract]`). A rank whose peer died
+///   spins until the watchdog aborts it, as a graph would have hung until then.
+/// - Eager steps (warm-up, a step that is not captured) fork and join as before (Note
+///   [Communication stream]).
+public enum HostLaunchWait: String, Sendable, CaseIterable {
+    case spin, stream
+}
+
+/// A background collective of a captured step, enqueued at every replay by the host.
+struct HostLaunchedCollective {
+    /// Stamped by the replay where the collective's input is ready.
+    let ready: CUDAEvent
+    let call: String
+    let body: (ncclComm_t, CUstream) throws -> ncclResult_t
+}
+
+extension NCCLCommunicator {
+    /// With the lock held, while the compute stream is captured: marks the
+    /// stream's current point with an event-record node and queues `body` for
+    /// the replays' host launches.
+    func queueForHostLaunch(_ call: String, _ body: @escaping (ncclComm_t, CUstream) throws -> ncclResult_t) throws {
+        let index = hostLaunchQueue.count
+        if bucketReadyEvents.count == index { bucketReadyEvents.append(try CUDAEvent(context: backend.context, timed: false)) }
+        let ready = bucketReadyEvents[index]
+        try ready.recordExternally(on: backend.stream.stream)
+        hostLaunchQueue.append(HostLaunchedCollective(ready: ready, call: call, body: body))
+    }
+
+    /// With the lock held, at the join of a capture whose all-reduces are
+    /// queued: ends the graph here and hands them to the replays.
+    func splitCaptureForHostLaunches() throws {
+        let queued = hostLaunchQueue
+        hostLaunchQueue = []
+        if timing { timingCaptured = true }
+        try backend.splitGraphCapture(thenRunning: { [unowned self] in try self.launchFromHost(queued) })
+    }
+
+    /// At a replay, after the graph that stamps `collectives`' events was launched:
+    /// enqueues each on the communication stream once its gradients are ready, then
+    /// makes the compute stream wait for all of them.
+    private func launchFromHost(_ collectives: [HostLaunchedCollective]) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let comm, let communicationStream, let joinEvent else {
+            throw NCCLError.invalidArgument("a replayed step's all-reduces after shutdown() or abort")
+        }
+        backend.context.makeCurrent()
+        if timing { timedCollectives = 0 }
+        let timesEach = timing && CUDAEvent.timesInsideGraphs
+        for collective in collectives {
+            if hostLaunchWait == .spin {
+                while try !collective.ready.hasCompleted() {}
+            }
+            collective.ready.makeWait(communicationStream)
+            var timed: (start: CUDAEvent, end: CUDAEvent)?
+            if timesEach {
+                if timingEvents.count == timedCollectives {
+                    timingEvents.append((try CUDAEvent(context: backend.context, timed: true),
+                                         try CUDAEvent(context: backend.context, timed: true)))
+                }
+                timed = timingEvents[timedCollectives]
+                timedCollectives += 1
+                timed!.start.record(on: communicationStream)
+            }
+            try checkNCCL(try collective.body(comm, communicationStream), collective.call, comm: comm)
+            timed?.end.record(on: communicationStream)
+        }
+        joinEvent.record(on: communicationStream)
+        joinEvent.makeWait(backend.stream.stream)
+        var asyncResult: ncclResult_t = 0
+        try checkNCCL(nccl.ncclCommGetAsyncError(comm, &asyncResult), "ncclCommGetAsyncError", comm: comm)
+        try checkNCCL(asyncResult, "a replayed step's all-reduce (an earlier collective's asynchronous error)", comm: comm)
+    }
+}
