@@ -33,6 +33,7 @@ extension CUDABackend {
         // Surfaces a fault of earlier work here, not as a failed capture.
         stream.synchronize("before graph capture")
 
+        captureSerial += 1
         allocator.freeze(for: "CUDA graph capture")
         rawAllocator.isCapturing = true
         stream.isCapturing = true

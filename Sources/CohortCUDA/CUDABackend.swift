@@ -45,6 +45,8 @@ public final class CUDABackend: Backend {
     public var usesAlgorithmCache = true
     var segmentPlans: [SegmentPlanKey: SegmentPlan] = [:]
     /// The graphs a capture ended at each `splitGraphCapture` so far (Note [Split step graphs]).
+    /// Counts `captureGraph` calls: what a capture queued can be told from what a failed earlier one left.
+    var captureSerial = 0
     var splitGraphParts: [CUgraph] = []
     /// Host work to run after the part of the same index at every replay
     /// (`splitGraphCapture(thenRunning:)`; nil: none).

@@ -48,6 +48,10 @@ extension NCCLCommunicator {
     /// stream's current point with an event-record node and queues `body` for
     /// the replays' host launches.
     func queueForHostLaunch(_ call: String, _ body: @escaping (ncclComm_t, CUstream) throws -> ncclResult_t) throws {
+        if hostLaunchQueueSerial != backend.captureSerial {
+            hostLaunchQueue = []  // what a capture that failed before its split left
+            hostLaunchQueueSerial = backend.captureSerial
+        }
         let index = hostLaunchQueue.count
         if bucketReadyEvents.count == index { bucketReadyEvents.append(try CUDAEvent(context: backend.context, timed: false)) }
         let ready = bucketReadyEvents[index]

@@ -99,6 +99,8 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
     public var hostLaunchWait = HostLaunchWait.spin
     /// A capture's background all-reduces, waiting for the split that hands them to the replays.
     var hostLaunchQueue: [HostLaunchedCollective] = []
+    /// The backend's `captureSerial` of the capture that filled `hostLaunchQueue`.
+    var hostLaunchQueueSerial = 0
     /// One event per queued all-reduce: where backward finished its bucket.
     var bucketReadyEvents: [CUDAEvent] = []
     private var watchdog: Watchdog?
@@ -567,7 +569,6 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
         guard let comm else { throw NCCLError.invalidArgument("\(call) after shutdown() or abort") }
         backend.context.makeCurrent()
         let compute = backend.stream.stream, capturing = backend.stream.isCapturing
-        if !capturing && !hostLaunchQueue.isEmpty { hostLaunchQueue = [] }  // left by a capture that failed
         if background && capturing && launchesBackgroundCollectivesFromHost && communicationStream != nil
             && CUDAEvent.recordsExternally {
             return try queueForHostLaunch(call, body)
