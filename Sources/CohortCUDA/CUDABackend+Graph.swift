@@ -30,6 +30,7 @@ extension CUDABackend {
               d.cuGraphLaunch != nil, d.cuGraphExecDestroy != nil else { return nil }
         require(!stream.isCapturing, "captureGraph: a capture is already in progress")
         context.makeCurrent()
+        try prepareSideWork()
         // Surfaces a fault of earlier work here, not as a failed capture.
         stream.synchronize("before graph capture")
 
@@ -75,6 +76,14 @@ extension CUDABackend {
         var executables: [CUDAGraph] = []
         for graph in parts {
             executables.append(try instantiateCapturedGraph(graph))
+        }
+        if SideWork.mode != nil {
+            // The diagnostic's work after the step's last part (CUDABackend+SideWork.swift).
+            var withSide = actions + Array(repeating: nil, count: max(executables.count - actions.count, 0))
+            let last = executables.count - 1
+            let after = withSide[last]
+            withSide[last] = { [unowned self] in try after?(); try self.runSideWork() }
+            return CUDAGraphSequence(parts: executables, actions: withSide)
         }
         if executables.count == 1 { return executables[0] }
         return CUDAGraphSequence(parts: executables, actions: actions)

@@ -45,6 +45,8 @@ public final class CUDABackend: Backend {
     public var usesAlgorithmCache = true
     var segmentPlans: [SegmentPlanKey: SegmentPlan] = [:]
     /// The graphs a capture ended at each `splitGraphCapture` so far (Note [Split step graphs]).
+    /// COHORT_SIDE_WORK's stream and buffers (CUDABackend+SideWork.swift; nil unless set).
+    var sideWork: SideWork?
     /// Counts `captureGraph` calls: what a capture queued can be told from what a failed earlier one left.
     var captureSerial = 0
     var splitGraphParts: [CUgraph] = []

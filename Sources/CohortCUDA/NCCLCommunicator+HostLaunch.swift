@@ -31,6 +31,17 @@ import CohortDistributed
 ///   spins until the watchdog aborts it, as a graph would have hung until then.
 /// - Eager steps (warm-up, a step that is not captured) fork and join as before (Note
 ///   [Communication stream]).
+/// - Measured (docs/results/2026-11-28-host-launch; `scripts/gpu-allreduce-launch.sh`, 4 x H200,
+///   2026-11-28, a376e92 and 6b2e244, each way against one GPU in the same call, the losses of
+///   every logged step identical to the graph's): `host` 92.7/93.5% and 92.2/93.1% at 4 x 128
+///   against the graph's 92.2/92.4% and 92.4/92.4%, but 95.9% and 95.3% at 4 x 512 against 96.6%
+///   and 97.0%, 88.7-89.1% at 4 x 32 against 89.4%; `host-stream` below the graph everywhere.
+///   The kernel trace answered the question behind it: the forward's gaps grow as much in `host`
+///   as in the graph (0.055 against 1 GPU's 0.011 ms, 2 x H200), and as much with the reducer's
+///   two conversion kernels on one element launched from the host (COHORT_ALLREDUCE_DRY=tiny,
+///   2 x H100); so the cost is not the graph's branch but any kernel on a second stream, and
+///   it stays with the steps after it. Off by default (`--allreduce-launch graph`); kept as the
+///   way to run a step's collectives outside its graph.
 public enum HostLaunchWait: String, Sendable, CaseIterable {
     case spin, stream
 }
