@@ -17,9 +17,14 @@ import Foundation
 ///   `kernel-join`  the same, then the compute stream waits for it (an event), as the reducer's join
 ///   `kernel-once`  the kernel after the first launch only
 ///   `memset`       a 4-byte cuMemsetD32Async instead of a kernel
+///   `kernel-join-kernel`  `kernel-join`, then the same kernel on the compute stream after the wait
+///   `kernel-sync`  the kernel, then the host waits for the side stream (no device-side join)
 /// Nothing the step computes changes. Off (unset) in every normal run.
 struct SideWork {
-    enum Mode: String { case kernel, kernelJoin = "kernel-join", kernelOnce = "kernel-once", memset }
+    enum Mode: String {
+        case kernel, kernelJoin = "kernel-join", kernelOnce = "kernel-once", memset
+        case kernelJoinKernel = "kernel-join-kernel", kernelSync = "kernel-sync"
+    }
     static let mode: Mode? = ProcessInfo.processInfo.environment["COHORT_SIDE_WORK"].flatMap(Mode.init(rawValue:))
 
     let stream: CUstream
@@ -51,12 +56,14 @@ extension CUDABackend {
         switch mode {
         case .kernelOnce where work.launches > 0:
             return
-        case .kernel, .kernelOnce, .kernelJoin:
+        case .kernel, .kernelOnce, .kernelJoin, .kernelJoinKernel, .kernelSync:
             convert(work.source, to: work.destination, on: work.stream)
-            if mode == .kernelJoin {
+            if mode == .kernelJoin || mode == .kernelJoinKernel {
                 work.event.record(on: work.stream)
                 work.event.makeWait(stream.stream)
             }
+            if mode == .kernelJoinKernel { convert(work.source, to: work.destination) }
+            if mode == .kernelSync { try checkCUDA(driver.cuStreamSynchronize(work.stream), "cuStreamSynchronize") }
         case .memset:
             try checkCUDA(driver.cuMemsetD32Async(work.source.devicePointer, 0, 1, work.stream), "cuMemsetD32Async")
         }
