@@ -4,8 +4,8 @@
 # scripts/build-static.sh filled .gpu/ (carry .gpu). Results in $OUT:
 #   - the GPU self-test (the graph sequences and event-record nodes it uses);
 #   - the median device step on 1 GPU and on all GPUs (ddp) at per-GPU batch
-#     128 (twice), 32 and 512, for each --allreduce-launch way (graph, host,
-#     host-stream), with the losses of the logged steps compared between ways
+#     128 (twice), 32 and 512 (LAUNCH_AB_SPECS), for each --allreduce-launch way
+#     (LAUNCH_AB_WAYS; default graph, host, host-stream, host-sync), with the losses of the logged steps compared between ways
 #     (the same kernels and sums: they must agree to the last digit);
 #   - strategy dp at 128, graph against host;
 #   - kernel traces (scripts/kernel-trace) of the 2-GPU step, graph against host.
@@ -25,7 +25,7 @@ source scripts/gpu-common.sh
 unpack_cohort || exit 1
 ranks=$(nvidia-smi -L | wc -l)
 part() { [[ "$parts" == *" $1 "* ]] && [ $SECONDS -lt "$budget" ]; }
-ways="graph host host-stream"
+ways=${LAUNCH_AB_WAYS:-graph host host-stream host-sync}
 
 if part selftest; then
     timeout 150 "$cohort" selftest --device cuda > "$OUT/selftest.txt" 2>&1
@@ -35,7 +35,7 @@ fi
 
 common=(--device cuda --precision bf16 --dataset synthetic --epochs 1 --eval-limit 1024 --no-progress --log-every 10)
 if part speed; then
-    for spec in 128-1 32-1 512-1 128-2; do
+    for spec in ${LAUNCH_AB_SPECS:-128-1 32-1 512-1 128-2}; do
         part speed || break
         b=${spec%-*}; rep=${spec#*-}; steps=$((b == 32 ? 160 : 100))
         timeout 60 "$cohort" train "${common[@]}" --batch-size $b --steps-per-epoch $steps \
@@ -49,7 +49,7 @@ if part speed; then
     done
 fi
 if part dp; then
-    for way in graph host; do
+    for way in graph host-sync; do
         timeout 90 "$cohort" train "${common[@]}" --strategy dp --replicas $ranks --batch-size 128 --steps-per-epoch 100 \
             --synthetic-images $((128 * 100 * ranks)) --allreduce-launch $way --run-dir "$OUT/dp-b128-$way" \
             > "$OUT/dp-b128-$way.txt" 2>&1
@@ -89,7 +89,7 @@ for spec in ("128-1", "128-2", "32-1", "512-1"):
                f"differ (max {max(abs(a - c) for a, c in zip(mine, base) if a is not None and c is not None):.2e})")
         ratio = f"{one / many * 100:.1f}%" if one and many else "-"
         print(f"| {b}, {rep} | {cell(one)} | {way} | {cell(many)} | {ratio} | {same} | {graph(folder)} |")
-for way in ("graph", "host"):
+for way in ("graph", "host-sync"):
     folder = f"dp-b128-{way}"
     if os.path.isdir(os.path.join(out, folder)):
         print(f"| dp 128 | | {way} | {cell(step(folder))} | | | {graph(folder)} |")
@@ -98,14 +98,14 @@ PY
 if part trace && [ "$ranks" -ge 2 ]; then
     read -r so libdir version < <(bash scripts/kernel-trace/build.sh) || { echo "kernel-trace: build failed"; exit 1; }
     tcommon=(train "${common[@]}" --batch-size 128 --steps-per-epoch 100 --synthetic-images 25600)
-    for way in graph host; do
+    for way in graph host-sync; do
         mkdir -p "$OUT/trace/$way"
         env KERNEL_TRACE_DIR="$OUT/trace/$way" CUDA_INJECTION64_PATH="$so" LD_LIBRARY_PATH="$libdir" \
             "$cohort" launch --nproc-per-node 2 -- "$cohort" "${tcommon[@]}" --allreduce-launch $way \
             --run-dir "$OUT/trace/$way/run" > "$OUT/trace/$way.txt" 2>&1
         echo "trace $way: exit $? (${SECONDS}s)"
     done
-    python3 scripts/kernel-trace/analyze.py "$OUT/trace/graph" "$OUT/trace/host" 2>&1 | tee "$OUT/trace-analysis.txt" | head -40
+    python3 scripts/kernel-trace/analyze.py "$OUT/trace/graph" "$OUT/trace/host-sync" 2>&1 | tee "$OUT/trace-analysis.txt" | head -40
     # The traces are large: keep the analysis.
     rm -f "$OUT"/trace/*/kernels-*.csv
 fi

@@ -43,7 +43,12 @@ import CohortDistributed
 ///   it stays with the steps after it. Off by default (`--allreduce-launch graph`); kept as the
 ///   way to run a step's collectives outside its graph.
 public enum HostLaunchWait: String, Sendable, CaseIterable {
-    case spin, stream
+    /// The host polls each bucket's event, then enqueues; the compute stream waits for the all-reduces on the device.
+    case spin
+    /// Everything enqueued at once behind cuStreamWaitEvent; the compute stream waits on the device.
+    case stream
+    /// The host polls each bucket's event and the all-reduces' end: no stream ever waits for another's kernels.
+    case host
 }
 
 /// A background collective of a captured step, enqueued at every replay by the host.
@@ -91,11 +96,10 @@ extension NCCLCommunicator {
         backend.context.makeCurrent()
         if timing { timedCollectives = 0 }
         let timesEach = timing && CUDAEvent.timesInsideGraphs
-        for collective in collectives {
-            if hostLaunchWait == .spin {
-                while try !collective.ready.hasCompleted() {}
-            }
-            collective.ready.makeWait(communicationStream)
+        for (index, collective) in collectives.enumerated() {
+            if hostLaunchWait != .stream { try waitOnHost(for: collective.ready, "backward's bucket \(index)") }
+            // The host saw the event pass: the device needs no wait (`host`), or one that is already met.
+            if hostLaunchWait != .host { collective.ready.makeWait(communicationStream) }
             var timed: (start: CUDAEvent, end: CUDAEvent)?
             if timesEach {
                 if timingEvents.count == timedCollectives {
@@ -110,9 +114,35 @@ extension NCCLCommunicator {
             timed?.end.record(on: communicationStream)
         }
         joinEvent.record(on: communicationStream)
-        joinEvent.makeWait(backend.stream.stream)
+        if hostLaunchWait == .host {
+            try waitOnHost(for: joinEvent, "the step's all-reduces")
+        } else {
+            joinEvent.makeWait(backend.stream.stream)
+        }
         var asyncResult: ncclResult_t = 0
         try checkNCCL(nccl.ncclCommGetAsyncError(comm, &asyncResult), "ncclCommGetAsyncError", comm: comm)
         try checkNCCL(asyncResult, "a replayed step's all-reduce (an earlier collective's asynchronous error)", comm: comm)
+    }
+
+    /// Polls `event` until the device passed it. A peer that died leaves it
+    /// unfinished: NCCL's asynchronous error, or the watchdog's time limit,
+    /// stops this rank then (Note [Communication stream]), so no rank spins forever.
+    func waitOnHost(for event: CUDAEvent, _ what: String) throws {
+        let deadline = collectiveTimeout.map { ContinuousClock.now + $0 }
+        var polls = 0
+        while try !event.hasCompleted() {
+            polls += 1
+            guard polls % 4096 == 0 else { continue }
+            if let comm {
+                var asyncResult: ncclResult_t = 0
+                if nccl.ncclCommGetAsyncError(comm, &asyncResult) == Int32(COHORT_NCCL_SUCCESS),
+                   asyncResult != Int32(COHORT_NCCL_SUCCESS), asyncResult != Int32(COHORT_NCCL_IN_PROGRESS) {
+                    abort(reason: "NCCL reported \(String(cString: nccl.ncclGetErrorString(asyncResult))) while waiting for \(what)")
+                }
+            }
+            if let deadline, ContinuousClock.now > deadline {
+                abort(reason: "\(what) did not finish within \(collectiveTimeout!) (a peer stopped?)")
+            }
+        }
     }
 }

@@ -104,6 +104,8 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
     /// One event per queued all-reduce: where backward finished its bucket.
     var bucketReadyEvents: [CUDAEvent] = []
     private var watchdog: Watchdog?
+    /// The watchdog's limit, which the host's own waits (Note [All-reduces launched by the host]) keep too.
+    private(set) var collectiveTimeout: Duration?
     /// One float on the device: `barrier`'s all-reduce.
     private let barrierScalar: Tensor
 
@@ -216,6 +218,7 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
             joinEvent = try CUDAEvent(context: backend.context, timed: false)
             markEvent = try CUDAEvent(context: backend.context, timed: false)
         }
+        collectiveTimeout = timeout
         guard let timeout, CUDAEvent.isAvailable else { return }
         progressEvent = try CUDAEvent(context: backend.context, timed: false)
         watchdog = Watchdog(timeout: timeout) { [weak self] message in
@@ -417,7 +420,12 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
         if backend.stream.isCapturing && !hostLaunchQueue.isEmpty { return try splitCaptureForHostLaunches() }
         guard backgroundPending, let communicationStream, let joinEvent else { return }
         joinEvent.record(on: communicationStream, capturing: backend.stream.isCapturing)
-        joinEvent.makeWait(backend.stream.stream)
+        if hostLaunchWait == .host && launchesBackgroundCollectivesFromHost && !backend.stream.isCapturing {
+            // Note [All-reduces launched by the host]: no device-side wait on this stream's kernels.
+            try waitOnHost(for: joinEvent, "a collective's end")
+        } else {
+            joinEvent.makeWait(backend.stream.stream)
+        }
         backgroundPending = false
         markPending = false
     }

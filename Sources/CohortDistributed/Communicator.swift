@@ -226,4 +226,8 @@ public enum AllReduceLaunch: String, CaseIterable, Sendable {
     /// Enqueued by the host at each replay, all at once, each behind a wait
     /// for its bucket's event on the communication stream.
     case hostStream = "host-stream"
+    /// As `host`, and the host also waits for the all-reduces' end before the
+    /// optimizer's graph (and for every collective's end outside graphs): no
+    /// stream waits on the device for another stream's kernels.
+    case hostSync = "host-sync"
 }

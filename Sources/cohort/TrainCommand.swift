@@ -156,7 +156,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("symmetric-windows"), help: "Multi-rank GPU runs: register the bf16 gradient wire buffer with NCCL as a symmetric window, for NCCL's symmetric all-reduce kernels: auto (when NCCL has them, every rank is on one machine and gradients travel in bf16), on, off (Note [Symmetric wire buffer]).")
     var symmetricWindows: SymmetricWindowPolicy = .auto
 
-    @Option(name: .customLong("allreduce-launch"), help: "Multi-rank GPU runs with steps replayed from CUDA graphs: graph (the bucket all-reduces captured into the step's graph), host (enqueued by the host at each replay as backward passes each bucket; the graph stays one chain), host-stream (enqueued by the host at once, each waiting for its bucket on the communication stream). An experiment: host gained up to a point at 4 x 128 and lost one at 4 x 512 (Note [All-reduces launched by the host]).")
+    @Option(name: .customLong("allreduce-launch"), help: "Multi-rank GPU runs with steps replayed from CUDA graphs: graph (the bucket all-reduces captured into the step's graph), host (enqueued by the host at each replay as backward passes each bucket; the graph stays one chain), host-stream (enqueued by the host at once, each waiting for its bucket on the communication stream), host-sync (as host, and the host, not the device, waits for the all-reduces before the optimizer). An experiment: host gained up to a point at 4 x 128 and lost one at 4 x 512 (Note [All-reduces launched by the host]).")
     var allReduceLaunch: AllReduceLaunch = .graph
 
     @Flag(name: .customLong("overlap-optimizer"), help: "Multi-rank runs, an experiment: update every parameter outside the last gradient bucket while that bucket is still being all-reduced (Note [Optimizer beside the last all-reduce]).")
@@ -392,7 +392,7 @@ struct Train: ParsableCommand {
                     throw ValidationError("--allreduce-launch \(allReduceLaunch.rawValue) is for NCCL ranks (GPUs); this run's collectives are \(communicator.name)'s")
                 }
                 nccl.launchesBackgroundCollectivesFromHost = true
-                nccl.hostLaunchWait = allReduceLaunch == .host ? .spin : .stream
+                nccl.hostLaunchWait = allReduceLaunch == .host ? .spin : allReduceLaunch == .hostStream ? .stream : .host
             }
         }
         let trainer = try Trainer(configuration: configuration, backend: backend, trainingSet: data.training,
