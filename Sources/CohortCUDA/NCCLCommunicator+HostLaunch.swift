@@ -25,7 +25,10 @@ import CohortDistributed
 ///   a pending wait, at the price of a busy host thread during backward and a host round
 ///   trip (microseconds) between a bucket's last gradient and its all-reduce; `stream`
 ///   enqueues everything at once behind cuStreamWaitEvent on each event, as the graph's
-///   edges did, and the host runs ahead.
+///   edges did, and the host runs ahead; `host` (`--allreduce-launch host-sync`) polls as
+///   `spin` does and also polls the all-reduces' end before it launches the optimizer's
+///   graph, and eager steps' joins wait on the host too: no stream ever waits on the
+///   device for the other's kernels.
 /// - The host's launches come from the thread that replays the step, in the same
 ///   bucket order on every rank (`Note [Communicator contract]`). A rank whose peer died
 ///   spins until the watchdog aborts it, as a graph would have hung until then.
@@ -42,6 +45,13 @@ import CohortDistributed
 ///   2 x H100); so the cost is not the graph's branch but any kernel on a second stream, and
 ///   it stays with the steps after it. Off by default (`--allreduce-launch graph`); kept as the
 ///   way to run a step's collectives outside its graph.
+/// - The trigger, found on one GPU with COHORT_SIDE_WORK (CUDABackend+SideWork.swift; H100,
+///   2026-11-28, 4e5ba7b and 1a84a38): a kernel on a second stream costs nothing by itself, but
+///   when the compute stream waits on the device for it (an event), every later kernel of the
+///   step starts ~0.4 us later (5 processes of 6; none of 9 without such a wait). The data-
+///   parallel step waits so every step, before its optimizer. `host` is the answer that keeps
+///   the overlap: the host's polls replace every device-side wait between the streams. Built
+///   after the session's device time ran out (3c59e03): not yet run on a GPU.
 public enum HostLaunchWait: String, Sendable, CaseIterable {
     /// The host polls each bucket's event, then enqueues; the compute stream waits for the all-reduces on the device.
     case spin
