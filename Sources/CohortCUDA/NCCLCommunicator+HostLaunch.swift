@@ -42,8 +42,8 @@ import CohortDistributed
 ///   The kernel trace answered the question behind it: the forward's gaps grow as much in `host`
 ///   as in the graph (0.055 against 1 GPU's 0.011 ms, 2 x H200), and as much with the reducer's
 ///   two conversion kernels on one element launched from the host (COHORT_ALLREDUCE_DRY=tiny,
-///   2 x H100); so the cost is not the graph's branch but any kernel on a second stream, and
-///   it stays with the steps after it. Off by default (`--allreduce-launch graph`); kept as the
+///   2 x H100); so the cost is not the graph's branch but kernels on a second stream (that the
+///   compute stream waits for: below), and it stays with the steps after them. Off by default (`--allreduce-launch graph`); kept as the
 ///   way to run a step's collectives outside its graph.
 /// - The trigger, found on one GPU with COHORT_SIDE_WORK (CUDABackend+SideWork.swift; H100,
 ///   2026-11-28, 4e5ba7b and 1a84a38): a kernel on a second stream costs nothing by itself, but
