@@ -70,6 +70,17 @@ struct HostLaunchedCollective {
 }
 
 extension NCCLCommunicator {
+    /// Sets how a captured step's background all-reduces launch (`--allreduce-launch`); every
+    /// rank alike, before the first capture.
+    public func setAllReduceLaunch(_ launch: AllReduceLaunch) {
+        launchesBackgroundCollectivesFromHost = launch != .graph
+        switch launch {
+        case .graph, .host: hostLaunchWait = .spin
+        case .hostStream: hostLaunchWait = .stream
+        case .hostSync: hostLaunchWait = .host
+        }
+    }
+
     /// With the lock held, while the compute stream is captured: marks the
     /// stream's current point with an event-record node and queues `body` for
     /// the replays' host launches.

@@ -155,31 +155,8 @@ extension BackendSelfTest {
                 fatalError("selftest graph replay: \(error)")
             }
             c.tested.synchronize()
-            let (eager, graph, repeated) = (models[0].store, models[1].store, models[2].store)
-            let eagerParameters = c.tested.download(eager.parameters).toArray()
-            // The same eager steps twice give the backend's own run-to-run
-            // variation: cuDNN's fastest algorithms may accumulate with atomics,
-            // and four SGD steps at batch 8 amplify those roundings (measured on
-            // an H200: 2e-2 normwise between two eager runs). A replay must stay
-            // within 3 times that (and the fixed bound when it is smaller): a
-            // frozen learning rate or a stale buffer is off by far more.
-            let variation = RelativeError(c.tested.download(repeated.parameters).toArray(), eagerParameters)
-            let replay = variation.normwise <= Tolerance.graphReplay.bound ? Tolerance.graphReplay : Tolerance(
-                max(Tolerance.graphReplay.bound, 3 * variation.normwise),
-                maxAbsolute: max(Tolerance.graphReplay.maxAbsolute ?? 0, 3 * variation.maxAbsolute),
-                "3x the backend's run-to-run variation (two eager runs: \(String(format: "%.1e", variation.normwise)) normwise)")
-            c.compare("eager repeat parameters", actual: c.tested.download(repeated.parameters).toArray(),
-                      expected: eagerParameters, replay,
-                      note: "the same eager steps twice: the backend's run-to-run variation")
-            c.compare("parameters", actual: c.tested.download(graph.parameters).toArray(),
-                      expected: c.tested.download(eager.parameters).toArray(), replay,
-                      note: captured.graphSummary)
-            c.compare("runningStatistics", actual: c.tested.download(graph.statistics).toArray(),
-                      expected: c.tested.download(eager.statistics).toArray(), replay)
-            c.compare("loss", actual: c.tested.download(criteria[1].loss).toArray(),
-                      expected: c.tested.download(criteria[0].loss).toArray(), replay)
-            c.compare("num_batches_tracked", actual: graph.counters.map(Float.init),
-                      expected: eager.counters.map(Float.init), .exact)
+            self.compareReplay(c, eager: models[0].store, graph: models[1].store, repeated: models[2].store,
+                          losses: (criteria[0].loss, criteria[1].loss), note: captured.graphSummary)
             c.compare("replays and step count",
                       actual: [Float(captured.eagerSteps), Float(captured.replays), Float(optimizers[1].stepCount)],
                       expected: [1, Float(learningRates.count - 1), Float(optimizers[0].stepCount)], .exact,
@@ -187,8 +164,39 @@ extension BackendSelfTest {
         }
     }
 
+    /// Compares a model trained through replays (`graph`) with the same steps
+    /// run eagerly (`eager`), within the backend's own run-to-run variation
+    /// (`repeated`: the eager steps again): parameters, running statistics,
+    /// the last loss and `num_batches_tracked`.
+    func compareReplay(_ c: SelfTestContext, eager: ParameterStore, graph: ParameterStore, repeated: ParameterStore,
+                       losses: (eager: Tensor, graph: Tensor), note: String?) {
+        let eagerParameters = c.tested.download(eager.parameters).toArray()
+        // The same eager steps twice give the backend's own run-to-run
+        // variation: cuDNN's fastest algorithms may accumulate with atomics,
+        // and four SGD steps at batch 8 amplify those roundings (measured on
+        // an H200: 2e-2 normwise between two eager runs). A replay must stay
+        // within 3 times that (and the fixed bound when it is smaller): a
+        // frozen learning rate or a stale buffer is off by far more.
+        let variation = RelativeError(c.tested.download(repeated.parameters).toArray(), eagerParameters)
+        let replay = variation.normwise <= Tolerance.graphReplay.bound ? Tolerance.graphReplay : Tolerance(
+            max(Tolerance.graphReplay.bound, 3 * variation.normwise),
+            maxAbsolute: max(Tolerance.graphReplay.maxAbsolute ?? 0, 3 * variation.maxAbsolute),
+            "3x the backend's run-to-run variation (two eager runs: \(String(format: "%.1e", variation.normwise)) normwise)")
+        c.compare("eager repeat parameters", actual: c.tested.download(repeated.parameters).toArray(),
+                  expected: eagerParameters, replay,
+                  note: "the same eager steps twice: the backend's run-to-run variation")
+        c.compare("parameters", actual: c.tested.download(graph.parameters).toArray(),
+                  expected: eagerParameters, replay, note: note)
+        c.compare("runningStatistics", actual: c.tested.download(graph.statistics).toArray(),
+                  expected: c.tested.download(eager.statistics).toArray(), replay)
+        c.compare("loss", actual: c.tested.download(losses.graph).toArray(),
+                  expected: c.tested.download(losses.eager).toArray(), replay)
+        c.compare("num_batches_tracked", actual: graph.counters.map(Float.init),
+                  expected: eager.counters.map(Float.init), .exact)
+    }
+
     /// Captures one fill: nil means the backend has no graphs.
-    private func backendHasGraphs(_ backend: Backend) -> Bool {
+    func backendHasGraphs(_ backend: Backend) -> Bool {
         do {
             let probe = try backend.makeTensor([1])
             let graph = try backend.captureGraph { backend.fill(probe, value: 1) }

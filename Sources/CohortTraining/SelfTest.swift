@@ -55,14 +55,19 @@ public final class BackendSelfTest {
         public var matrixPrecision: MatrixPrecision
         /// Runs only the checks whose name or shape contains this text (case-insensitive).
         public var filter: String?
+        /// One-rank communicators for the data-parallel step checks (Note [Self-test of the
+        /// data-parallel step]); nil: those checks are not run.
+        public var dataParallelCommunicators: DataParallelCommunicatorFactory?
 
         public init(seed: UInt64 = UInt64.random(in: 0...UInt64.max), quick: Bool = false, bfloat16: Bool = true,
-                    matrixPrecision: MatrixPrecision = .float32, filter: String? = nil) {
+                    matrixPrecision: MatrixPrecision = .float32, filter: String? = nil,
+                    dataParallelCommunicators: DataParallelCommunicatorFactory? = nil) {
             self.seed = seed
             self.quick = quick
             self.bfloat16 = bfloat16
             self.matrixPrecision = matrixPrecision
             self.filter = filter
+            self.dataParallelCommunicators = dataParallelCommunicators
         }
 
         /// The batch of every check (odd shapes use their own).
@@ -93,7 +98,7 @@ public final class BackendSelfTest {
             all += convolutionChecks(.bfloat16) + batchNormChecks(.bfloat16) + elementwiseChecks(.bfloat16)
                 + classifierChecks(.bfloat16) + lossChecks(.bfloat16) + [modelStepCheck(.bfloat16)]
         }
-        all += graphChecks()
+        all += graphChecks() + dataParallelStepChecks()
         guard let filter = options.filter?.lowercased(), !filter.isEmpty else { return all }
         return all.filter { $0.name.lowercased().contains(filter) || $0.shape.lowercased().contains(filter) }
     }

@@ -1,4 +1,6 @@
 import ArgumentParser
+import CohortCUDA
+import CohortDistributed
 import CohortKernels
 import CohortTensor
 import CohortTraining
@@ -58,13 +60,30 @@ struct SelfTest: ParsableCommand {
         }
     }
 
+    /// One-rank NCCL communicators for the data-parallel step checks (Note [Self-test of the
+    /// data-parallel step]), on CUDA where libnccl loads; otherwise nil and why (nil: nothing to say).
+    static func dataParallelCommunicators(_ backend: Backend) -> (DataParallelCommunicatorFactory?, String?) {
+        guard let cuda = backend as? CUDABackend else { return (nil, nil) }
+        if let failure = NCCLCommunicator.loadFailure() {
+            return (nil, "the data-parallel step checks need NCCL: \(failure)")
+        }
+        return (DataParallelCommunicatorFactory { launch in
+            let communicator = try NCCLCommunicator(backend: cuda, rank: 0, worldSize: 1,
+                                                    uniqueId: try NCCLCommunicator.makeUniqueId(), timeout: nil)
+            communicator.setAllReduceLaunch(launch)
+            return communicator
+        }, nil)
+    }
+
     func run() throws {
         let (backend, notes) = try makeBackend(device: deviceOptions.device, choice: deviceOptions.backend, allowsTF32: !deviceOptions.noTF32)
+        let (communicators, communicatorNote) = Self.dataParallelCommunicators(backend)
         let options = BackendSelfTest.Options(
             seed: seed ?? UInt64.random(in: 0...UInt64.max), quick: quick, bfloat16: bfloat16,
-            matrixPrecision: matrixPrecision ?? (deviceOptions.device.isHost || deviceOptions.noTF32 ? .float32 : .tf32), filter: filter)
+            matrixPrecision: matrixPrecision ?? (deviceOptions.device.isHost || deviceOptions.noTF32 ? .float32 : .tf32), filter: filter,
+            dataParallelCommunicators: communicators)
         let selfTest = BackendSelfTest(backend: backend, options: options)
-        (notes + selfTest.notes).forEach { say("note: \($0)") }
+        (notes + selfTest.notes + [communicatorNote].compactMap { $0 }).forEach { say("note: \($0)") }
         say("cohort selftest: backend \(backend.name) on \(backend.device) (\(backend.details))")
         say("seed \(options.seed) (rerun with --seed \(options.seed)); matrix precision \(options.matrixPrecision.rawValue)"
             + "\(quick ? ", quick" : "")\(bfloat16 ? ", bfloat16" : "")\(filter.map { ", filter \($0)" } ?? ""); "

@@ -391,8 +391,7 @@ struct Train: ParsableCommand {
                 guard let nccl else {
                     throw ValidationError("--allreduce-launch \(allReduceLaunch.rawValue) is for NCCL ranks (GPUs); this run's collectives are \(communicator.name)'s")
                 }
-                nccl.launchesBackgroundCollectivesFromHost = true
-                nccl.hostLaunchWait = allReduceLaunch == .host ? .spin : allReduceLaunch == .hostStream ? .stream : .host
+                nccl.setAllReduceLaunch(allReduceLaunch)
             }
         }
         let trainer = try Trainer(configuration: configuration, backend: backend, trainingSet: data.training,
