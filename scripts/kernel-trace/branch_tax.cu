@@ -22,6 +22,10 @@
 //   distmem   distinct as one single-stream graph, the branch's kernels in a graph of their own on s1, ordered
 //             by cuStreamWriteValue32/cuStreamWaitValue32 nodes in both graphs instead of events
 //   memops    the single-stream chain with a satisfied cuStreamWaitValue32 and a cuStreamWriteValue32 at kernel 150
+//   extnojoin the single-stream graph; after each launch a one-block kernel on s1, which s0 never waits for
+//   extjoin   the same, and s0 waits for that kernel (an event) before the next launch: on one GPU with
+//             the real step (COHORT_SIDE_WORK=kernel-join, docs/results/2026-11-28-host-launch) this wait
+//             made every later kernel start ~0.4 us later, in 5 processes of 6
 // Build and run (on the GPU machine): nvcc -O2 -arch=sm_90 branch_tax.cu -lcuda -o /tmp/branch_tax && /tmp/branch_tax
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -179,7 +183,7 @@ int main() {
     cudaEvent_t start, stop;
     CHECK(cudaEventCreate(&start));
     CHECK(cudaEventCreate(&stop));
-    const char *names[] = {"single", "empty", "branch", "early", "blocked", "spinning", "twograph", "extevent", "memops", "sixforks", "sixlow", "memsets", "memfork", "memkern", "distinct", "distfork", "distsplit", "distmem"};
+    const char *names[] = {"single", "empty", "branch", "early", "blocked", "spinning", "twograph", "extevent", "memops", "sixforks", "sixlow", "memsets", "memfork", "memkern", "distinct", "distfork", "distsplit", "distmem", "extnojoin", "extjoin"};
     Table<40>::fill(distinctKernels);
     cudaGraphExec_t single = capture(s0, s1, -1, -1, 0, true);
     cudaGraphExec_t graphs[] = {single, capture(s0, s1, 150, 290, 0, true), capture(s0, s1, 150, 290, 6, true),
@@ -187,7 +191,7 @@ int main() {
                                 capture(s0, s1, -1, -1, 0, true, 1), capture(s0, s1, -1, -1, 0, true, 2),
                                 captureSixForks(s0, s1), nullptr, captureSixForks(s0, s1, 1, false),
                                 captureSixForks(s0, s1, 1, true), captureSixForks(s0, s1, 2, true),
-                                nullptr, nullptr, nullptr, nullptr};
+                                nullptr, nullptr, nullptr, nullptr, single, single};
     CHECK(cudaMemset(flag, 0, 8 * sizeof(unsigned)));
     graphs[14] = captureDistinct(s0, s1, 0, chain, 1);
     graphs[15] = captureDistinct(s0, s1, 0, chain, 0);
@@ -201,7 +205,9 @@ int main() {
     cudaGraphExec_t small = captureSmall(s0);
     const int replays = 200;
     for (int round = 0; round < 2; round++)
-    for (int v = 0; v < 18; v++) {
+    cudaEvent_t sideDone;
+    CHECK(cudaEventCreateWithFlags(&sideDone, cudaEventDisableTiming));
+    for (int v = 0; v < 20; v++) {
         CHECK(cudaMemset(counter, 0, sizeof(unsigned)));
         CHECK(cudaMemset(flag, 0, 8 * sizeof(unsigned)));
         CHECK(cudaDeviceSynchronize());
@@ -216,6 +222,8 @@ int main() {
             if (v == 6) CHECK(cudaGraphLaunch(small, s0));
             if (v == 16) CHECK(cudaGraphLaunch(secondHalf, s0));
             if (v == 17) CHECK(cudaGraphLaunch(branchGraph, s1));
+            if (v == 18 || v == 19) tiny<<<1, 32, 0, s1>>>(y);
+            if (v == 19) { CHECK(cudaEventRecord(sideDone, s1)); CHECK(cudaStreamWaitEvent(s0, sideDone, 0)); }
             launched++;
         }
         CHECK(cudaEventRecord(stop, s0));

@@ -24,7 +24,7 @@ for k, v in sorted(launches.items()):
     pending = None
     merged.append(v)
 steps = [sorted(v) for v in merged if len(v) >= 300]
-names = "single empty branch early blocked spinning twograph extevent memops sixforks sixlow memsets memfork memkern distinct distfork distsplit distmem".split()
+names = "single empty branch early blocked spinning twograph extevent memops sixforks sixlow memsets memfork memkern distinct distfork distsplit distmem extnojoin extjoin".split()
 for v, name in enumerate(names):
     block = steps[(len(names) + v) * 220 + 20:(len(names) + v + 1) * 220]   # round 2, after warm-up
     gaps = [statistics.median(s[i][0] - s[i - 1][1] for s in block) for i in range(1, 300)]
