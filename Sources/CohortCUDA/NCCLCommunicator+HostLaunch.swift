@@ -30,10 +30,11 @@ import CohortDistributed
 ///   graph, and eager steps' joins wait on the host too: no stream ever waits on the
 ///   device for the other's kernels.
 /// - The host's launches come from the thread that replays the step, in the same
-///   bucket order on every rank (`Note [Communicator contract]`). A rank whose peer died
-///   spins until the watchdog aborts it, as a graph would have hung until then.
+///   bucket order on every rank (`Note [Communicator contract]`). The host's polls check
+///   NCCL's asynchronous error and keep the watchdog's time limit (`waitOnHost`), so a
+///   rank whose peer died stops as the watchdog would have stopped it.
 /// - Eager steps (warm-up, a step that is not captured) fork and join as before (Note
-///   [Communication stream]).
+///   [Communication stream]), except that with `host` the join waits on the host.
 /// - Measured (docs/results/2026-11-28-host-launch; `scripts/gpu-allreduce-launch.sh`, 4 x H200,
 ///   2026-11-28, a376e92 and 6b2e244, each way against one GPU in the same call, the losses of
 ///   every logged step identical to the graph's): `host` 92.7/93.5% and 92.2/93.1% at 4 x 128
@@ -43,8 +44,9 @@ import CohortDistributed
 ///   as in the graph (0.055 against 1 GPU's 0.011 ms, 2 x H200), and as much with the reducer's
 ///   two conversion kernels on one element launched from the host (COHORT_ALLREDUCE_DRY=tiny,
 ///   2 x H100); so the cost is not the graph's branch but kernels on a second stream (that the
-///   compute stream waits for: below), and it stays with the steps after them. Off by default (`--allreduce-launch graph`); kept as the
-///   way to run a step's collectives outside its graph.
+///   compute stream waits for: below), and it stays with the steps after them. Off by
+///   default (`--allreduce-launch graph`); kept as the way to run a step's collectives
+///   outside its graph.
 /// - The trigger, found on one GPU with COHORT_SIDE_WORK (CUDABackend+SideWork.swift; H100,
 ///   2026-11-28, 4e5ba7b and 1a84a38): a kernel on a second stream costs nothing by itself, but
 ///   when the compute stream waits on the device for it (an event), every later kernel of the
