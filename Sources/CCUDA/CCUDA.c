@@ -131,6 +131,8 @@ LOADER(cohort_cuda_load_driver, CohortCUDADriver, cohort_cuda_driver, {
     LOOKUP_OPTIONAL(cuGraphAddKernelNode_v2);
     LOOKUP_OPTIONAL(cuGraphAddDependencies);
     LOOKUP_OPTIONAL(cuGraphDestroyNode);
+    LOOKUP_OPTIONAL(cuStreamWaitValue32_v2);
+    LOOKUP_OPTIONAL(cuStreamWriteValue32_v2);
 })
 
 LOADER(cohort_cuda_load_nvrtc, CohortNVRTC, cohort_nvrtc, {

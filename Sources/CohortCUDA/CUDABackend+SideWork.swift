@@ -19,17 +19,21 @@ import Foundation
 ///   `memset`       a 4-byte cuMemsetD32Async instead of a kernel
 ///   `kernel-join-kernel`  `kernel-join`, then the same kernel on the compute stream after the wait
 ///   `kernel-sync`  the kernel, then the host waits for the side stream (no device-side join)
+///   `kernel-value` the kernel, then the side stream writes a counter (cuStreamWriteValue32) that
+///                  the compute stream waits for (cuStreamWaitValue32): a device-side join without events
 /// Nothing the step computes changes. Off (unset) in every normal run.
 struct SideWork {
     enum Mode: String {
         case kernel, kernelJoin = "kernel-join", kernelOnce = "kernel-once", memset
-        case kernelJoinKernel = "kernel-join-kernel", kernelSync = "kernel-sync"
+        case kernelJoinKernel = "kernel-join-kernel", kernelSync = "kernel-sync", kernelValue = "kernel-value"
     }
     static let mode: Mode? = ProcessInfo.processInfo.environment["COHORT_SIDE_WORK"].flatMap(Mode.init(rawValue:))
 
     let stream: CUstream
     let event: CUDAEvent
     let source: Tensor, destination: Tensor
+    /// `kernel-value`'s counter (4 bytes, zero at the start).
+    let counter: Tensor
     var launches = 0
 }
 
@@ -44,7 +48,9 @@ extension CUDABackend {
         var side: CUstream?
         try checkCUDA(create(&side, UInt32(COHORT_CU_STREAM_NON_BLOCKING), normal ? least : greatest), "cuStreamCreateWithPriority")
         sideWork = SideWork(stream: side!, event: try CUDAEvent(context: context, timed: false),
-                            source: try makeTensor([1], dtype: .float32), destination: try makeTensor([1], dtype: .bfloat16))
+                            source: try makeTensor([1], dtype: .float32), destination: try makeTensor([1], dtype: .bfloat16),
+                            counter: try makeTensor([1], dtype: .float32))
+        fill(sideWork!.counter, value: 0)  // all bits zero: the counter's 0
         FileHandle.standardError.write(Data("COHORT_SIDE_WORK=\(SideWork.mode!.rawValue) on a \(normal ? "normal" : "high")-priority stream (a timing diagnostic)\n".utf8))
     }
 
@@ -56,6 +62,15 @@ extension CUDABackend {
         switch mode {
         case .kernelOnce where work.launches > 0:
             return
+        case .kernelValue:
+            guard let wait = driver.cuStreamWaitValue32_v2, let write = driver.cuStreamWriteValue32_v2 else {
+                throw CUDAError(call: "cuStreamWaitValue32_v2", code: 0, name: "missing", message: "this driver lacks stream memory operations")
+            }
+            convert(work.source, to: work.destination, on: work.stream)
+            let value = UInt32(work.launches + 1)
+            try checkCUDA(write(work.stream, work.counter.devicePointer, value, 0), "cuStreamWriteValue32_v2")
+            try checkCUDA(wait(stream.stream, work.counter.devicePointer, value, UInt32(COHORT_CU_STREAM_WAIT_VALUE_GEQ)),
+                          "cuStreamWaitValue32_v2")
         case .kernel, .kernelOnce, .kernelJoin, .kernelJoinKernel, .kernelSync:
             convert(work.source, to: work.destination, on: work.stream)
             if mode == .kernelJoin || mode == .kernelJoinKernel {

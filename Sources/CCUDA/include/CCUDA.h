@@ -161,7 +161,15 @@ typedef struct CohortCUDADriver {
     CUresult (*_Nullable cuGraphAddDependencies)(CUgraph _Nonnull graph, const CUgraphNode _Nullable *_Nullable from,
                                                  const CUgraphNode _Nullable *_Nullable to, size_t count);
     CUresult (*_Nullable cuGraphDestroyNode)(CUgraphNode _Nonnull node);
+    // CUDA 11.7+ stream memory operations (a diagnostic's waits without events: COHORT_SIDE_WORK=kernel-value).
+    CUresult (*_Nullable cuStreamWaitValue32_v2)(CUstream _Nullable stream, CUdeviceptr address, unsigned int value,
+                                                 unsigned int flags);
+    CUresult (*_Nullable cuStreamWriteValue32_v2)(CUstream _Nullable stream, CUdeviceptr address, unsigned int value,
+                                                  unsigned int flags);
 } CohortCUDADriver;
+
+// cuStreamWaitValue32 flag: wait until (int32_t)(*address - value) >= 0.
+enum { COHORT_CU_STREAM_WAIT_VALUE_GEQ = 0 };
 
 // CUgraphNodeType values used.
 enum { COHORT_CU_GRAPH_NODE_TYPE_KERNEL = 0, COHORT_CU_GRAPH_NODE_TYPE_MEMSET = 2 };
