@@ -6,7 +6,8 @@ the gaps between them, forward, backward or optimizer).
     analyze.py BASE_CSV OTHER_CSV... (one process's trace each; the device-0 rank)
 
 A step is one graph launch (its kernels share a correlation id) with more
-than 50 kernels; the first 20 are warm-up. The communication branch is told
+than 50 kernels, joined by the optimizer's launch after it where the step was
+captured in parts (host-launched all-reduces); the first 20 are warm-up. The communication branch is told
 from the compute chain by its kernels' names (`split`).
 Forward ends with the loss kernel (softmax_xent), the optimizer starts at the
 first kernel after the last weight-gradient transpose (krsc_*)."""
@@ -19,7 +20,13 @@ def steps_of(path):
         for row in csv.DictReader(f):
             if row["graph"] == "0": continue
             launches[int(row["correlation"])].append(row)
-    steps = [sorted(v, key=lambda r: int(r["start"])) for k, v in sorted(launches.items()) if len(v) > 50]
+    # A step captured in parts (`--allreduce-launch host*`: forward and backward, then the optimizer's
+    # graph of a few kernels) is one launch of more than 50 kernels and the small launches after it.
+    ordered = sorted((sorted(v, key=lambda r: int(r["start"])) for v in launches.values()), key=lambda v: int(v[0]["start"]))
+    steps = []
+    for kernels in ordered:
+        if len(kernels) > 50: steps.append(kernels)
+        elif steps and any("sgd" in r["name"] or "lars" in r["name"] for r in kernels): steps[-1] = steps[-1] + kernels
     # Training steps only (evaluation replays have no loss backward or weight gradients).
     steps = [s for s in steps if any("xent" in r["name"] for r in s) and any("to_oihw" in r["name"] for r in s)]
     return steps[20:]
