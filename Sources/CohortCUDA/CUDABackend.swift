@@ -44,11 +44,11 @@ public final class CUDABackend: Backend {
     /// False: every geometry is searched afresh (`cohort bench convs`, which prints the search's timings).
     public var usesAlgorithmCache = true
     var segmentPlans: [SegmentPlanKey: SegmentPlan] = [:]
-    /// The graphs a capture ended at each `splitGraphCapture` so far (Note [Split step graphs]).
     /// COHORT_SIDE_WORK's stream and buffers (CUDABackend+SideWork.swift; nil unless set).
     var sideWork: SideWork?
     /// Counts `captureGraph` calls: what a capture queued can be told from what a failed earlier one left.
     var captureSerial = 0
+    /// The graphs a capture ended at each `splitGraphCapture` so far (Note [Split step graphs]).
     var splitGraphParts: [CUgraph] = []
     /// Host work to run after the part of the same index at every replay
     /// (`splitGraphCapture(thenRunning:)`; nil: none).
