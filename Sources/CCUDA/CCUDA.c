@@ -132,6 +132,7 @@ LOADER(cohort_cuda_load_driver, CohortCUDADriver, cohort_cuda_driver, {
     LOOKUP_OPTIONAL(cuGraphAddDependencies);
     LOOKUP_OPTIONAL(cuGraphDestroyNode);
     LOOKUP_OPTIONAL(cuStreamWaitValue32_v2);
+    LOOKUP_OPTIONAL(cuLaunchKernelEx);
     LOOKUP_OPTIONAL(cuStreamWriteValue32_v2);
 })
 

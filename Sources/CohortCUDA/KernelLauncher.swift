@@ -1,4 +1,5 @@
 import CCUDA
+import Foundation
 import CohortTensor
 
 /// One argument of a kernel launch, as the kernel's C signature declares it.
@@ -28,6 +29,41 @@ enum KernelArgument {
     }
 }
 
+/// Note [Programmatic dependent launch]
+/// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+/// Between two kernels of one stream the GPU normally waits for the first to
+/// complete (its memory flushed, its completion signalled) before it starts
+/// launching the second. In a replayed one-GPU step that gap is about 0.1 us;
+/// in the data-parallel step, where kernels also run on the communication
+/// stream, it grows to about 0.5 us for every kernel of the step, forward's
+/// included (docs/results/2026-11-28-host-launch): 0.1-0.15 ms of a 2.5 ms
+/// step at 128 images per GPU, most of what the fourth GPU costs.
+/// Hopper's programmatic dependent launch (PDL) moves that wait into the
+/// kernel: a kernel launched with programmatic stream serialization may be
+/// scheduled as soon as the kernel ahead of it triggers (explicitly, or by all
+/// its blocks exiting), and its first statement, `grid_dependency_wait()`
+/// (griddepcontrol.wait, in every Cohort kernel), holds its threads until that
+/// kernel has completed and its writes are visible. So the launch overlaps the
+/// previous kernel's tail; the order of memory effects is unchanged. Captured
+/// into a graph, the launch becomes a programmatic edge.
+/// COHORT_PDL: `off` (the default until measured), `on` (Cohort's kernels
+/// launched so on sm_90+, where cuLaunchKernelEx exists), `trigger` (`on`,
+/// and each kernel also triggers its dependents once all its blocks have
+/// started). cuDNN's and cuBLAS's kernels launch as they do; a Cohort kernel
+/// after one of them waits for its completion, which the trigger-less
+/// library kernel signals when its last block exits.
+enum ProgrammaticLaunch: String {
+    case off, on, trigger
+    static let mode: ProgrammaticLaunch = {
+        guard let value = ProcessInfo.processInfo.environment["COHORT_PDL"], !value.isEmpty else { return .off }
+        guard let mode = ProgrammaticLaunch(rawValue: value) else {
+            FileHandle.standardError.write(Data("COHORT_PDL=\(value) ignored: off, on or trigger\n".utf8))
+            return .off
+        }
+        return mode
+    }()
+}
+
 /// The backend's kernels: modules compiled on first use (see Note [Kernel
 /// cache]) and launched on the backend's stream.
 final class Kernels {
@@ -36,10 +72,17 @@ final class Kernels {
     let multiprocessorCount: Int
     private var residentBlocks: [String: Int] = [:]
 
+    /// Whether launches carry programmatic stream serialization (Note
+    /// [Programmatic dependent launch]): COHORT_PDL on or trigger, an sm_90+
+    /// device and a driver with cuLaunchKernelEx.
+    let programmaticLaunch: Bool
+
     init(compiler: KernelCompiler, stream: CUDAStream) {
         self.compiler = compiler
         self.stream = stream
         multiprocessorCount = compiler.context.properties.multiprocessorCount
+        programmaticLaunch = ProgrammaticLaunch.mode != .off && compiler.context.properties.computeCapability.major >= 9
+            && driver.cuLaunchKernelEx != nil
     }
 
     /// Compiles (or loads from the disk cache) every module, so that a
@@ -71,13 +114,26 @@ final class Kernels {
                 UnsafeMutableRawPointer(slotBuffer.baseAddress! + $0)
             }
             return pointers.withUnsafeMutableBufferPointer { pointerBuffer in
-                driver.cuLaunchKernel(function, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2),
-                                      UInt32(block.0), UInt32(block.1), UInt32(block.2), UInt32(sharedBytes),
-                                      stream ?? self.stream.stream, pointerBuffer.baseAddress, nil)
+                let target = stream ?? self.stream.stream
+                guard programmaticLaunch, let launchEx = driver.cuLaunchKernelEx else {
+                    return driver.cuLaunchKernel(function, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2),
+                                                 UInt32(block.0), UInt32(block.1), UInt32(block.2), UInt32(sharedBytes),
+                                                 target, pointerBuffer.baseAddress, nil)
+                }
+                var attribute = CohortLaunchAttribute()
+                attribute.id = Int32(COHORT_CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION)
+                attribute.value.intValue = 1
+                return withUnsafeMutablePointer(to: &attribute) { attributePointer in
+                    var config = CohortLaunchConfig(
+                        gridDimX: UInt32(grid.0), gridDimY: UInt32(grid.1), gridDimZ: UInt32(grid.2),
+                        blockDimX: UInt32(block.0), blockDimY: UInt32(block.1), blockDimZ: UInt32(block.2),
+                        sharedMemBytes: UInt32(sharedBytes), hStream: target, attrs: attributePointer, numAttrs: 1)
+                    return launchEx(&config, function, pointerBuffer.baseAddress, nil)
+                }
             }
         }
         mustSucceed {
-            try checkCUDA(result, "cuLaunchKernel",
+            try checkCUDA(result, programmaticLaunch ? "cuLaunchKernelEx" : "cuLaunchKernel",
                           "\(module.name).\(kernel) grid \(grid) block \(block) shared \(sharedBytes)")
         }
     }
@@ -158,6 +214,20 @@ __device__ __forceinline__ bf16 float_to_bf16(float f) {
     unsigned short r;
     asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(f));
     return r;
+}
+// Note [Programmatic dependent launch] (KernelLauncher.swift): every kernel starts
+// here. Launched with programmatic stream serialization, a kernel may be scheduled
+// before the one ahead of it in the stream has finished; this waits until that
+// kernel has completed and its writes are visible (a no-op after a normal launch,
+// and before sm_90). With COHORT_PDL=trigger each kernel also lets its own
+// dependents launch once all of its blocks have passed this point.
+__device__ __forceinline__ void grid_dependency_wait() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#ifdef COHORT_PDL_TRIGGER
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+#endif
 }
 #define GRID_STRIDE(i, n) for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)blockDim.x * gridDim.x)
 // Element access by type, so one template body serves float32 and bfloat16:

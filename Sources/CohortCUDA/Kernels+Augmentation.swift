@@ -37,11 +37,13 @@ __device__ void augment(T* y, const unsigned char* x, const int* crops, const fl
 
 extern "C" __global__ void augment_f32(float* y, const unsigned char* x, const int* crops, const float* table,
                                        long long n, int H, int W, int C, int padding) {
+    grid_dependency_wait();
     augment<float>(y, x, crops, table, n, H, W, C, padding);
 }
 
 extern "C" __global__ void augment_bf16(bf16* y, const unsigned char* x, const int* crops, const float* table,
                                         long long n, int H, int W, int C, int padding) {
+    grid_dependency_wait();
     augment<bf16>(y, x, crops, table, n, H, W, C, padding);
 }
 """#)

@@ -74,10 +74,12 @@ template <typename T> __device__ __forceinline__ void bn_statistics_partials_bod
 }
 extern "C" __global__ void __launch_bounds__(256) bn_statistics_partials(
         double* partial, const float* x, long long rows, int C, long long rowsPerSlice) {
+    grid_dependency_wait();
     bn_statistics_partials_body(partial, x, rows, C, rowsPerSlice);
 }
 extern "C" __global__ void __launch_bounds__(256) bn_statistics_partials_bf16(
         double* partial, const bf16* x, long long rows, int C, long long rowsPerSlice) {
+    grid_dependency_wait();
     bn_statistics_partials_body(partial, x, rows, C, rowsPerSlice);
 }
 
@@ -103,11 +105,13 @@ template <typename T> __device__ __forceinline__ void bn_statistics_finalize_bod
 extern "C" __global__ void __launch_bounds__(256) bn_statistics_finalize(
         float* savedMean, float* savedInvStd, float* runningMean, float* runningVar,
         const double* partial, const float* x, int slices, long long rows, int C, float momentum, float epsilon) {
+    grid_dependency_wait();
     bn_statistics_finalize_body(savedMean, savedInvStd, runningMean, runningVar, partial, x, slices, rows, C, momentum, epsilon);
 }
 extern "C" __global__ void __launch_bounds__(256) bn_statistics_finalize_bf16(
         float* savedMean, float* savedInvStd, float* runningMean, float* runningVar,
         const double* partial, const bf16* x, int slices, long long rows, int C, float momentum, float epsilon) {
+    grid_dependency_wait();
     bn_statistics_finalize_body(savedMean, savedInvStd, runningMean, runningVar, partial, x, slices, rows, C, momentum, epsilon);
 }
 
@@ -125,11 +129,13 @@ template <typename T> __device__ __forceinline__ void bn_normalize_body(
 extern "C" __global__ void bn_normalize(
         float* y, const float* x, const float* scale, const float* shift,
         const float* mean, const float* invStd, long long n, int C, int relu) {
+    grid_dependency_wait();
     bn_normalize_body(y, x, scale, shift, mean, invStd, n, C, relu);
 }
 extern "C" __global__ void bn_normalize_bf16(
         bf16* y, const bf16* x, const float* scale, const float* shift,
         const float* mean, const float* invStd, long long n, int C, int relu) {
+    grid_dependency_wait();
     bn_normalize_body(y, x, scale, shift, mean, invStd, n, C, relu);
 }
 // Evaluation mode: invStd = 1 / sqrt(runningVar + epsilon) (IEEE sqrt and division: no fast math).
@@ -146,11 +152,13 @@ template <typename T> __device__ __forceinline__ void bn_inference_body(
 extern "C" __global__ void bn_inference(
         float* y, const float* x, const float* scale, const float* shift,
         const float* runningMean, const float* runningVar, float epsilon, long long n, int C, int relu) {
+    grid_dependency_wait();
     bn_inference_body(y, x, scale, shift, runningMean, runningVar, epsilon, n, C, relu);
 }
 extern "C" __global__ void bn_inference_bf16(
         bf16* y, const bf16* x, const float* scale, const float* shift,
         const float* runningMean, const float* runningVar, float epsilon, long long n, int C, int relu) {
+    grid_dependency_wait();
     bn_inference_body(y, x, scale, shift, runningMean, runningVar, epsilon, n, C, relu);
 }
 
@@ -190,17 +198,20 @@ template <typename T> __device__ __forceinline__ void bn_backward_partials_body(
 extern "C" __global__ void __launch_bounds__(256) bn_backward_partials(
         double* partial, const float* dy, const float* x, const float* y,
         const float* mean, const float* invStd, long long rows, int C, long long rowsPerSlice, int relu) {
+    grid_dependency_wait();
     bn_backward_partials_body(partial, dy, x, y, mean, invStd, rows, C, rowsPerSlice, relu);
 }
 extern "C" __global__ void __launch_bounds__(256) bn_backward_partials_bf16(
         double* partial, const bf16* dy, const bf16* x, const bf16* y,
         const float* mean, const float* invStd, long long rows, int C, long long rowsPerSlice, int relu) {
+    grid_dependency_wait();
     bn_backward_partials_body(partial, dy, x, y, mean, invStd, rows, C, rowsPerSlice, relu);
 }
 
 // dShift = sum g, dScale = sum g * xhat; 32 x 8 blocks, 32 channels each (sum_slices; float32 for either activation type).
 extern "C" __global__ void __launch_bounds__(256) bn_backward_finalize(
         float* dScale, float* dShift, const double* partial, int slices, int C) {
+    grid_dependency_wait();
     int c = blockIdx.x * 32 + threadIdx.x;
     double sumG, sumGX;
     sum_slices(&sumG, &sumGX, partial, slices, C, c);
@@ -232,12 +243,14 @@ extern "C" __global__ void bn_backward_data(
         float* dx, const float* dy, const float* x, const float* y, const float* scale,
         const float* mean, const float* invStd, const float* dScale, const float* dShift,
         long long n, int C, long long rows, int relu) {
+    grid_dependency_wait();
     bn_backward_data_body(dx, dy, x, y, scale, mean, invStd, dScale, dShift, n, C, rows, relu);
 }
 extern "C" __global__ void bn_backward_data_bf16(
         bf16* dx, const bf16* dy, const bf16* x, const bf16* y, const float* scale,
         const float* mean, const float* invStd, const float* dScale, const float* dShift,
         long long n, int C, long long rows, int relu) {
+    grid_dependency_wait();
     bn_backward_data_body(dx, dy, x, y, scale, mean, invStd, dScale, dShift, n, C, rows, relu);
 }
 """#)

@@ -122,6 +122,7 @@ __device__ __forceinline__ void write_partials(double* partial, double (*sums)[8
 // (the shifted-data algorithm of Kernels+BatchNorm.swift). Rows past the end load row 0, the pivot: they add 0.
 extern "C" __global__ void __launch_bounds__(BN_THREADS) bn_statistics_partials_bf16x8(
         double* partial, const bf16x8* x, long long rows, int V, long long rowsPerSlice) {
+    grid_dependency_wait();
     const int U = 8;
     __shared__ double sums[2][8][BN_THREADS];
     int thread = threadIdx.y * blockDim.x + threadIdx.x;
@@ -164,6 +165,7 @@ extern "C" __global__ void __launch_bounds__(BN_THREADS) bn_statistics_partials_
 extern "C" __global__ void __launch_bounds__(BN_THREADS) bn_normalize_bf16x8(
         bf16x8* y, const bf16x8* x, const float* scale, const float* shift,
         const float* mean, const float* invStd, long long rows, int V, long long rowsPerSlice, int relu) {
+    grid_dependency_wait();
     const int U = 4;
     int v = blockIdx.y * blockDim.x + threadIdx.x;
     if (v >= V) return;
@@ -202,6 +204,7 @@ extern "C" __global__ void __launch_bounds__(BN_THREADS) bn_normalize_bf16x8(
 extern "C" __global__ void __launch_bounds__(BN_THREADS) bn_backward_partials_bf16x8(
         double* partial, const bf16x8* dy, const bf16x8* x, const bf16x8* y,
         const float* mean, const float* invStd, long long rows, int V, long long rowsPerSlice, int relu) {
+    grid_dependency_wait();
     const int U = 4;
     __shared__ double sums[2][8][BN_THREADS];
     int thread = threadIdx.y * blockDim.x + threadIdx.x;
@@ -259,6 +262,7 @@ extern "C" __global__ void __launch_bounds__(BN_THREADS) bn_backward_data_bf16x8
         bf16x8* dx, const bf16x8* dy, const bf16x8* x, const bf16x8* y, const float* scale,
         const float* mean, const float* invStd, const float* dScale, const float* dShift,
         long long rows, int V, long long rowsPerSlice, int relu) {
+    grid_dependency_wait();
     const int U = 4;
     int v = blockIdx.y * blockDim.x + threadIdx.x;
     if (v >= V) return;

@@ -65,26 +65,32 @@ template <typename U> __device__ __forceinline__ void scatter_pixels_body(
 // One kernel per unit: 16 bytes (bf16x8), 4 (unsigned int), 2 (unsigned short).
 extern "C" __global__ void gather_pixels_16(bf16x8* dst, const bf16x8* src, int pixels, int rowUnits,
                                             int H, int W, int P, int Q, int stride) {
+    grid_dependency_wait();
     gather_pixels_body(dst, src, pixels, rowUnits, H, W, P, Q, stride);
 }
 extern "C" __global__ void scatter_pixels_16(bf16x8* dst, const bf16x8* src, int pixels, int rowUnits,
                                              int H, int W, int P, int Q, int stride) {
+    grid_dependency_wait();
     scatter_pixels_body(dst, src, pixels, rowUnits, H, W, P, Q, stride);
 }
 extern "C" __global__ void gather_pixels_4(unsigned int* dst, const unsigned int* src, int pixels, int rowUnits,
                                            int H, int W, int P, int Q, int stride) {
+    grid_dependency_wait();
     gather_pixels_body(dst, src, pixels, rowUnits, H, W, P, Q, stride);
 }
 extern "C" __global__ void scatter_pixels_4(unsigned int* dst, const unsigned int* src, int pixels, int rowUnits,
                                             int H, int W, int P, int Q, int stride) {
+    grid_dependency_wait();
     scatter_pixels_body(dst, src, pixels, rowUnits, H, W, P, Q, stride);
 }
 extern "C" __global__ void gather_pixels_2(unsigned short* dst, const unsigned short* src, int pixels, int rowUnits,
                                            int H, int W, int P, int Q, int stride) {
+    grid_dependency_wait();
     gather_pixels_body(dst, src, pixels, rowUnits, H, W, P, Q, stride);
 }
 extern "C" __global__ void scatter_pixels_2(unsigned short* dst, const unsigned short* src, int pixels, int rowUnits,
                                             int H, int W, int P, int Q, int stride) {
+    grid_dependency_wait();
     scatter_pixels_body(dst, src, pixels, rowUnits, H, W, P, Q, stride);
 }
 
@@ -119,10 +125,12 @@ template <typename T> __device__ __forceinline__ void im2col_body(
 }
 extern "C" __global__ void im2col(float* cols, const float* x, int rows, int ld, int C, int H, int W, int P, int Q,
                                   int k, int stride, int pad) {
+    grid_dependency_wait();
     im2col_body(cols, x, rows, ld, C, H, W, P, Q, k, stride, pad);
 }
 extern "C" __global__ void im2col_bf16(bf16* cols, const bf16* x, int rows, int ld, int C, int H, int W, int P, int Q,
                                        int k, int stride, int pad) {
+    grid_dependency_wait();
     im2col_body(cols, x, rows, ld, C, H, W, P, Q, k, stride, pad);
 }
 
@@ -135,9 +143,11 @@ template <typename T> __device__ __forceinline__ void copy_columns_body(
     }
 }
 extern "C" __global__ void copy_columns(float* dst, const float* src, int rows, int dstCols, int srcCols, int srcLd) {
+    grid_dependency_wait();
     copy_columns_body(dst, src, rows, dstCols, srcCols, srcLd);
 }
 extern "C" __global__ void copy_columns_bf16(bf16* dst, const bf16* src, int rows, int dstCols, int srcCols, int srcLd) {
+    grid_dependency_wait();
     copy_columns_body(dst, src, rows, dstCols, srcCols, srcLd);
 }
 """#)

@@ -29,15 +29,18 @@
 extension KernelSource {
     static let elementwise = KernelSource(name: "elementwise", source: kernelPrelude + #"""
 extern "C" __global__ void convert_f32_to_bf16(bf16* y, const float* x, long long n) {
+    grid_dependency_wait();
     GRID_STRIDE(i, n) y[i] = float_to_bf16(x[i]);
 }
 
 extern "C" __global__ void convert_bf16_to_f32(float* y, const bf16* x, long long n) {
+    grid_dependency_wait();
     GRID_STRIDE(i, n) y[i] = bf16_to_float(x[i]);
 }
 
 // Widening with a factor: a summed bf16 all-reduce made an average (1 / ranks).
 extern "C" __global__ void convert_bf16_to_f32_scaled(float* y, const bf16* x, float scale, long long n) {
+    grid_dependency_wait();
     GRID_STRIDE(i, n) y[i] = bf16_to_float(x[i]) * scale;
 }
 
@@ -46,6 +49,7 @@ extern "C" __global__ void convert_bf16_to_f32_scaled(float* y, const bf16* x, f
 // of height rows, pitch bytes apart.
 extern "C" __global__ void graph_memset(unsigned char* dst, long long pitch, unsigned int value, int elementSize,
                                         long long width, long long height) {
+    grid_dependency_wait();
     GRID_STRIDE(i, width * height) {
         unsigned char* p = dst + (i / width) * pitch + (i % width) * elementSize;
         if (elementSize == 4) *(unsigned int*)p = value;
@@ -72,9 +76,10 @@ extern "C" __global__ void graph_memset(unsigned char* dst, long long pitch, uns
 template <typename T> __device__ __forceinline__ void relu_forward_body(T* y, const T* x, long long n) {
     GRID_STRIDE(i, n) { float v = load_element(x, i); store_element(y, i, v > 0.0f ? v : 0.0f); }
 }
-extern "C" __global__ void relu_forward(float* y, const float* x, long long n) { relu_forward_body(y, x, n); }
-extern "C" __global__ void relu_forward_bf16(bf16* y, const bf16* x, long long n) { relu_forward_body(y, x, n); }
+extern "C" __global__ void relu_forward(float* y, const float* x, long long n) { grid_dependency_wait(); relu_forward_body(y, x, n); }
+extern "C" __global__ void relu_forward_bf16(bf16* y, const bf16* x, long long n) { grid_dependency_wait(); relu_forward_body(y, x, n); }
 extern "C" __global__ void relu_forward_bf16x8(bf16x8* y, const bf16x8* x, long long n8) {
+    grid_dependency_wait();
     VECTOR_PASSES(base, stride, n8) {
         bf16x8 in[4];
 #pragma unroll
@@ -98,12 +103,15 @@ template <typename T> __device__ __forceinline__ void relu_backward_body(T* dx, 
     GRID_STRIDE(i, n) store_element(dx, i, load_element(y, i) > 0.0f ? load_element(dy, i) : 0.0f);
 }
 extern "C" __global__ void relu_backward(float* dx, const float* dy, const float* y, long long n) {
+    grid_dependency_wait();
     relu_backward_body(dx, dy, y, n);
 }
 extern "C" __global__ void relu_backward_bf16(bf16* dx, const bf16* dy, const bf16* y, long long n) {
+    grid_dependency_wait();
     relu_backward_body(dx, dy, y, n);
 }
 extern "C" __global__ void relu_backward_bf16x8(bf16x8* dx, const bf16x8* dy, const bf16x8* y, long long n8) {
+    grid_dependency_wait();
     VECTOR_PASSES(base, stride, n8) {
         bf16x8 gradient[4], output[4];
 #pragma unroll
@@ -132,12 +140,15 @@ template <typename T> __device__ __forceinline__ void residual_add_body(T* y, co
     }
 }
 extern "C" __global__ void residual_add(float* y, const float* a, const float* b, long long n, int relu) {
+    grid_dependency_wait();
     residual_add_body(y, a, b, n, relu);
 }
 extern "C" __global__ void residual_add_bf16(bf16* y, const bf16* a, const bf16* b, long long n, int relu) {
+    grid_dependency_wait();
     residual_add_body(y, a, b, n, relu);
 }
 extern "C" __global__ void residual_add_bf16x8(bf16x8* y, const bf16x8* a, const bf16x8* b, long long n8, int relu) {
+    grid_dependency_wait();
     VECTOR_PASSES(base, stride, n8) {
         bf16x8 first[4], second[4];
 #pragma unroll
@@ -176,9 +187,11 @@ template <typename T> __device__ __forceinline__ void global_average_pool_body(T
     }
 }
 extern "C" __global__ void __launch_bounds__(256) global_average_pool(float* y, const float* x, int pixels, int C) {
+    grid_dependency_wait();
     global_average_pool_body(y, x, pixels, C);
 }
 extern "C" __global__ void __launch_bounds__(256) global_average_pool_bf16(bf16* y, const bf16* x, int pixels, int C) {
+    grid_dependency_wait();
     global_average_pool_body(y, x, pixels, C);
 }
 
@@ -192,15 +205,18 @@ template <typename T> __device__ __forceinline__ void global_average_pool_backwa
     }
 }
 extern "C" __global__ void global_average_pool_backward(float* dx, const float* dy, long long n, int pixels, int C, float scale) {
+    grid_dependency_wait();
     global_average_pool_backward_body(dx, dy, n, pixels, C, scale);
 }
 extern "C" __global__ void global_average_pool_backward_bf16(bf16* dx, const bf16* dy, long long n, int pixels, int C, float scale) {
+    grid_dependency_wait();
     global_average_pool_backward_body(dx, dy, n, pixels, C, scale);
 }
 
 // y[r, c] = b[c] for a [rows, cols] y: the linear layer's bias, before its GEMM accumulates (beta = 1).
 // float32 only: in bf16 mode the GEMM accumulates into a float32 scratch (CUDABackend+Linear.swift).
 extern "C" __global__ void broadcast_rows(float* y, const float* b, long long n, int cols) {
+    grid_dependency_wait();
     GRID_STRIDE(i, n) y[i] = b[i % cols];
 }
 
@@ -219,9 +235,11 @@ template <typename T> __device__ __forceinline__ void column_sums_body(float* ou
     }
 }
 extern "C" __global__ void __launch_bounds__(256) column_sums(float* out, const float* x, int rows, int cols) {
+    grid_dependency_wait();
     column_sums_body(out, x, rows, cols);
 }
 extern "C" __global__ void __launch_bounds__(256) column_sums_bf16(float* out, const bf16* x, int rows, int cols) {
+    grid_dependency_wait();
     column_sums_body(out, x, rows, cols);
 }
 
@@ -237,9 +255,11 @@ template <typename T> __device__ __forceinline__ void oihw_to_krsc_body(T* dst, 
     }
 }
 extern "C" __global__ void oihw_to_krsc(float* dst, const float* src, int O, int I, int taps) {
+    grid_dependency_wait();
     oihw_to_krsc_body(dst, src, O, I, taps);
 }
 extern "C" __global__ void oihw_to_krsc_bf16(bf16* dst, const bf16* src, int O, int I, int taps) {
+    grid_dependency_wait();
     oihw_to_krsc_body(dst, src, O, I, taps);
 }
 
@@ -255,9 +275,11 @@ template <typename S> __device__ __forceinline__ void krsc_to_oihw_body(float* d
     }
 }
 extern "C" __global__ void krsc_to_oihw(float* dst, const float* src, int O, int I, int taps) {
+    grid_dependency_wait();
     krsc_to_oihw_body(dst, src, O, I, taps);
 }
 extern "C" __global__ void krsc_bf16_to_oihw_f32(float* dst, const bf16* src, int O, int I, int taps) {
+    grid_dependency_wait();
     krsc_to_oihw_body(dst, src, O, I, taps);
 }
 """#)

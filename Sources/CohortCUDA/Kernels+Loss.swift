@@ -62,17 +62,20 @@ template <typename T> __device__ __forceinline__ void softmax_xent_rows_body(
 extern "C" __global__ void __launch_bounds__(256) softmax_xent_rows(
         float* prob, float* rowLoss, float* rowCorrect, const float* z, const int* labels,
         int N, int K, float smoothing) {
+    grid_dependency_wait();
     softmax_xent_rows_body(prob, rowLoss, rowCorrect, z, labels, N, K, smoothing);
 }
 extern "C" __global__ void __launch_bounds__(256) softmax_xent_rows_bf16(
         float* prob, float* rowLoss, float* rowCorrect, const bf16* z, const int* labels,
         int N, int K, float smoothing) {
+    grid_dependency_wait();
     softmax_xent_rows_body(prob, rowLoss, rowCorrect, z, labels, N, K, smoothing);
 }
 
 // One block of 1024 threads: loss[0] = mean of rowLoss, correct[0] = sum of rowCorrect.
 extern "C" __global__ void __launch_bounds__(1024) softmax_xent_reduce(
         float* loss, float* correct, const float* rowLoss, const float* rowCorrect, int N) {
+    grid_dependency_wait();
     __shared__ double losses[1024];
     __shared__ double hits[1024];
     double l = 0.0, h = 0.0;
@@ -107,11 +110,13 @@ template <typename T> __device__ __forceinline__ void softmax_xent_backward_body
 extern "C" __global__ void softmax_xent_backward(
         float* dz, const float* prob, const int* labels, long long n, int K,
         float onTarget, float offTarget, float inverseBatch) {
+    grid_dependency_wait();
     softmax_xent_backward_body(dz, prob, labels, n, K, onTarget, offTarget, inverseBatch);
 }
 extern "C" __global__ void softmax_xent_backward_bf16(
         bf16* dz, const float* prob, const int* labels, long long n, int K,
         float onTarget, float offTarget, float inverseBatch) {
+    grid_dependency_wait();
     softmax_xent_backward_body(dz, prob, labels, n, K, onTarget, offTarget, inverseBatch);
 }
 """#)

@@ -15,6 +15,7 @@ extension KernelSource {
 // partial[chunk][0] = sum w^2, partial[chunk][1] = sum g^2 over the chunk, in double.
 extern "C" __global__ void __launch_bounds__(256) lars_chunk_norms(
         double* partial, const float* w, const float* g, const long long* chunks) {
+    grid_dependency_wait();
     __shared__ double sums[2][256];
     long long start = chunks[blockIdx.x * 4], end = chunks[blockIdx.x * 4 + 1];
     double ww = 0.0, gg = 0.0;
@@ -43,6 +44,7 @@ extern "C" __global__ void __launch_bounds__(256) lars_chunk_norms(
 extern "C" __global__ void lars_trust(
         float* trust, const double* partial, const long long* segments, int segmentCount,
         float eta, float weightDecay, float epsilon) {
+    grid_dependency_wait();
     int s = blockIdx.x * blockDim.x + threadIdx.x;
     if (s >= segmentCount) return;
     long long flags = segments[s * 4], first = segments[s * 4 + 1], count = segments[s * 4 + 2];
@@ -63,6 +65,7 @@ extern "C" __global__ void __launch_bounds__(256) sgd_update(
         float* w, const float* g, float* buffer, const long long* chunks, const long long* segments,
         const float* trust, int useTrust, float learningRateArgument, const float* learningRateOnDevice,
         float momentum, float dampening, float weightDecay, int nesterov, int firstStep) {
+    grid_dependency_wait();
     float learningRate = learningRateOnDevice ? *learningRateOnDevice : learningRateArgument;
     long long start = chunks[blockIdx.x * 4], end = chunks[blockIdx.x * 4 + 1];
     long long segment = chunks[blockIdx.x * 4 + 2];

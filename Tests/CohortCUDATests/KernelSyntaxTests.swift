@@ -75,6 +75,29 @@ final class KernelSyntaxTests: XCTestCase {
         }
     }
 
+    /// Every kernel's body starts with `grid_dependency_wait()`: with
+    /// COHORT_PDL a kernel may be scheduled before the one ahead of it has
+    /// finished, and only that wait keeps it from reading what is not yet
+    /// written (Note [Programmatic dependent launch]). A kernel added without
+    /// it would race only on a GPU, and only with PDL on.
+    func testEveryKernelWaitsForTheKernelBeforeIt() throws {
+        var checked = 0
+        for module in CUDAKernelSources.modules {
+            var rest = Substring(module.source)
+            while let global = rest.range(of: "__global__") {
+                let signature = rest[global.upperBound...]
+                let open = try XCTUnwrap(signature.firstIndex(of: "{"), "\(module.name): a kernel without a body")
+                let name = signature[..<open].split(separator: "(").first?.split(separator: " ").last ?? "?"
+                let body = signature[signature.index(after: open)...].drop { $0 == " " || $0 == "\n" }
+                XCTAssertTrue(body.hasPrefix("grid_dependency_wait();"),
+                              "\(module.name).\(name) does not start with grid_dependency_wait()")
+                checked += 1
+                rest = signature[open...]
+            }
+        }
+        XCTAssertGreaterThan(checked, 50)
+    }
+
     func testEveryModuleParses() throws {
         let clang = ["/opt/swift/usr/bin/clang", "/usr/bin/clang"].first { FileManager.default.isExecutableFile(atPath: $0) }
         guard let clang else { throw XCTSkip("no clang to syntax-check CUDA with") }

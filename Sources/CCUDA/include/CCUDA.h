@@ -54,6 +54,24 @@ typedef struct CohortKernelNodeParams {
     CUcontext _Nullable ctx;
 } CohortKernelNodeParams;
 
+// CUlaunchAttribute and CUlaunchConfig (cuLaunchKernelEx): an attribute is its
+// id, 4 bytes of padding and a 64-byte union; only ids whose value is one int
+// are used here (Note [Programmatic dependent launch] in KernelLauncher.swift).
+typedef struct CohortLaunchAttribute {
+    int id;
+    char padding[4];
+    union { char bytes[64]; int intValue; } value;
+} CohortLaunchAttribute;
+typedef struct CohortLaunchConfig {
+    unsigned int gridDimX, gridDimY, gridDimZ;
+    unsigned int blockDimX, blockDimY, blockDimZ;
+    unsigned int sharedMemBytes;
+    CUstream _Nullable hStream;
+    CohortLaunchAttribute *_Nullable attrs;
+    unsigned int numAttrs;
+} CohortLaunchConfig;
+enum { COHORT_CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6 };
+
 typedef struct CohortCUDADriver {
     CUresult (*_Nonnull cuInit)(unsigned int flags);
     CUresult (*_Nonnull cuDriverGetVersion)(int *_Nonnull version);
@@ -162,6 +180,9 @@ typedef struct CohortCUDADriver {
                                                  const CUgraphNode _Nullable *_Nullable to, size_t count);
     CUresult (*_Nullable cuGraphDestroyNode)(CUgraphNode _Nonnull node);
     // CUDA 11.7+ stream memory operations (a diagnostic's waits without events: COHORT_SIDE_WORK=kernel-value).
+    // CUDA 12.0+ launches with attributes (programmatic dependent launch).
+    CUresult (*_Nullable cuLaunchKernelEx)(const CohortLaunchConfig *_Nonnull config, CUfunction _Nonnull function,
+                                           void *_Nullable *_Nullable parameters, void *_Nullable *_Nullable extra);
     CUresult (*_Nullable cuStreamWaitValue32_v2)(CUstream _Nullable stream, CUdeviceptr address, unsigned int value,
                                                  unsigned int flags);
     CUresult (*_Nullable cuStreamWriteValue32_v2)(CUstream _Nullable stream, CUdeviceptr address, unsigned int value,
