@@ -10,6 +10,10 @@
 #       memset nodes as kernels (Note [Memset nodes as kernels]) against the graphs as captured
 #   AB_VARIABLE=COHORT_KRSC_COPIES AB_OFF=off bash scripts/gpu-step-ab.sh
 #       Note [KRSC weights kept for the data gradient]
+#   AB_VARIABLE=COHORT_PDL AB_OFF=off bash scripts/gpu-step-ab.sh
+#       Note [Programmatic dependent launch] (its default, auto, is on for the ddp runs only)
+# The logged losses of each way are compared (a switch that only changes how
+# kernels launch must leave them identical).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0
@@ -41,23 +45,34 @@ done
 python3 - "$OUT" "$ranks" <<'PY'
 import json, os, statistics, sys
 out, ranks = sys.argv[1], sys.argv[2]
-def step(folder):
+def records(folder):
     path = os.path.join(out, folder)
     names = [n for n in os.listdir(path) if n.startswith("metrics")] if os.path.isdir(path) else []
     name = "metrics-rank0.jsonl" if "metrics-rank0.jsonl" in names else "metrics.jsonl"
-    if name not in names: return None
-    recs = [json.loads(l) for l in open(os.path.join(path, name)) if l.strip()]
-    recs = [r["device_step_seconds"] for r in recs if r.get("event") == "step" and "device_step_seconds" in r][2:]
+    if name not in names: return []
+    return [json.loads(l) for l in open(os.path.join(path, name)) if l.strip()]
+def step(folder):
+    recs = [r["device_step_seconds"] for r in records(folder) if r.get("event") == "step" and "device_step_seconds" in r][2:]
     return statistics.median(recs) * 1e3 if recs else None
-print(f"| batch/GPU, repeat | way | 1 GPU step ms | {ranks} GPUs step ms | weak scaling |")
-print("| --- | --- | ---: | ---: | ---: |")
+def losses(folder): return [r.get("loss") for r in records(folder) if r.get("event") == "step"]
+print(f"| batch/GPU, repeat | way | 1 GPU step ms | {ranks} GPUs step ms | weak scaling | logged losses, on against off |")
+print("| --- | --- | ---: | ---: | ---: | --- |")
 for spec in ("128-1", "128-2", "32-1", "512-1"):
     b, rep = spec.split("-")
     for way in ("off", "on"):
         one, many = step(f"b{b}-r{rep}-{way}-1gpu"), step(f"b{b}-r{rep}-{way}-{ranks}gpu")
         cell = lambda v: f"{v:.3f}" if v else "-"
         ratio = f"{one / many * 100:.1f}%" if one and many else "-"
-        print(f"| {b}, {rep} | {way} | {cell(one)} | {cell(many)} | {ratio} |")
+        same = "-"
+        if way == "on":
+            pairs = [(f"b{b}-r{rep}-{w}-1gpu", f"b{b}-r{rep}-{w}-{ranks}gpu") for w in ("on", "off")]
+            verdicts = []
+            for a, c in zip(*pairs):
+                la, lc = losses(a), losses(c)
+                verdicts.append("-" if not la or not lc else "identical" if la == lc else
+                                f"differ (max {max(abs(x - y) for x, y in zip(la, lc) if x is not None and y is not None):.2e})")
+            same = f"1 GPU {verdicts[0]}, {ranks} GPUs {verdicts[1]}"
+        print(f"| {b}, {rep} | {way} | {cell(one)} | {cell(many)} | {ratio} | {same} |")
 PY
 # Each way's kernel trace of the 1-GPU step at 128 (1gpu: on; 1gpu-off).
 OUT="$OUT/trace" TRACE_ONE_GPU=1 TRACE_EXTRA="off:$variable=$off" timeout 120 bash scripts/kernel-trace/trace-steps.sh 2>&1 | tail -30

@@ -71,6 +71,7 @@ extension CUDABackend {
             try checkCUDA(write(work.stream, work.counter.devicePointer, value, 0), "cuStreamWriteValue32_v2")
             try checkCUDA(wait(stream.stream, work.counter.devicePointer, value, UInt32(COHORT_CU_STREAM_WAIT_VALUE_GEQ)),
                           "cuStreamWaitValue32_v2")
+            ProgrammaticLaunch.serializeNextLaunch(on: stream.stream)
         case .kernel, .kernelOnce, .kernelJoin, .kernelJoinKernel, .kernelSync:
             convert(work.source, to: work.destination, on: work.stream)
             if mode == .kernelJoin || mode == .kernelJoinKernel {
@@ -81,6 +82,7 @@ extension CUDABackend {
             if mode == .kernelSync { try checkCUDA(driver.cuStreamSynchronize(work.stream), "cuStreamSynchronize") }
         case .memset:
             try checkCUDA(driver.cuMemsetD32Async(work.source.devicePointer, 0, 1, work.stream), "cuMemsetD32Async")
+            ProgrammaticLaunch.serializeNextLaunch(on: work.stream)
         }
     }
 }

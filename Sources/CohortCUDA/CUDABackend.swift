@@ -33,6 +33,9 @@ public final class CUDABackend: Backend {
     /// Page-locked staging memory (nil where the driver lacks it); see `makeHostStagingTensor`.
     let pinnedHostAllocator: PinnedHostAllocator?
     let kernels: Kernels
+    /// Whether Cohort's kernels launch with programmatic stream serialization
+    /// (Note [Programmatic dependent launch] in KernelLauncher.swift).
+    public var launchesKernelsProgrammatically: Bool { kernels.programmaticLaunch }
     let cudnnHandle: cudnnHandle_t
     let cublasHandle: cublasHandle_t
     private let cublasWorkspace: Storage

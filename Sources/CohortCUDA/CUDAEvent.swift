@@ -94,6 +94,7 @@ final class CUDAEvent: DeviceTimestamp, @unchecked Sendable {
     func makeWait(_ stream: CUstream) {
         context.makeCurrent()
         mustSucceed { try checkCUDA(driver.cuStreamWaitEvent!(stream, event, 0), "cuStreamWaitEvent") }
+        ProgrammaticLaunch.serializeNextLaunch(on: stream)  // Note [Programmatic dependent launch]
     }
 
     /// Whether the device has passed the event (true for one never recorded).

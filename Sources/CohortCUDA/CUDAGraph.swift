@@ -50,6 +50,7 @@ final class CUDAGraph: BackendGraph {
         guard let launch = driver.cuGraphLaunch else { throw CUDAGraphError("the driver lacks cuGraphLaunch") }
         context.makeCurrent()
         try checkCUDA(launch(executable, stream.stream), "cuGraphLaunch", summary)
+        ProgrammaticLaunch.serializeNextLaunch(on: stream.stream)  // Note [Programmatic dependent launch]
         stream.graphMayBeRunning = true
     }
 }

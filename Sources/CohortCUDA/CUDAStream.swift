@@ -40,6 +40,7 @@ final class CUDAStream {
     func copyToDevice(_ destination: CUdeviceptr, from source: UnsafeRawPointer, byteCount: Int) {
         guard byteCount > 0 else { return }
         forbidDuringCapture("an upload of \(byteCount) bytes (stage inputs before the step)")
+        ProgrammaticLaunch.serializeNextLaunch(on: stream)  // Note [Programmatic dependent launch]
         mustSucceed {
             try checkCUDA(driver.cuMemcpyHtoDAsync_v2(destination, source, byteCount, stream), "cuMemcpyHtoDAsync_v2",
                           "\(byteCount) bytes")
@@ -50,6 +51,7 @@ final class CUDAStream {
     func copyToHost(_ destination: UnsafeMutableRawPointer, from source: CUdeviceptr, byteCount: Int) {
         guard byteCount > 0 else { return }
         forbidDuringCapture("a download of \(byteCount) bytes")
+        ProgrammaticLaunch.serializeNextLaunch(on: stream)  // Note [Programmatic dependent launch]
         mustSucceed {
             try checkCUDA(driver.cuMemcpyDtoHAsync_v2(destination, source, byteCount, stream), "cuMemcpyDtoHAsync_v2",
                           "\(byteCount) bytes")
@@ -59,6 +61,7 @@ final class CUDAStream {
 
     func copy(_ destination: CUdeviceptr, from source: CUdeviceptr, byteCount: Int) {
         guard byteCount > 0 else { return }
+        ProgrammaticLaunch.serializeNextLaunch(on: stream)  // Note [Programmatic dependent launch]
         mustSucceed {
             try checkCUDA(driver.cuMemcpyDtoDAsync_v2(destination, source, byteCount, stream), "cuMemcpyDtoDAsync_v2",
                           "\(byteCount) bytes")
@@ -67,6 +70,7 @@ final class CUDAStream {
 
     func fill32(_ destination: CUdeviceptr, bits: UInt32, count: Int) {
         guard count > 0 else { return }
+        ProgrammaticLaunch.serializeNextLaunch(on: stream)  // Note [Programmatic dependent launch]
         mustSucceed {
             try checkCUDA(driver.cuMemsetD32Async(destination, bits, count, stream), "cuMemsetD32Async", "\(count) values")
         }
@@ -74,6 +78,7 @@ final class CUDAStream {
 
     func fill16(_ destination: CUdeviceptr, bits: UInt16, count: Int) {
         guard count > 0 else { return }
+        ProgrammaticLaunch.serializeNextLaunch(on: stream)  // Note [Programmatic dependent launch]
         mustSucceed {
             try checkCUDA(driver.cuMemsetD16Async(destination, bits, count, stream), "cuMemsetD16Async", "\(count) values")
         }

@@ -83,7 +83,6 @@ final class KernelCompiler {
     /// math, so expf/logf/division are IEEE-accurate as the reference needs.
     var options: [String] {
         ["--gpu-architecture=\(context.properties.architecture)", "--std=c++17"]
-            + (ProgrammaticLaunch.mode == .trigger ? ["-DCOHORT_PDL_TRIGGER"] : [])
     }
 
     /// The loaded module for `source`, compiled (or read from the disk cache) at its first use.

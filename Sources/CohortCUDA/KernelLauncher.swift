@@ -46,22 +46,57 @@ enum KernelArgument {
 /// kernel has completed and its writes are visible. So the launch overlaps the
 /// previous kernel's tail; the order of memory effects is unchanged. Captured
 /// into a graph, the launch becomes a programmatic edge.
-/// COHORT_PDL: `off` (the default until measured), `on` (Cohort's kernels
-/// launched so on sm_90+, where cuLaunchKernelEx exists), `trigger` (`on`,
-/// and each kernel also triggers its dependents once all its blocks have
-/// started). cuDNN's and cuBLAS's kernels launch as they do; a Cohort kernel
-/// after one of them waits for its completion, which the trigger-less
-/// library kernel signals when its last block exits.
+/// - Every kernel also triggers its dependents (griddepcontrol.launch_dependents)
+///   once all its blocks have passed the wait, so the next kernel's launch is
+///   under way while this one computes; the next kernel's blocks then wait in
+///   `grid_dependency_wait()`. Without the trigger (launch at the last block's
+///   exit) the 2-GPU step gained 0.02 ms instead of 0.08.
+/// - A stream operation that is not a kernel (a copy, a memset, a wait for an
+///   event, an NCCL call, a graph launch) must not be overtaken: measured, a
+///   programmatic launch behind cuStreamWaitEvent started before the event
+///   (the self-test's host-stream rows read half-written gradients). So such
+///   operations mark their stream (`serializeNextLaunch(on:)`) and the next
+///   kernel launched there is a normal launch. cuDNN's and cuBLAS's calls end
+///   with a kernel of theirs: the wait lasts until that kernel has completed,
+///   however early it triggered.
+/// - Measured (2 x H200, 2026-11-28, fc0d99a, docs/results/2026-11-28-pdl):
+///   the 2-GPU step at 128 per GPU 2.599/2.592 -> 2.520/2.521 ms; the one-GPU
+///   step 2.408/2.405 -> 2.427/2.424 ms (slower: its gaps were already 0.1 us,
+///   and the early blocks take SM slots from the kernel ahead).
+/// COHORT_PDL: `auto` (the default: on where a data-parallel communicator of
+/// more than one rank works beside the compute stream, off otherwise), `on`
+/// (every launch on sm_90+ where cuLaunchKernelEx exists), `off`.
 enum ProgrammaticLaunch: String {
-    case off, on, trigger
+    case off, on, auto
     static let mode: ProgrammaticLaunch = {
-        guard let value = ProcessInfo.processInfo.environment["COHORT_PDL"], !value.isEmpty else { return .off }
+        guard let value = ProcessInfo.processInfo.environment["COHORT_PDL"], !value.isEmpty else { return .auto }
         guard let mode = ProgrammaticLaunch(rawValue: value) else {
-            FileHandle.standardError.write(Data("COHORT_PDL=\(value) ignored: off, on or trigger\n".utf8))
-            return .off
+            FileHandle.standardError.write(Data("COHORT_PDL=\(value) ignored: auto, on or off\n".utf8))
+            return .auto
         }
         return mode
     }()
+
+    /// Marks `stream`: its next kernel launch is a normal one (see the Note).
+    static func serializeNextLaunch(on stream: CUstream?) {
+        guard mode != .off, let stream else { return }
+        barriers.insert(stream)
+    }
+
+    fileprivate static let barriers = StreamBarriers()
+}
+
+/// The streams whose next kernel must launch normally; streams of several
+/// replica threads (`--strategy dp`) share it, hence the lock.
+final class StreamBarriers: @unchecked Sendable {
+    private let lock = NSLock()
+    private var streams = Set<UInt>()
+    func insert(_ stream: CUstream) { lock.lock(); streams.insert(UInt(bitPattern: stream)); lock.unlock() }
+    /// Whether `stream` was marked (and clears the mark).
+    func take(_ stream: CUstream) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return streams.remove(UInt(bitPattern: stream)) != nil
+    }
 }
 
 /// The backend's kernels: modules compiled on first use (see Note [Kernel
@@ -73,16 +108,27 @@ final class Kernels {
     private var residentBlocks: [String: Int] = [:]
 
     /// Whether launches carry programmatic stream serialization (Note
-    /// [Programmatic dependent launch]): COHORT_PDL on or trigger, an sm_90+
-    /// device and a driver with cuLaunchKernelEx.
-    let programmaticLaunch: Bool
+    /// [Programmatic dependent launch]): an sm_90+ device, a driver with
+    /// cuLaunchKernelEx, and COHORT_PDL=on, or `auto` once a data-parallel
+    /// communicator asked for it (`allowProgrammaticLaunch()`).
+    private(set) var programmaticLaunch: Bool
+    private let programmaticLaunchSupported: Bool
 
     init(compiler: KernelCompiler, stream: CUDAStream) {
         self.compiler = compiler
         self.stream = stream
         multiprocessorCount = compiler.context.properties.multiprocessorCount
-        programmaticLaunch = ProgrammaticLaunch.mode != .off && compiler.context.properties.computeCapability.major >= 9
-            && driver.cuLaunchKernelEx != nil
+        programmaticLaunchSupported = compiler.context.properties.computeCapability.major >= 9 && driver.cuLaunchKernelEx != nil
+        programmaticLaunch = ProgrammaticLaunch.mode == .on && programmaticLaunchSupported
+    }
+
+    /// COHORT_PDL=auto: a communicator of several ranks with a stream of its
+    /// own turns programmatic launches on (Note [Programmatic dependent launch]).
+    /// Returns whether they are on.
+    @discardableResult
+    func allowProgrammaticLaunch() -> Bool {
+        if ProgrammaticLaunch.mode == .auto && programmaticLaunchSupported { programmaticLaunch = true }
+        return programmaticLaunch
     }
 
     /// Compiles (or loads from the disk cache) every module, so that a
@@ -115,7 +161,7 @@ final class Kernels {
             }
             return pointers.withUnsafeMutableBufferPointer { pointerBuffer in
                 let target = stream ?? self.stream.stream
-                guard programmaticLaunch, let launchEx = driver.cuLaunchKernelEx else {
+                guard programmaticLaunch, !ProgrammaticLaunch.barriers.take(target), let launchEx = driver.cuLaunchKernelEx else {
                     return driver.cuLaunchKernel(function, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2),
                                                  UInt32(block.0), UInt32(block.1), UInt32(block.2), UInt32(sharedBytes),
                                                  target, pointerBuffer.baseAddress, nil)
@@ -219,14 +265,12 @@ __device__ __forceinline__ bf16 float_to_bf16(float f) {
 // here. Launched with programmatic stream serialization, a kernel may be scheduled
 // before the one ahead of it in the stream has finished; this waits until that
 // kernel has completed and its writes are visible (a no-op after a normal launch,
-// and before sm_90). With COHORT_PDL=trigger each kernel also lets its own
-// dependents launch once all of its blocks have passed this point.
+// and before sm_90); then it lets its own dependents launch once all of its
+// blocks have passed this point (a no-op where none is launched so).
 __device__ __forceinline__ void grid_dependency_wait() {
 #if __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
-#ifdef COHORT_PDL_TRIGGER
     asm volatile("griddepcontrol.launch_dependents;" :::);
-#endif
 #endif
 }
 #define GRID_STRIDE(i, n) for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)blockDim.x * gridDim.x)

@@ -134,6 +134,7 @@ extension NCCLCommunicator {
                 timed!.start.record(on: communicationStream)
             }
             try checkNCCL(try collective.body(comm, communicationStream), collective.call, comm: comm)
+            ProgrammaticLaunch.serializeNextLaunch(on: communicationStream)
             timed?.end.record(on: communicationStream)
         }
         joinEvent.record(on: communicationStream)

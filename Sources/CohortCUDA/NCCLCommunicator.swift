@@ -214,6 +214,9 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
             try checkCUDA(create(&stream, UInt32(COHORT_CU_STREAM_NON_BLOCKING), normal ? least : greatest),
                           "cuStreamCreateWithPriority")
             communicationStream = stream
+            // Kernels beside the communication stream's make every gap between two kernels
+            // longer; programmatic launches hide it (Note [Programmatic dependent launch]).
+            if worldSize > 1 { backend.kernels.allowProgrammaticLaunch() }
             forkEvent = try CUDAEvent(context: backend.context, timed: false)
             joinEvent = try CUDAEvent(context: backend.context, timed: false)
             markEvent = try CUDAEvent(context: backend.context, timed: false)
@@ -602,6 +605,7 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
             timed!.start.record(on: stream, capturing: capturing)
         }
         try checkNCCL(try body(comm, stream), call, comm: comm)
+        ProgrammaticLaunch.serializeNextLaunch(on: stream)  // NCCL's own stream operations (Note [Programmatic dependent launch])
         timed?.end.record(on: stream, capturing: capturing)
         if communicationStream != nil {
             backgroundPending = true

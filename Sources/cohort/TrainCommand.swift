@@ -432,6 +432,7 @@ struct Train: ParsableCommand {
             let library = (communicator as? MPICommunicator).map { ", \($0.libraryVersion)" }
                 ?? (communicator as? NCCLCommunicator).map {
                     " \($0.versionText) on its own stream\($0.usesSymmetricWindows ? ", the bf16 wire buffer a symmetric window" : "")"
+                        + ((backend as? CUDABackend)?.launchesKernelsProgrammatically == true ? ", kernels launched programmatically (COHORT_PDL)" : "")
                 } ?? ""
             let unit = strategy == .dp ? "replica" : "rank"
             let ranks = strategy == .dp
