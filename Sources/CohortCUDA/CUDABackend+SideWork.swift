@@ -22,6 +22,8 @@ import Foundation
 ///   `kernel-value` the kernel, then the side stream writes a counter (cuStreamWriteValue32) that
 ///                  the compute stream waits for (cuStreamWaitValue32): a device-side join without events
 /// Nothing the step computes changes. Off (unset) in every normal run.
+/// Untraced, `kernel-join` costs nothing (docs/results/2026-11-28-pdl: 2.526 against 2.527 ms,
+/// H100): the growth it showed came with CUPTI's kernel trace, not with the wait alone.
 struct SideWork {
     enum Mode: String {
         case kernel, kernelJoin = "kernel-join", kernelOnce = "kernel-once", memset

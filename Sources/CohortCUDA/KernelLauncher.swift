@@ -59,10 +59,13 @@ enum KernelArgument {
 ///   kernel launched there is a normal launch. cuDNN's and cuBLAS's calls end
 ///   with a kernel of theirs: the wait lasts until that kernel has completed,
 ///   however early it triggered.
-/// - Measured (2 x H200, 2026-11-28, fc0d99a, docs/results/2026-11-28-pdl):
-///   the 2-GPU step at 128 per GPU 2.599/2.592 -> 2.520/2.521 ms; the one-GPU
-///   step 2.408/2.405 -> 2.427/2.424 ms (slower: its gaps were already 0.1 us,
-///   and the early blocks take SM slots from the kernel ahead).
+/// - Measured (2 x H200, 2026-11-28, 0b00d8e, docs/results/2026-11-28-pdl),
+///   against COHORT_PDL=off in the same call, the losses identical: the 2-GPU
+///   step at 128 per GPU 2.593 -> 2.530 ms (weak scaling 92.7 -> 95.0%), at 32
+///   1.617 -> 1.524 (90.0 -> 95.5%), at 512 6.327 -> 6.349 (97.3 -> 96.9%);
+///   the one-GPU step at 128 2.404 -> 2.424 ms with COHORT_PDL=on (its gaps
+///   were 0.1 us already, and the waiting blocks take SM slots from the
+///   kernel ahead), hence `auto`.
 /// COHORT_PDL: `auto` (the default: on where a data-parallel communicator of
 /// more than one rank works beside the compute stream, off otherwise), `on`
 /// (every launch on sm_90+ where cuLaunchKernelEx exists), `off`.

@@ -47,13 +47,14 @@ import CohortDistributed
 ///   compute stream waits for: below), and it stays with the steps after them. Off by
 ///   default (`--allreduce-launch graph`); kept as the way to run a step's collectives
 ///   outside its graph.
-/// - The trigger, found on one GPU with COHORT_SIDE_WORK (CUDABackend+SideWork.swift; H100,
-///   2026-11-28, 4e5ba7b and 1a84a38): a kernel on a second stream costs nothing by itself, but
-///   when the compute stream waits on the device for it (an event), every later kernel of the
-///   step starts ~0.4 us later (5 processes of 6; none of 9 without such a wait). The data-
-///   parallel step waits so every step, before its optimizer. `host` is the answer that keeps
-///   the overlap: the host's polls replace every device-side wait between the streams. Built
-///   after the session's device time ran out (3c59e03): not yet run on a GPU.
+/// - A suspected trigger, found on one GPU with COHORT_SIDE_WORK (CUDABackend+SideWork.swift;
+///   H100, 2026-11-28, 4e5ba7b and 1a84a38), the compute stream waiting on the device for a
+///   second stream's kernel, led to `host` (`--allreduce-launch host-sync`: the host's polls
+///   replace every device-side wait between the streams). Measured the next session
+///   (docs/results/2026-11-28-pdl, 4 x H100, 16a9fce): 91.9/92.1% at 4 x 128 against the
+///   graph's 92.4/91.8%, 97.2% against 97.7% at 4 x 512; and that one-GPU reproduction costs
+///   nothing untraced (it was CUPTI's). Kept as an experiment; what hides the data-parallel
+///   step's gaps is Note [Programmatic dependent launch] (KernelLauncher.swift).
 public enum HostLaunchWait: String, Sendable, CaseIterable {
     /// The host polls each bucket's event, then enqueues; the compute stream waits for the all-reduces on the device.
     case spin
