@@ -130,8 +130,6 @@ LOADER(cohort_cuda_load_driver, CohortCUDADriver, cohort_cuda_driver, {
     LOOKUP_OPTIONAL(cuGraphNodeGetDependentNodes);
     LOOKUP_OPTIONAL(cuGraphAddKernelNode_v2);
     LOOKUP_OPTIONAL(cuGraphAddDependencies);
-    LOOKUP_OPTIONAL(cuGraphAddDependencies_v2);
-    LOOKUP_OPTIONAL(cuGraphKernelNodeSetAttribute);
     LOOKUP_OPTIONAL(cuGraphDestroyNode);
     LOOKUP_OPTIONAL(cuStreamWaitValue32_v2);
     LOOKUP_OPTIONAL(cuLaunchKernelEx);

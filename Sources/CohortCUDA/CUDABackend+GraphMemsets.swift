@@ -27,19 +27,12 @@ import CCUDA
 ///   (-1.2%) and 2.836/2.844 -> 2.803/2.807 ms on 2; at 32 1.566 -> 1.561, at
 ///   512 7.143 -> 7.129 (1 GPU). The trace: gaps between the step's kernels
 ///   0.12 -> 0.02 ms, its kernels 0.02 ms longer (the 22 new ones).
-/// - With programmatic launches on (Note [Programmatic dependent launch] in
-///   KernelLauncher.swift), a replacement's edges from kernel nodes are
-///   programmatic ones (`graph_memset` starts with the kernels' wait), so its
-///   launch overlaps the kernel ahead as a captured programmatic launch would;
-///   its edges to the nodes after it stay full ones (cuDNN's kernels do not
-///   wait). COHORT_GRAPH_MEMSETS=plain-edges keeps full edges (an A/B switch).
 /// - Left as captured: graphs whose edges carry data (the dependency queries
 ///   answer LOSSY_QUERY; checked before anything changes), memsets of an
 ///   element size other than 1, 2 or 4, and every graph when
 ///   COHORT_GRAPH_MEMSETS=keep (the same-call baseline of a benchmark).
 extension CUDABackend {
     static let keepsMemsetNodes = ProcessInfo.processInfo.environment["COHORT_GRAPH_MEMSETS"] == "keep"
-    static let memsetEdgesStayPlain = ProcessInfo.processInfo.environment["COHORT_GRAPH_MEMSETS"] == "plain-edges"
 
     /// Replaces `graph`'s memset nodes by kernel nodes (Note [Memset nodes as
     /// kernels]); returns how many it replaced (0 where the driver lacks the
@@ -90,26 +83,12 @@ extension CUDABackend {
         guard !memsets.isEmpty else { return 0 }
 
         let function = try kernels.function(.elementwise, "graph_memset")
-        // The node must also be a programmatic dependent itself (the launch attribute): without it the
-        // edges let it start early and its griddepcontrol.wait returned at once (the self-test's
-        // data-parallel rows failed, docs/results/2026-11-28-pdl call 9).
-        let setAttribute = d.cuGraphKernelNodeSetAttribute
-        let programmaticEdges = kernels.programmaticLaunch && !Self.memsetEdgesStayPlain && setAttribute != nil
-            ? d.cuGraphAddDependencies_v2 : nil
-        let isKernel = { (node: CUgraphNode) throws -> Bool in
-            var type: Int32 = -1
-            try checkCUDA(nodeType(node, &type), "cuGraphNodeGetType")
-            return type == Int32(COHORT_CU_GRAPH_NODE_TYPE_KERNEL)
-        }
         // Memsets can be each other's neighbours (two fills in a row): an edge read above may name a
         // memset already replaced, which then stands for its replacement.
         var replacements: [CUgraphNode: CUgraphNode] = [:]
         let current = { (node: CUgraphNode?) -> CUgraphNode? in node.map { replacements[$0] ?? $0 } }
         for memset in memsets {
             let dependencies = memset.dependencies.map(current), dependents = memset.dependents.map(current)
-            // Edges from kernels become programmatic ones (added after the node), the rest stay full.
-            let fromKernels = programmaticEdges == nil ? [] : try dependencies.filter { try $0.map(isKernel) ?? false }
-            let fullDependencies = dependencies.filter { node in !fromKernels.contains { $0 == node } }
             let p = memset.parameters
             let elements = Int(p.width) * Int(p.height)
             let threads = elements >= 256 ? 256 : (elements + 31) / 32 * 32
@@ -127,26 +106,11 @@ extension CUDABackend {
                         func: function, gridDimX: UInt32(blocks), gridDimY: 1, gridDimZ: 1,
                         blockDimX: UInt32(threads), blockDimY: 1, blockDimZ: 1, sharedMemBytes: 0,
                         kernelParams: pointerBuffer.baseAddress, extra: nil, kern: nil, ctx: nil)
-                    return addKernelNode(&replacement, graph, fullDependencies, fullDependencies.count, &kernel)
+                    return addKernelNode(&replacement, graph, dependencies, dependencies.count, &kernel)
                 }
             }
             try checkCUDA(result, "cuGraphAddKernelNode_v2", "graph_memset of \(elements) x \(p.elementSize) bytes")
             guard let replacement else { throw CUDAGraphError("cuGraphAddKernelNode_v2 returned no node") }
-            if let addEdges = programmaticEdges, let setAttribute, !fromKernels.isEmpty {
-                var attribute = CohortLaunchAttribute()
-                attribute.value.intValue = 1
-                try checkCUDA(setAttribute(replacement, Int32(COHORT_CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION),
-                                           &attribute.value), "cuGraphKernelNodeSetAttribute", "programmatic stream serialization")
-                let to = [CUgraphNode?](repeating: replacement, count: fromKernels.count)
-                let edge = CohortGraphEdgeData(fromPort: UInt8(COHORT_CU_GRAPH_KERNEL_NODE_PORT_PROGRAMMATIC), toPort: 0,
-                                               type: UInt8(COHORT_CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC),
-                                               reserved: (0, 0, 0, 0, 0))
-                let edges = [CohortGraphEdgeData](repeating: edge, count: fromKernels.count)
-                if addEdges(graph, fromKernels, to, edges, fromKernels.count) != 0 {
-                    // A driver that refuses the edge gets the full dependency the capture had.
-                    try checkCUDA(addDependencies(graph, fromKernels, to, fromKernels.count), "cuGraphAddDependencies")
-                }
-            }
             if !dependents.isEmpty {
                 let from = [CUgraphNode?](repeating: replacement, count: dependents.count)
                 try checkCUDA(addDependencies(graph, from, dependents, dependents.count), "cuGraphAddDependencies")

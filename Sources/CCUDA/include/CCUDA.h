@@ -71,14 +71,6 @@ typedef struct CohortLaunchConfig {
     unsigned int numAttrs;
 } CohortLaunchConfig;
 enum { COHORT_CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6 };
-// CUgraphEdgeData (CUDA 12.3+, cuGraphAddDependencies_v2): an edge's ports and type. A
-// programmatic edge out of a kernel's programmatic port lets the node after it launch
-// once that kernel triggers (griddepcontrol.launch_dependents), as a programmatic launch
-// captured from a stream does.
-typedef struct CohortGraphEdgeData {
-    unsigned char fromPort, toPort, type, reserved[5];
-} CohortGraphEdgeData;
-enum { COHORT_CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC = 1, COHORT_CU_GRAPH_KERNEL_NODE_PORT_PROGRAMMATIC = 1 };
 
 typedef struct CohortCUDADriver {
     CUresult (*_Nonnull cuInit)(unsigned int flags);
@@ -186,12 +178,6 @@ typedef struct CohortCUDADriver {
                                                   const CohortKernelNodeParams *_Nonnull params);
     CUresult (*_Nullable cuGraphAddDependencies)(CUgraph _Nonnull graph, const CUgraphNode _Nullable *_Nullable from,
                                                  const CUgraphNode _Nullable *_Nullable to, size_t count);
-    // CUDA 11.7+: a kernel node's launch attribute (CUkernelNodeAttrID is CUlaunchAttributeID).
-    CUresult (*_Nullable cuGraphKernelNodeSetAttribute)(CUgraphNode _Nonnull node, int attribute,
-                                                        const void *_Nonnull value);
-    CUresult (*_Nullable cuGraphAddDependencies_v2)(CUgraph _Nonnull graph, const CUgraphNode _Nullable *_Nullable from,
-                                                    const CUgraphNode _Nullable *_Nullable to,
-                                                    const CohortGraphEdgeData *_Nullable edgeData, size_t count);
     CUresult (*_Nullable cuGraphDestroyNode)(CUgraphNode _Nonnull node);
     // CUDA 11.7+ stream memory operations (a diagnostic's waits without events: COHORT_SIDE_WORK=kernel-value).
     // CUDA 12.0+ launches with attributes (programmatic dependent launch).
