@@ -50,7 +50,8 @@ enum KernelArgument {
 ///   once all its blocks have passed the wait, so the next kernel's launch is
 ///   under way while this one computes; the next kernel's blocks then wait in
 ///   `grid_dependency_wait()`. Without the trigger (launch at the last block's
-///   exit) the 2-GPU step gained 0.02 ms instead of 0.08.
+///   exit) the 2-GPU step gained 0.02 ms instead of 0.08 (2 x H200, fc0d99a,
+///   against launches without the attribute in the same call).
 /// - A stream operation that is not a kernel (a copy, a memset, a wait for an
 ///   event, an NCCL call, a graph launch) must not be overtaken: measured, a
 ///   programmatic launch behind cuStreamWaitEvent started before the event
@@ -159,6 +160,7 @@ final class Kernels {
             fatalError("CUDABackend: \(module.name).\(kernel) launched with an invalid grid \(grid)")
         }
         var slots = arguments.map(\.bits)
+        var call = "cuLaunchKernel"
         let result = slots.withUnsafeMutableBufferPointer { slotBuffer -> CUresult in
             var pointers: [UnsafeMutableRawPointer?] = (0..<slotBuffer.count).map {
                 UnsafeMutableRawPointer(slotBuffer.baseAddress! + $0)
@@ -170,6 +172,7 @@ final class Kernels {
                                                  UInt32(block.0), UInt32(block.1), UInt32(block.2), UInt32(sharedBytes),
                                                  target, pointerBuffer.baseAddress, nil)
                 }
+                call = "cuLaunchKernelEx"
                 var attribute = CohortLaunchAttribute()
                 attribute.id = Int32(COHORT_CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION)
                 attribute.value.intValue = 1
@@ -183,7 +186,7 @@ final class Kernels {
             }
         }
         mustSucceed {
-            try checkCUDA(result, programmaticLaunch ? "cuLaunchKernelEx" : "cuLaunchKernel",
+            try checkCUDA(result, call,
                           "\(module.name).\(kernel) grid \(grid) block \(block) shared \(sharedBytes)")
         }
     }

@@ -179,10 +179,10 @@ typedef struct CohortCUDADriver {
     CUresult (*_Nullable cuGraphAddDependencies)(CUgraph _Nonnull graph, const CUgraphNode _Nullable *_Nullable from,
                                                  const CUgraphNode _Nullable *_Nullable to, size_t count);
     CUresult (*_Nullable cuGraphDestroyNode)(CUgraphNode _Nonnull node);
-    // CUDA 11.7+ stream memory operations (a diagnostic's waits without events: COHORT_SIDE_WORK=kernel-value).
     // CUDA 12.0+ launches with attributes (programmatic dependent launch).
     CUresult (*_Nullable cuLaunchKernelEx)(const CohortLaunchConfig *_Nonnull config, CUfunction _Nonnull function,
                                            void *_Nullable *_Nullable parameters, void *_Nullable *_Nullable extra);
+    // CUDA 11.7+ stream memory operations (a diagnostic's waits without events: COHORT_SIDE_WORK=kernel-value).
     CUresult (*_Nullable cuStreamWaitValue32_v2)(CUstream _Nullable stream, CUdeviceptr address, unsigned int value,
                                                  unsigned int flags);
     CUresult (*_Nullable cuStreamWriteValue32_v2)(CUstream _Nullable stream, CUdeviceptr address, unsigned int value,
