@@ -300,13 +300,15 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
     /// COHORT_ALLREDUCE_DRY, a diagnostic for the 4-GPU step's fixed extra time
     /// (docs/results/2026-11-27-fixed-step-tax): `empty` forks and joins each
     /// bucket with nothing in between, `convert` runs its bf16 rounding and
-    /// widening but no ncclAllReduce, `tiny` the same two kernels on one element. Gradients are then NOT averaged; a run
+    /// widening but no ncclAllReduce, `tiny` the same two kernels on one element,
+    /// `tiny1` only the rounding kernel on one element, `wire` the ncclAllReduce
+    /// of the wire without either conversion. Gradients are then NOT averaged; a run
     /// says so on standard error.
     static let dryAllReduceVariable = "COHORT_ALLREDUCE_DRY"
     static let dryAllReduce: String? = {
         guard let value = ProcessInfo.processInfo.environment[dryAllReduceVariable], !value.isEmpty else { return nil }
-        guard ["empty", "convert", "tiny"].contains(value) else {
-            FileHandle.standardError.write(Data("\(dryAllReduceVariable)=\(value) ignored: empty, convert or tiny\n".utf8))
+        guard ["empty", "convert", "tiny", "tiny1", "wire"].contains(value) else {
+            FileHandle.standardError.write(Data("\(dryAllReduceVariable)=\(value) ignored: empty, convert, tiny, tiny1 or wire\n".utf8))
             return nil
         }
         FileHandle.standardError.write(Data("\(dryAllReduceVariable)=\(value): gradients are NOT all-reduced (a timing diagnostic)\n".utf8))
@@ -328,8 +330,13 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
         let scale: Float? = summed ? 1 / Float(worldSize) : nil
         if let dry = Self.dryAllReduce {
             // A diagnostic: the fork and join of a bucket with less (or no) work inside.
-            try enqueue("ncclAllReduce (\(Self.dryAllReduceVariable)=\(dry))", background: true) { [backend] _, stream in
-                if dry == "convert" {
+            try enqueue("ncclAllReduce (\(Self.dryAllReduceVariable)=\(dry))", background: true) { [backend] comm, stream in
+                if dry == "wire" {
+                    return nccl.ncclAllReduce(devicePointer(wire.devicePointer), devicePointer(wire.devicePointer), count,
+                                              dataType, Self.reduction(summed ? .sum : op), comm, stream)
+                } else if dry == "tiny1" {
+                    backend.convert(tensor.view(elementOffset: 0, shape: [1]), to: wire.view(elementOffset: 0, shape: [1]), on: stream)
+                } else if dry == "convert" {
                     backend.convert(tensor, to: wire, on: stream)
                     backend.convert(wire, to: tensor, on: stream, scale: nil)
                 } else if dry == "tiny" {
