@@ -62,7 +62,7 @@ let package = Package(
             "CohortTraining", "CohortNN", "CohortOptim", "CohortData", "CohortCheckpoint", "CohortOneDNN", "CohortDistributed",
         ]),
         .testTarget(name: "CohortDistributedTests", dependencies: ["CohortTestSupport", 
-            "CohortDistributed", "CohortTensor", "CohortNN", "CohortKernels", "CohortMPIProbe",
+            "CohortDistributed", "CohortTensor", "CohortNN", "CohortOptim", "CohortKernels", "CohortMPIProbe",
         ]),
         .testTarget(name: "CohortExperimentsTests", dependencies: ["CohortExperiments"]),
         .testTarget(name: "CohortCLITests", dependencies: ["CohortTestSupport", "cohort", "CohortExperiments"]),

@@ -61,25 +61,29 @@ extension CUDABackend {
         let op = "optimizerStep"
         require(parameters.shape.rank == 1, "\(op): parameters must be flat, got \(parameters.shape)")
         expect(op, parameters, parameters.shape)
-        expect(op, gradients, parameters.shape)
+        require(gradients.dtype == .float32 || gradients.dtype == .bfloat16,
+                "\(op): gradients must be float32 or bfloat16, got \(gradients)")
+        expect(op, gradients, parameters.shape, gradients.dtype)
         expect(op, momentumBuffer, parameters.shape)
+        // bf16 gradients: an all-reduce's sums read in place (Note [Widening in the optimizer]).
+        let suffix = gradients.dtype == .bfloat16 ? "_bf16_gradients" : ""
         context.makeCurrent()
         let plan = segmentPlan(segments, parameterCount: parameters.elementCount)
         let chunkCount = plan.table.chunkCount
         guard chunkCount > 0 else { return }
         let lars = c.larsTrustCoefficient
         if let eta = lars {
-            kernels.launch(.optimizer, "lars_chunk_norms", grid: (chunkCount, 1, 1), block: (256, 1, 1),
+            kernels.launch(.optimizer, "lars_chunk_norms" + suffix, grid: (chunkCount, 1, 1), block: (256, 1, 1),
                            [.pointer(plan.chunkNorms.devicePointer), .tensor(parameters), .tensor(gradients),
-                            .pointer(plan.chunks.devicePointer)])
+                            .float(c.gradientScale), .pointer(plan.chunks.devicePointer)])
             kernels.launch(.optimizer, "lars_trust", grid: ((plan.table.segmentCount + 127) / 128, 1, 1),
                            block: (128, 1, 1),
                            [.pointer(plan.trust.devicePointer), .pointer(plan.chunkNorms.devicePointer),
                             .pointer(plan.segments.devicePointer), .int(plan.table.segmentCount), .float(eta),
                             .float(c.weightDecay), .float(c.larsEpsilon)])
         }
-        kernels.launch(.optimizer, "sgd_update", grid: (chunkCount, 1, 1), block: (256, 1, 1),
-                       [.tensor(parameters), .tensor(gradients), .tensor(momentumBuffer),
+        kernels.launch(.optimizer, "sgd_update" + suffix, grid: (chunkCount, 1, 1), block: (256, 1, 1),
+                       [.tensor(parameters), .tensor(gradients), .float(c.gradientScale), .tensor(momentumBuffer),
                         .pointer(plan.chunks.devicePointer), .pointer(plan.segments.devicePointer),
                         .pointer(plan.trust.devicePointer), .int32(lars == nil ? 0 : 1), .float(c.learningRate),
                         .pointer(learningRateOnDevice?.devicePointer ?? 0),

@@ -12,15 +12,26 @@ extension KernelSource {
 // chunks: [chunk][4] int64 = start, end, segment, 0. segments: [segment][4] int64 = flags, firstChunk, chunkCount, 0.
 // flags: 1 = weight decay applies, 2 = LARS layer adaptation applies.
 
+// Each gradient as the step reads it: gradientScale * g, g float32 or bf16 (an all-reduce's bf16 sums
+// read in place, Note [Widening in the optimizer]). mul.rn keeps the product rounded on its own (an
+// explicit rounding mode is never contracted into an FMA), as the widening kernel's product was
+// stored: with a float32 g and scale 1 the step is the one it was.
+template <typename G>
+__device__ __forceinline__ float scaled_gradient(const G* g, long long i, float gradientScale) {
+    float product;
+    asm("mul.rn.f32 %0, %1, %2;" : "=f"(product) : "f"(gradientScale), "f"(load_element(g, i)));
+    return product;
+}
+
 // partial[chunk][0] = sum w^2, partial[chunk][1] = sum g^2 over the chunk, in double.
-extern "C" __global__ void __launch_bounds__(256) lars_chunk_norms(
-        double* partial, const float* w, const float* g, const long long* chunks) {
-    grid_dependency_wait();
+template <typename G>
+__device__ __forceinline__ void lars_chunk_norms_body(
+        double* partial, const float* w, const G* g, float gradientScale, const long long* chunks) {
     __shared__ double sums[2][256];
     long long start = chunks[blockIdx.x * 4], end = chunks[blockIdx.x * 4 + 1];
     double ww = 0.0, gg = 0.0;
     for (long long i = start + threadIdx.x; i < end; i += 256) {
-        double a = (double)w[i], b = (double)g[i];
+        double a = (double)w[i], b = (double)scaled_gradient(g, i, gradientScale);
         ww += a * a;
         gg += b * b;
     }
@@ -38,6 +49,16 @@ extern "C" __global__ void __launch_bounds__(256) lars_chunk_norms(
         partial[blockIdx.x * 2] = sums[0][0];
         partial[blockIdx.x * 2 + 1] = sums[1][0];
     }
+}
+extern "C" __global__ void __launch_bounds__(256) lars_chunk_norms(
+        double* partial, const float* w, const float* g, float gradientScale, const long long* chunks) {
+    grid_dependency_wait();
+    lars_chunk_norms_body(partial, w, g, gradientScale, chunks);
+}
+extern "C" __global__ void __launch_bounds__(256) lars_chunk_norms_bf16_gradients(
+        double* partial, const float* w, const bf16* g, float gradientScale, const long long* chunks) {
+    grid_dependency_wait();
+    lars_chunk_norms_body(partial, w, g, gradientScale, chunks);
 }
 
 // trust[s] = eta * |w| / (|g| + weightDecay * |w| + eps) for LARS segments with both norms non-zero, else 1.
@@ -61,11 +82,11 @@ extern "C" __global__ void lars_trust(
 // The SGD update of the reference, element by element (useTrust: read trust[segment], else 1).
 // The learning rate is *learningRateOnDevice when that is not null (a captured graph reads the
 // value written before each replay, Note [Graph capture]), else the argument.
-extern "C" __global__ void __launch_bounds__(256) sgd_update(
-        float* w, const float* g, float* buffer, const long long* chunks, const long long* segments,
+template <typename G>
+__device__ __forceinline__ void sgd_update_body(
+        float* w, const G* g, float gradientScale, float* buffer, const long long* chunks, const long long* segments,
         const float* trust, int useTrust, float learningRateArgument, const float* learningRateOnDevice,
         float momentum, float dampening, float weightDecay, int nesterov, int firstStep) {
-    grid_dependency_wait();
     float learningRate = learningRateOnDevice ? *learningRateOnDevice : learningRateArgument;
     long long start = chunks[blockIdx.x * 4], end = chunks[blockIdx.x * 4 + 1];
     long long segment = chunks[blockIdx.x * 4 + 2];
@@ -73,7 +94,7 @@ extern "C" __global__ void __launch_bounds__(256) sgd_update(
     float decay = (flags & 1) ? weightDecay : 0.0f;
     float ratio = useTrust ? trust[segment] : 1.0f;
     for (long long i = start + threadIdx.x; i < end; i += 256) {
-        float step = (g[i] + decay * w[i]) * ratio;
+        float step = (scaled_gradient(g, i, gradientScale) + decay * w[i]) * ratio;
         if (momentum != 0.0f) {
             float b = firstStep ? step : momentum * buffer[i] + (1.0f - dampening) * step;
             buffer[i] = b;
@@ -81,6 +102,22 @@ extern "C" __global__ void __launch_bounds__(256) sgd_update(
         }
         w[i] -= learningRate * step;
     }
+}
+extern "C" __global__ void __launch_bounds__(256) sgd_update(
+        float* w, const float* g, float gradientScale, float* buffer, const long long* chunks, const long long* segments,
+        const float* trust, int useTrust, float learningRateArgument, const float* learningRateOnDevice,
+        float momentum, float dampening, float weightDecay, int nesterov, int firstStep) {
+    grid_dependency_wait();
+    sgd_update_body(w, g, gradientScale, buffer, chunks, segments, trust, useTrust, learningRateArgument,
+                    learningRateOnDevice, momentum, dampening, weightDecay, nesterov, firstStep);
+}
+extern "C" __global__ void __launch_bounds__(256) sgd_update_bf16_gradients(
+        float* w, const bf16* g, float gradientScale, float* buffer, const long long* chunks, const long long* segments,
+        const float* trust, int useTrust, float learningRateArgument, const float* learningRateOnDevice,
+        float momentum, float dampening, float weightDecay, int nesterov, int firstStep) {
+    grid_dependency_wait();
+    sgd_update_body(w, g, gradientScale, buffer, chunks, segments, trust, useTrust, learningRateArgument,
+                    learningRateOnDevice, momentum, dampening, weightDecay, nesterov, firstStep);
 }
 """#)
 }

@@ -315,7 +315,7 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
         return value
     }()
 
-    public func startAllReduce(_ tensor: Tensor, through wire: Tensor, op: ReduceOperation) throws {
+    public func startAllReduce(_ tensor: Tensor, through wire: Tensor, op: ReduceOperation, widens: Bool) throws {
         for (name, t) in [("tensor", tensor), ("wire", wire)] {
             guard !t.device.isHost, t.device == backend.device else {
                 throw NCCLError.invalidArgument("startAllReduce: \(name) \(t) is not on this communicator's device \(backend.device)")
@@ -353,7 +353,7 @@ public final class NCCLCommunicator: NarrowingAllReduce, @unchecked Sendable {
             backend.convert(tensor, to: wire, on: stream)
             let result = nccl.ncclAllReduce(devicePointer(wire.devicePointer), devicePointer(wire.devicePointer), count,
                                             dataType, Self.reduction(summed ? .sum : op), comm, stream)
-            if result == Int32(COHORT_NCCL_SUCCESS) { backend.convert(wire, to: tensor, on: stream, scale: scale) }
+            if result == Int32(COHORT_NCCL_SUCCESS) && widens { backend.convert(wire, to: tensor, on: stream, scale: scale) }
             return result
         }
     }

@@ -120,7 +120,10 @@ extension Communicator {
 /// The gradient reducer's bf16 mode uses it where available, so the two
 /// conversions of each bucket leave the compute stream.
 public protocol NarrowingAllReduce: Communicator {
-    func startAllReduce(_ tensor: Tensor, through wire: Tensor, op: ReduceOperation) throws
+    /// `widens: false` leaves the result in `wire` (summed where
+    /// `sumsOnly(through:)`, else reduced by `op`) and `tensor` as it was: the
+    /// caller reads the wire itself (Note [Widening in the optimizer]).
+    func startAllReduce(_ tensor: Tensor, through wire: Tensor, op: ReduceOperation, widens: Bool) throws
     /// A bfloat16 wire buffer of `elementCount` values that this
     /// communicator reduces fastest, or nil for an ordinary backend tensor
     /// (the default). Every rank calls it in the same order: NCCL registers
@@ -133,6 +136,9 @@ public protocol NarrowingAllReduce: Communicator {
 }
 
 extension NarrowingAllReduce {
+    public func startAllReduce(_ tensor: Tensor, through wire: Tensor, op: ReduceOperation) throws {
+        try startAllReduce(tensor, through: wire, op: op, widens: true)
+    }
     public func makeWireBuffer(elementCount: Int) throws -> Tensor? { nil }
     public func sumsOnly(through wire: Tensor) -> Bool { false }
 }

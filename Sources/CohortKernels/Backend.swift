@@ -145,8 +145,10 @@ public protocol Backend: AnyObject {
     ///     w = w - learningRate * d
     /// In a segment exempt from weight decay, the trust ratio's `weightDecay`
     /// is 0 too. With momentum 0 the momentum buffer is neither read nor written.
-    /// `parameters`, `gradients` and `momentumBuffer` are flat float32 tensors
-    /// of equal length.
+    /// `parameters`, `gradients` and `momentumBuffer` are flat tensors of equal
+    /// length, float32; `gradients` may be bfloat16 where the backend
+    /// `supportsBFloat16`. Every gradient is read as `configuration.gradientScale * g`
+    /// (in float32), so the step can read an all-reduce's bf16 sums in place.
     func optimizerStep(parameters: Tensor, gradients: Tensor, momentumBuffer: Tensor,
                        segments: [ParameterSegment], configuration: OptimizerStepConfiguration)
     /// The same step with the learning rate read from `learningRate`, a

@@ -84,10 +84,14 @@ public struct OptimizerStepConfiguration: Hashable, Sendable {
     /// True on the first step: PyTorch then sets the momentum buffer to the
     /// gradient itself (no dampening), not to `momentum * 0 + (1 - dampening) * g`.
     public var isFirstStep: Bool
+    /// Each gradient is read as `gradientScale * g`: 1 for a model's own
+    /// gradients; 1/ranks for the bf16 sums of an all-reduce the optimizer
+    /// reads in place (Note [Widening in the optimizer] in GradientReducer.swift).
+    public var gradientScale: Float
 
     public init(learningRate: Float, momentum: Float = 0, dampening: Float = 0, weightDecay: Float = 0,
                 nesterov: Bool = false, larsTrustCoefficient: Float? = nil, larsEpsilon: Float = 1e-8,
-                isFirstStep: Bool = false) {
+                isFirstStep: Bool = false, gradientScale: Float = 1) {
         self.learningRate = learningRate
         self.momentum = momentum
         self.dampening = dampening
@@ -96,5 +100,6 @@ public struct OptimizerStepConfiguration: Hashable, Sendable {
         self.larsTrustCoefficient = larsTrustCoefficient
         self.larsEpsilon = larsEpsilon
         self.isFirstStep = isFirstStep
+        self.gradientScale = gradientScale
     }
 }

@@ -9,10 +9,15 @@ extension ReferenceBackend {
         let op = "optimizerStep"
         precondition(parameters.shape.rank == 1, "\(op): parameters must be flat, got \(parameters.shape)")
         checkShape(op, parameters, parameters.shape)
-        checkShape(op, gradients, parameters.shape)
+        precondition(gradients.dtype == .float32 || gradients.dtype == .bfloat16,
+                     "\(op): gradients must be float32 or bfloat16, got \(gradients)")
+        precondition(gradients.shape == parameters.shape,
+                     "\(op): gradients \(gradients.shape) do not match the parameters' \(parameters.shape)")
         checkShape(op, momentumBuffer, parameters.shape)
-        let w = parameters.floats, g = gradients.floats, buffer = momentumBuffer.floats
         let c = configuration
+        let w = parameters.floats, buffer = momentumBuffer.floats
+        // Each gradient as the step reads it: scaled, widened from bf16 where it is bf16.
+        let g = gradients.toArray().map { c.gradientScale * $0 }
         for segment in segments {
             precondition(segment.offset >= 0 && segment.count >= 0 && segment.offset + segment.count <= w.count,
                          "\(op): segment \(segment.offset)..<\(segment.offset + segment.count) outside \(w.count) parameters")
@@ -38,7 +43,8 @@ extension ReferenceBackend {
     }
 
     /// The Euclidean norm of `values[range]`, summed in Double.
-    private func norm(_ values: UnsafeMutableBufferPointer<Float>, _ range: Range<Int>) -> Double {
+    private func norm<Values: RandomAccessCollection<Float>>(_ values: Values, _ range: Range<Int>) -> Double
+        where Values.Index == Int {
         var sumOfSquares = 0.0
         for index in range { sumOfSquares += Double(values[index]) * Double(values[index]) }
         return sumOfSquares.squareRoot()

@@ -34,6 +34,20 @@ public struct ParameterEntry: Sendable {
     var initialization: ParameterInitialization
 }
 
+/// A flat buffer laid out like a store's gradients, read as `scale * value`:
+/// what an optimizer step reads. The store's own float32 gradients with scale
+/// 1, or a data-parallel run's bf16 all-reduce sums with 1/ranks (Note
+/// [Widening in the optimizer] in GradientReducer.swift).
+public struct ScaledGradients {
+    public let values: Tensor
+    public let scale: Float
+
+    public init(values: Tensor, scale: Float) {
+        self.values = values
+        self.scale = scale
+    }
+}
+
 /// A reference to a declared tensor, valid once the store is allocated.
 public struct ParameterReference: Hashable, Sendable {
     public let index: Int

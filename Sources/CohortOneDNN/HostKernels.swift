@@ -99,6 +99,7 @@ extension OneDNNBackend {
         let count = parameters.elementCount
         expect((parameters, [count]), (gradients, [count]), (momentumBuffer, [count]))
         let c = configuration
+        let scale = c.gradientScale  // each gradient is read as scale * g (Backend.optimizerStep)
         for segment in segments {
             precondition(segment.offset >= 0 && segment.count >= 0 && segment.offset + segment.count <= count,
                          "segment \(segment) outside a buffer of \(count)")
@@ -108,7 +109,7 @@ extension OneDNNBackend {
             let decay = segment.weightDecay ? c.weightDecay : 0
             var trust: Float = 1
             if let eta = c.larsTrustCoefficient, segment.layerAdaptation {
-                let weightNorm = norm(w, segment.count), gradientNorm = norm(g, segment.count)
+                let weightNorm = norm(w, segment.count), gradientNorm = abs(scale) * norm(g, segment.count)
                 if weightNorm > 0 && gradientNorm > 0 {
                     trust = eta * weightNorm / (gradientNorm + decay * weightNorm + c.larsEpsilon)
                 }
@@ -116,7 +117,7 @@ extension OneDNNBackend {
             let (momentum, keep) = (c.momentum, 1 - c.dampening)
             let useMomentum = momentum != 0, firstStep = c.isFirstStep, nesterov = c.nesterov
             for i in 0..<segment.count {
-                var d = (g[i] + decay * w[i]) * trust
+                var d = (scale * g[i] + decay * w[i]) * trust
                 if useMomentum {
                     let b = firstStep ? d : momentum * buffer[i] + keep * d
                     buffer[i] = b

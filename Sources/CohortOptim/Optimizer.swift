@@ -43,6 +43,19 @@ public final class Optimizer {
     public let momentumBuffer: Tensor
     /// Steps taken so far (also PyTorch's "is the momentum buffer set" flag).
     public private(set) var stepCount: Int = 0
+    /// Where each step reads its gradients, asked at every step (a captured
+    /// step asks once, at its capture); nil: the store's gradients. A
+    /// data-parallel trainer points it at its gradient reducer, which may leave
+    /// the averages in its bf16 wire (Note [Widening in the optimizer] in
+    /// GradientReducer.swift).
+    public var gradientSource: (() -> ScaledGradients)?
+
+    private var gradients: ScaledGradients {
+        let source = gradientSource?() ?? ScaledGradients(values: store.gradients, scale: 1)
+        precondition(source.values.elementCount == store.gradients.elementCount,
+                     "gradient source of \(source.values.elementCount) values for \(store.gradients.elementCount) gradients")
+        return source
+    }
 
     public init(store: ParameterStore, configuration: OptimizerConfiguration) throws {
         precondition(store.isAllocated, "create the optimiser after the model")
@@ -56,9 +69,10 @@ public final class Optimizer {
 
     /// Applies one update with `learningRate` to every parameter.
     public func step(learningRate: Float) {
-        store.backend.optimizerStep(parameters: store.parameters, gradients: store.gradients,
+        let gradients = gradients
+        store.backend.optimizerStep(parameters: store.parameters, gradients: gradients.values,
                                     momentumBuffer: momentumBuffer, segments: store.segments,
-                                    configuration: settings(learningRate: learningRate))
+                                    configuration: settings(learningRate: learningRate, gradientScale: gradients.scale))
         store.refreshComputeParameters()
         stepCount += 1
     }
@@ -67,9 +81,11 @@ public final class Optimizer {
     /// float32 `[1]` tensor on the model's device, read when the step runs:
     /// the form a captured graph replays (`CapturedStep`).
     public func step(learningRate: Tensor) {
-        store.backend.optimizerStep(parameters: store.parameters, gradients: store.gradients,
+        let gradients = gradients
+        store.backend.optimizerStep(parameters: store.parameters, gradients: gradients.values,
                                     momentumBuffer: momentumBuffer, segments: store.segments,
-                                    configuration: settings(learningRate: 0), learningRate: learningRate)
+                                    configuration: settings(learningRate: 0, gradientScale: gradients.scale),
+                                    learningRate: learningRate)
         store.refreshComputeParameters()
         stepCount += 1
     }
@@ -79,24 +95,26 @@ public final class Optimizer {
     /// then `between()` (the wait for `later`'s gradients), then those in
     /// `later`, which must hold whole tensors. The same parameters as `step`.
     public func step(learningRate: Tensor, deferring later: Range<Int>, between: () throws -> Void) rethrows {
-        try step(deferring: later, between: between) { parameters, gradients, momentum, segments in
+        try step(deferring: later, between: between) { parameters, gradients, scale, momentum, segments in
             store.backend.optimizerStep(parameters: parameters, gradients: gradients, momentumBuffer: momentum,
-                                        segments: segments, configuration: settings(learningRate: 0),
+                                        segments: segments, configuration: settings(learningRate: 0, gradientScale: scale),
                                         learningRate: learningRate)
         }
     }
 
     /// The same with a host learning rate (eager steps).
     public func step(learningRate: Float, deferring later: Range<Int>, between: () throws -> Void) rethrows {
-        try step(deferring: later, between: between) { parameters, gradients, momentum, segments in
+        try step(deferring: later, between: between) { parameters, gradients, scale, momentum, segments in
             store.backend.optimizerStep(parameters: parameters, gradients: gradients, momentumBuffer: momentum,
-                                        segments: segments, configuration: settings(learningRate: learningRate))
+                                        segments: segments,
+                                        configuration: settings(learningRate: learningRate, gradientScale: scale))
         }
     }
 
     private func step(deferring later: Range<Int>, between: () throws -> Void,
-                      _ update: (Tensor, Tensor, Tensor, [ParameterSegment]) -> Void) rethrows {
+                      _ update: (Tensor, Tensor, Float, Tensor, [ParameterSegment]) -> Void) rethrows {
         let count = store.parameterCount
+        let gradients = gradients
         precondition(later.lowerBound >= 0 && later.upperBound <= count, "deferred range \(later) outside \(count) parameters")
         let segments = store.segments
         for segment in segments {
@@ -115,7 +133,7 @@ public final class Optimizer {
                 }
             guard !inside.isEmpty else { return }
             let view = { (tensor: Tensor) in tensor.view(elementOffset: range.lowerBound, shape: [range.count]) }
-            update(view(store.parameters), view(store.gradients), view(momentumBuffer), inside)
+            update(view(store.parameters), view(gradients.values), gradients.scale, view(momentumBuffer), inside)
             store.refreshComputeParameters(range)
         }
         part(later.upperBound..<count)
@@ -132,12 +150,12 @@ public final class Optimizer {
         stepCount += count
     }
 
-    private func settings(learningRate: Float) -> OptimizerStepConfiguration {
+    private func settings(learningRate: Float, gradientScale: Float) -> OptimizerStepConfiguration {
         OptimizerStepConfiguration(
             learningRate: learningRate, momentum: configuration.momentum, dampening: configuration.dampening,
             weightDecay: configuration.weightDecay, nesterov: configuration.nesterov,
             larsTrustCoefficient: configuration.kind == .lars ? configuration.larsTrustCoefficient : nil,
-            isFirstStep: stepCount == 0)
+            isFirstStep: stepCount == 0, gradientScale: gradientScale)
     }
 
     /// Restores the state saved in a checkpoint.

@@ -27,14 +27,19 @@ public struct DataParallelCommunicatorFactory: @unchecked Sendable {
 /// - One check per `AllReduceLaunch` (Note [All-reduces launched by the host]):
 ///   in the graph, and the host's launches between two graphs; a replay that
 ///   read a bucket before backward wrote it, or optimised before its widening,
-///   is off by far more than that variation.
+///   is off by far more than that variation. Each with the optimizer reading the
+///   wire itself (Note [Widening in the optimizer]), and the graph's once more
+///   with the widening into the float32 gradients.
 extension BackendSelfTest {
     func dataParallelStepChecks() -> [SelfTestCheck] {
         guard let factory = options.dataParallelCommunicators else { return [] }
         let batch = options.batch
         let learningRates: [Float] = [0.1, 0.05, 0.08, 0.02]
-        return AllReduceLaunch.allCases.map { launch in
-            SelfTestCheck(name: "data-parallel step, --allreduce-launch \(launch.rawValue)",
+        // Every launch with the optimizer reading the wire (the default), and the graph's with the widening too.
+        let ways = AllReduceLaunch.allCases.map { ($0, true) } + [(AllReduceLaunch.graph, false)]
+        return ways.map { launch, widensInOptimizer in
+            SelfTestCheck(name: "data-parallel step, --allreduce-launch \(launch.rawValue)"
+                              + (widensInOptimizer ? "" : ", --no-widen-in-optimizer"),
                           shape: "resnet18 batch \(batch), 1 NCCL rank, bf16 wire, 1 eager + 3 graph steps") { c in
                 guard self.backendHasGraphs(c.tested) else { return }
                 let seed = c.random.next()
@@ -53,8 +58,11 @@ extension BackendSelfTest {
                         optimizers.append(try Optimizer(store: model.store, configuration: OptimizerConfiguration(
                             momentum: 0.9, weightDecay: 5e-4, nesterov: true)))
                         criteria.append(try SoftmaxCrossEntropy(backend: c.tested, labelSmoothing: 0.1))
-                        reducers.append(try GradientReducer(store: model.store, communicator: communicator,
-                                                            communicationDType: .bfloat16, mergesSmallBuckets: true))
+                        let reducer = try GradientReducer(store: model.store, communicator: communicator,
+                                                          communicationDType: .bfloat16, mergesSmallBuckets: true)
+                        reducer.widensInOptimizer = widensInOptimizer  // as the trainer sets it
+                        optimizers.last!.gradientSource = { reducer.reducedGradients }
+                        reducers.append(reducer)
                     }
                 } catch {
                     fatalError("selftest data-parallel step (\(launch.rawValue)): cannot build the models: \(error)")

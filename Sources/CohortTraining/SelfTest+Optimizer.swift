@@ -16,7 +16,7 @@ extension Tolerance {
 /// Nesterov. Parameters and the momentum buffer are updated in place, so
 /// both backends start from the same values (nothing to poison).
 extension BackendSelfTest {
-    func optimizerChecks() -> [SelfTestCheck] {
+    func optimizerChecks(_ gradientDType: DType) -> [SelfTestCheck] {
         let count = 4106
         let segments = [
             ParameterSegment(offset: 0, count: 3000),
@@ -40,9 +40,20 @@ extension BackendSelfTest {
                                                                     nesterov: true, larsTrustCoefficient: 0.02,
                                                                     isFirstStep: true)),
         ]
-        return configurations.map { name, configuration in
+        // bf16: Note [Widening in the optimizer]: bf16 gradients (an all-reduce's sums read in
+        // place) scaled as they are read, with and without LARS's norms of them.
+        var rows = configurations
+        if gradientDType == .bfloat16 {
+            rows = configurations.filter { ["nesterov", "lars"].contains($0.0) }
+            for index in rows.indices {
+                rows[index].0 += ", bf16 gradients x 1/4"
+                rows[index].1.gradientScale = 0.25
+            }
+        }
+        return rows.map { name, configuration in
             SelfTestCheck(name: "optimizerStep \(name)", shape: "[\(count)] in \(segments.count) segments") { c in
-                let w = c.pair(c.uniform([count])), g = c.pair(c.uniform([count], -0.01...0.01))
+                let w = c.pair(c.uniform([count]))
+                let g = c.pair(c.uniform([count], -0.01...0.01), gradientDType)
                 let buffer = c.pair(c.uniform([count], -0.01...0.01))
                 c.run { backend, side in
                     backend.optimizerStep(parameters: side(w), gradients: side(g), momentumBuffer: side(buffer),

@@ -92,11 +92,12 @@ public final class BackendSelfTest {
     /// Every check in the order it runs, after `options.filter`.
     var checks: [SelfTestCheck] {
         var all = memoryChecks() + convolutionChecks(.float32) + batchNormChecks(.float32) + elementwiseChecks(.float32)
-            + classifierChecks(.float32) + lossChecks(.float32) + optimizerChecks() + augmentationChecks()
+            + classifierChecks(.float32) + lossChecks(.float32) + optimizerChecks(.float32) + augmentationChecks()
             + [modelStepCheck(.float32)]
         if runsBFloat16Ops {
             all += convolutionChecks(.bfloat16) + batchNormChecks(.bfloat16) + elementwiseChecks(.bfloat16)
-                + classifierChecks(.bfloat16) + lossChecks(.bfloat16) + [modelStepCheck(.bfloat16)]
+                + classifierChecks(.bfloat16) + lossChecks(.bfloat16) + optimizerChecks(.bfloat16)
+                + [modelStepCheck(.bfloat16)]
         }
         all += graphChecks() + dataParallelStepChecks()
         guard let filter = options.filter?.lowercased(), !filter.isEmpty else { return all }

@@ -101,12 +101,16 @@ public final class Trainer {
     ///   - overlapOptimizer: update the parameters outside the last gradient
     ///     bucket while that bucket is all-reduced (`--overlap-optimizer`,
     ///     an experiment that measured no gain: Note [Optimizer beside the last all-reduce]).
+    ///   - widensInOptimizer: where gradients travel in bf16 through a
+    ///     communicator that converts them (NCCL), the optimizer reads the
+    ///     all-reduce's bf16 result itself instead of a widened float32 copy
+    ///     (Note [Widening in the optimizer]; `--no-widen-in-optimizer` for A/B runs).
     public init(configuration: TrainingConfiguration, backend: Backend, trainingSet: ImageDataset,
                 testSet: ImageDataset?, checkpointURL: URL?, metrics: MetricsLog?, display: ProgressDisplay,
                 communicator: Communicator = SingleProcessCommunicator(), overlapCommunication: Bool = true,
                 gradientDType: DType = .float32, bucketCap: Int = GradientReducer.defaultBucketCap,
                 averagesGradients: Bool = true, overlapOptimizer: Bool = false,
-                mergesSmallBuckets: Bool = false) throws {
+                mergesSmallBuckets: Bool = false, widensInOptimizer: Bool = true) throws {
         self.configuration = configuration
         self.communicator = communicator
         self.backend = backend
@@ -145,6 +149,10 @@ public final class Trainer {
                                   bucketCap: bucketCap, communicationDType: gradientDType,
                                   mergesSmallBuckets: mergesSmallBuckets) : nil
         reducer?.defersLastBucket = overlapOptimizer
+        if let reducer {
+            reducer.widensInOptimizer = widensInOptimizer
+            optimizer.gradientSource = { reducer.reducedGradients }
+        }
         // After the reducer, whose gradient-ready handler the marks wrap (Note [Backward progress marks]).
         gradientMarks = configuration.gradientMarks ? GradientReadyMarks(store: model.store, backend: backend) : nil
         // A data-parallel step is captured whole where its collectives can be (NCCL; Note [Communication stream]).

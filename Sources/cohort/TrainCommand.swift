@@ -162,6 +162,9 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("overlap-optimizer"), help: "Multi-rank runs, an experiment: update every parameter outside the last gradient bucket while that bucket is still being all-reduced (Note [Optimizer beside the last all-reduce]).")
     var overlapOptimizer = false
 
+    @Flag(name: .customLong("widen-in-optimizer"), inversion: .prefixedNo, help: "Multi-rank GPU runs with bf16 gradients: the optimizer reads each all-reduce's bf16 result itself; --no-widen-in-optimizer widens it into the float32 gradients first, as before (Note [Widening in the optimizer]).")
+    var widenInOptimizer = true
+
     @Flag(name: .customLong("wire-conversions-on-compute-stream"), help: "Multi-rank GPU runs with bf16 gradients, an experiment: round each bucket into the wire buffer on the compute stream and widen after the wait, leaving only the all-reduces beside backward (Note on GradientReducer.convertsOnComputeStream).")
     var wireConversionsOnComputeStream = false
 
@@ -400,7 +403,8 @@ struct Train: ParsableCommand {
                                   overlapCommunication: !noOverlap,
                                   gradientDType: gradientDType,
                                   bucketCap: Int(bucketCapMB * 1_048_576), averagesGradients: !noCommunication,
-                                  overlapOptimizer: overlapOptimizer, mergesSmallBuckets: mergeSmallBuckets)
+                                  overlapOptimizer: overlapOptimizer, mergesSmallBuckets: mergeSmallBuckets,
+                                  widensInOptimizer: widenInOptimizer)
         if wireConversionsOnComputeStream {
             guard let reducer = trainer.reducer, reducer.communicationDType == .bfloat16, communicator is NCCLCommunicator else {
                 throw ValidationError("--wire-conversions-on-compute-stream moves the bf16 gradient conversions of NCCL ranks; "

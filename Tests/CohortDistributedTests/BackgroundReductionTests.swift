@@ -1,6 +1,7 @@
 import CohortDistributed
 import CohortKernels
 import CohortNN
+import CohortOptim
 import CohortTensor
 import Foundation
 import XCTest
@@ -84,7 +85,7 @@ final class NarrowingCommunicator: NarrowingAllReduce {
     var supportsGraphCapture: Bool { true }
     var reducesBFloat16: Bool { true }
     private(set) var plainStarts = 0
-    private(set) var narrowed: [(tensor: Tensor, wire: Tensor)] = []
+    private(set) var narrowed: [(tensor: Tensor, wire: Tensor, widens: Bool)] = []
 
     /// Plain all-reduces (of the wire, when the reducer converts itself), as
     /// if the other rank held zeros: an average halves at the wait, a sum keeps.
@@ -106,14 +107,19 @@ final class NarrowingCommunicator: NarrowingAllReduce {
         return providedWire
     }
 
-    func startAllReduce(_ tensor: Tensor, through wire: Tensor, op: ReduceOperation) throws {
-        narrowed.append((tensor, wire))
+    func startAllReduce(_ tensor: Tensor, through wire: Tensor, op: ReduceOperation, widens: Bool) throws {
+        narrowed.append((tensor, wire, widens))
     }
 
     func waitForCollectives() throws {
         let backend = ReferenceBackend()
-        for (tensor, wire) in narrowed {
+        for (tensor, wire, widens) in narrowed {
             backend.copy(tensor, to: wire)
+            guard widens else {
+                // The result stays in the wire: summed with the other rank's zeros, or averaged.
+                if !wireSumsOnly { backend.copy(Tensor(wire.toArray().map { $0 * 0.5 }, shape: wire.shape), to: wire) }
+                continue
+            }
             backend.copy(Tensor(wire.toArray().map { $0 * 0.5 }, shape: wire.shape), to: wire)
             backend.copy(wire, to: tensor)
             backend.fill(wire, value: 0)
@@ -264,6 +270,57 @@ final class BackgroundReductionTests: XCTestCase {
         XCTAssertEqual(model.store.gradients.toArray(), plain, "nothing converted on the compute stream before the wait")
         try reducer.finishBackward()
         XCTAssertEqual(model.store.gradients.toArray(), try halvedBFloat16Roundings(plain, on: fixture.backend))
+    }
+
+    /// Note [Widening in the optimizer]: the communicator is asked not to
+    /// widen, the store's gradients stay this rank's own, and the reducer hands
+    /// the optimizer the wire with the scale that makes it the average (1/2
+    /// where the wire was summed); an optimizer step reading it updates the
+    /// parameters exactly as one reading the widened float32 average.
+    func testTheOptimizerCanReadTheWireInPlaceOfTheWidenedGradients() throws {
+        let plain = try gradients(seed: 6)
+        for sumsOnly in [false, true] {
+            var updated: [[Float]] = []
+            for widensInOptimizer in [false, true] {
+                let fixture = try Fixture(seed: 6)
+                let (reducer, communicator) = try narrowingReducer(fixture)
+                communicator.wireSumsOnly = sumsOnly
+                reducer.widensInOptimizer = widensInOptimizer
+                XCTAssertEqual(reducer.optimizerReadsWire, widensInOptimizer)
+                let optimizer = try Optimizer(store: fixture.model.store,
+                                              configuration: OptimizerConfiguration(momentum: 0.9, weightDecay: 5e-4))
+                optimizer.gradientSource = { reducer.reducedGradients }
+                fixture.backward(reducer)
+                XCTAssertEqual(communicator.narrowed.map(\.widens), Array(repeating: !widensInOptimizer,
+                                                                          count: reducer.buckets.count))
+                try reducer.finishBackward()
+                let source = reducer.reducedGradients
+                let halved = try halvedBFloat16Roundings(plain, on: fixture.backend)
+                if widensInOptimizer {
+                    XCTAssertEqual(fixture.model.store.gradients.toArray(), plain, "the float32 gradients stay the rank's own")
+                    XCTAssertEqual(source.values.dtype, .bfloat16)
+                    XCTAssertEqual(source.scale, sumsOnly ? 0.5 : 1)
+                    XCTAssertEqual(source.values.toArray().map { $0 * source.scale }, halved, "sums only: \(sumsOnly)")
+                } else {
+                    XCTAssertEqual(fixture.model.store.gradients.toArray(), halved)
+                    XCTAssertEqual(source.scale, 1)
+                    XCTAssertTrue(source.values.storage === fixture.model.store.gradients.storage)
+                }
+                optimizer.step(learningRate: 0.1)
+                updated.append(fixture.model.store.parameters.toArray())
+            }
+            XCTAssertEqual(updated[0], updated[1], "sums only: \(sumsOnly)")
+        }
+    }
+
+    /// Without a narrowing communicator (float32, or MPI) the optimizer reads the store's gradients.
+    func testWideningInTheOptimizerNeedsANarrowingCommunicator() throws {
+        let fixture = try Fixture(seed: 6)
+        let reducer = try GradientReducer(store: fixture.model.store, communicator: DeferringCommunicator(),
+                                          communicationDType: .bfloat16)
+        reducer.widensInOptimizer = true
+        XCTAssertFalse(reducer.optimizerReadsWire)
+        XCTAssertTrue(reducer.reducedGradients.values.storage === fixture.model.store.gradients.storage)
     }
 
     /// Note [Bucket release points]: full buckets wait for the named

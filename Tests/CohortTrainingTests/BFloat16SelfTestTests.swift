@@ -191,7 +191,7 @@ final class WideningBackend: Backend {
 
     func optimizerStep(parameters: Tensor, gradients: Tensor, momentumBuffer: Tensor, segments: [ParameterSegment],
                        configuration: OptimizerStepConfiguration) {
-        base.optimizerStep(parameters: parameters, gradients: gradients, momentumBuffer: momentumBuffer,
+        base.optimizerStep(parameters: parameters, gradients: wide(gradients), momentumBuffer: momentumBuffer,
                            segments: segments, configuration: configuration)
     }
 }
