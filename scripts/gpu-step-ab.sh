@@ -12,15 +12,23 @@
 #       Note [KRSC weights kept for the data gradient]
 #   AB_VARIABLE=COHORT_PDL AB_OFF=off bash scripts/gpu-step-ab.sh
 #       Note [Programmatic dependent launch] (its default, auto, is on for the ddp runs only)
+#   AB_FLAG=--no-widen-in-optimizer bash scripts/gpu-step-ab.sh
+#       a train flag instead: on is without it, off passes it (Note [Widening in the optimizer])
 # The logged losses of each way are compared (a switch that only changes how
 # kernels launch must leave them identical).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0
 OUT=${OUT:-./gpu-out}; mkdir -p "$OUT"
-variable=${AB_VARIABLE:-COHORT_GRAPH_MEMSETS}; off=${AB_OFF:-keep}
+flag=${AB_FLAG:-}
+variable=${AB_VARIABLE:-}; off=${AB_OFF:-keep}
+[ -z "$flag" ] && [ -z "$variable" ] && variable=COHORT_GRAPH_MEMSETS
 exec > >(tee -a "$OUT/gpu-step-ab.log") 2>&1
-echo "gpu-step-ab: $(date -u +%Y-%m-%dT%H:%M:%SZ), $variable unset (on) against $variable=$off (off)"
+if [ -n "$flag" ]; then
+    echo "gpu-step-ab: $(date -u +%Y-%m-%dT%H:%M:%SZ), without $flag (on) against with it (off)"
+else
+    echo "gpu-step-ab: $(date -u +%Y-%m-%dT%H:%M:%SZ), $variable unset (on) against $variable=$off (off)"
+fi
 cat .gpu/build-info.txt 2>/dev/null
 nvidia-smi --query-gpu=index,name,driver_version --format=csv,noheader
 source scripts/gpu-common.sh
@@ -34,10 +42,15 @@ for spec in 128-1 32-1 512-1 128-2; do
     b=${spec%-*}; rep=${spec#*-}; steps=$((b == 32 ? 160 : 100))
     for way in on off; do
         # on: the variable unset (whatever the caller's environment holds); off: set to $off.
-        setting=(-u "$variable"); [ $way = off ] && setting=("$variable=$off")
-        timeout 60 env "${setting[@]}" "$cohort" train "${common[@]}" --batch-size $b --steps-per-epoch $steps \
+        setting=(); flags=()
+        if [ -n "$flag" ]; then
+            [ $way = off ] && flags=($flag)
+        else
+            setting=(-u "$variable"); [ $way = off ] && setting=("$variable=$off")
+        fi
+        timeout 60 env "${setting[@]}" "$cohort" train "${common[@]}" "${flags[@]}" --batch-size $b --steps-per-epoch $steps \
             --synthetic-images $((b * steps)) --run-dir "$OUT/b$b-r$rep-$way-1gpu" > "$OUT/b$b-r$rep-$way-1gpu.txt" 2>&1
-        timeout 90 env "${setting[@]}" "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" \
+        timeout 90 env "${setting[@]}" "$cohort" launch --nproc-per-node $ranks -- "$cohort" train "${common[@]}" "${flags[@]}" \
             --batch-size $b --steps-per-epoch $steps --synthetic-images $((b * steps * ranks)) \
             --run-dir "$OUT/b$b-r$rep-$way-${ranks}gpu" > "$OUT/b$b-r$rep-$way-${ranks}gpu.txt" 2>&1
     done
@@ -74,5 +87,6 @@ for spec in ("128-1", "128-2", "32-1", "512-1"):
             same = f"1 GPU {verdicts[0]}, {ranks} GPUs {verdicts[1]}"
         print(f"| {b}, {rep} | {way} | {cell(one)} | {cell(many)} | {ratio} | {same} |")
 PY
-# Each way's kernel trace of the 1-GPU step at 128 (1gpu: on; 1gpu-off).
+# Each way's kernel trace of the 1-GPU step at 128 (1gpu: on; 1gpu-off); environment switches only.
+[ -n "$flag" ] && exit 0
 OUT="$OUT/trace" TRACE_ONE_GPU=1 TRACE_EXTRA="off:$variable=$off" timeout 120 bash scripts/kernel-trace/trace-steps.sh 2>&1 | tail -30
