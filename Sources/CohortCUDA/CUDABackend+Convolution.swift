@@ -52,10 +52,13 @@ final class ConvolutionPlan {
     struct Key: Hashable {
         var geometry: Conv2dGeometry
         var dtype: DType
+        /// Only algorithms cuDNN reports deterministic (`Backend.setDeterministicAlgorithms`).
+        var deterministic = false
     }
 
     let geometry: Conv2dGeometry
     let dtype: DType
+    let deterministic: Bool
     let input: cudnnTensorDescriptor_t
     let output: cudnnTensorDescriptor_t
     let filter: cudnnFilterDescriptor_t
@@ -85,9 +88,10 @@ final class ConvolutionPlan {
     }
 
     /// `allowsTF32`: float32 convolutions may run on TF32 tensor cores (off: FMA math only, true fp32).
-    init(_ g: Conv2dGeometry, dtype: DType, allowsTF32: Bool) throws(CUDNNError) {
+    init(_ g: Conv2dGeometry, dtype: DType, allowsTF32: Bool, deterministic: Bool) throws(CUDNNError) {
         geometry = g
         self.dtype = dtype
+        self.deterministic = deterministic
         let what = "\(g) \(dtype)"
         var input: cudnnTensorDescriptor_t?, output: cudnnTensorDescriptor_t?, filter: cudnnFilterDescriptor_t?
         try checkCUDNN(cudnn.cudnnCreateTensorDescriptor(&input), "cudnnCreateTensorDescriptor")
@@ -136,6 +140,8 @@ final class ConvolutionPlan {
 extension CUDABackend {
     static let findWorkspaceLimit = 1 << 30
     private static let algorithmsRequested = 8  // cuDNN 9 has at most 8 per direction
+    /// CUDNN_DETERMINISTIC, a perf result's `determinism` when the algorithm uses no atomics.
+    static let cudnnDeterministic: Int32 = 1
 
     /// Note [Two search rounds]
     /// - Find times every candidate once. With the same binary on 4 x H200
@@ -317,9 +323,11 @@ extension CUDABackend {
     // MARK: Plans
 
     private func convolutionPlan(_ g: Conv2dGeometry, _ dtype: DType) -> ConvolutionPlan {
-        let key = ConvolutionPlan.Key(geometry: g, dtype: dtype)
+        let key = ConvolutionPlan.Key(geometry: g, dtype: dtype, deterministic: deterministicAlgorithms)
         if let plan = convolutions[key] { return plan }
-        let plan = mustSucceed { try ConvolutionPlan(g, dtype: dtype, allowsTF32: allowsTF32) }
+        let plan = mustSucceed {
+            try ConvolutionPlan(g, dtype: dtype, allowsTF32: allowsTF32, deterministic: deterministicAlgorithms)
+        }
         convolutions[key] = plan
         return plan
     }
@@ -367,7 +375,8 @@ extension CUDABackend {
             let budget = min(Self.findWorkspaceLimit, try context.memoryInfo().free / 2)
             let cacheKey = ConvolutionAlgorithmCache.key(
                 device: context.properties.name, cudnnVersion: context.versions.cudnn, geometry: plan.geometry,
-                dtype: plan.dtype, direction: direction, allowsTF32: allowsTF32)
+                dtype: plan.dtype, direction: direction + (plan.deterministic ? " deterministic" : ""),
+                allowsTF32: allowsTF32)
             if usesAlgorithmCache, let cached = algorithmCache.entry(cacheKey),
                cudnn.cudnnSetConvolutionMathType(descriptor, cached.mathType) == 0 {
                 var bytes = 0
@@ -407,6 +416,7 @@ extension CUDABackend {
             let best = candidates.first(where: {
                 $0.status == 0 && $0.memory <= budget
                     && (plan.dtype != .float32 || allowsTF32 || $0.mathType == Int32(COHORT_CUDNN_FMA_MATH))
+                    && (!plan.deterministic || $0.determinism == Self.cudnnDeterministic)
             })
             if plan.dtype == .bfloat16 && (status != 0 || best == nil) {
                 var reason = "no algorithm ran; tried "

@@ -53,7 +53,7 @@ extension CUDABackend {
     /// every candidate it reported; nil until that direction has run once.
     public func convolutionAlgorithm(_ g: Conv2dGeometry, dtype: DType,
                                      _ direction: ConvolutionDirection) -> ConvolutionAlgorithmReport? {
-        guard let plan = convolutions[ConvolutionPlan.Key(geometry: g, dtype: dtype)] else { return nil }
+        guard let plan = convolutions[ConvolutionPlan.Key(geometry: g, dtype: dtype, deterministic: deterministicAlgorithms)] else { return nil }
         let choice: ConvolutionPlan.Choice?
         switch direction {
         case .forward: choice = plan.forward

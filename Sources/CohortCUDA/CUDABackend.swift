@@ -46,6 +46,9 @@ public final class CUDABackend: Backend {
     let algorithmCache = ConvolutionAlgorithmCache(directory: KernelCacheKey.cacheDirectory())
     /// False: every geometry is searched afresh (`cohort bench convs`, which prints the search's timings).
     public var usesAlgorithmCache = true
+    /// `setDeterministicAlgorithms`: later convolutions use plans whose
+    /// algorithms cuDNN reports deterministic (a plan key of their own).
+    var deterministicAlgorithms = false
     var segmentPlans: [SegmentPlanKey: SegmentPlan] = [:]
     /// COHORT_SIDE_WORK's stream and buffers (CUDABackend+SideWork.swift; nil unless set).
     var sideWork: SideWork?
@@ -297,4 +300,8 @@ extension CUDABackend {
 /// A device address as the pointer type cuDNN and cuBLAS take (never dereferenced on the host).
 func devicePointer(_ address: CUdeviceptr) -> UnsafeMutableRawPointer {
     UnsafeMutableRawPointer(bitPattern: UInt(address))!
+}
+
+extension CUDABackend {
+    public func setDeterministicAlgorithms(_ deterministic: Bool) { deterministicAlgorithms = deterministic }
 }

@@ -25,6 +25,13 @@ public protocol Backend: AnyObject {
     var details: String { get }
     /// Whether ops take bfloat16 activations and weights (`Note [Mixed precision]`).
     var supportsBFloat16: Bool { get }
+    /// Restricts later ops to algorithms that give the same bits on every run
+    /// (PyTorch's `torch.backends.cudnn.deterministic`): on CUDA, convolution
+    /// algorithms cuDNN reports deterministic (no atomic accumulation), chosen
+    /// and cached apart from the fastest ones. The self-test's replay checks use
+    /// it, so a replay is compared with eager steps that differ from it only by
+    /// how it was launched. Default: nothing (the host backends are deterministic).
+    func setDeterministicAlgorithms(_ deterministic: Bool)
 
     // MARK: Memory
 
@@ -200,6 +207,7 @@ public protocol Backend: AnyObject {
 
 extension Backend {
     public var supportsBFloat16: Bool { false }
+    public func setDeterministicAlgorithms(_ deterministic: Bool) {}
 
     public func conv2dBackwardData(dInput: Tensor, dOutput: Tensor, weight: Tensor, geometry: Conv2dGeometry,
                                    weightAsInForward: Bool) {

@@ -42,6 +42,8 @@ extension BackendSelfTest {
                               + (widensInOptimizer ? "" : ", --no-widen-in-optimizer"),
                           shape: "resnet18 batch \(batch), 1 NCCL rank, bf16 wire, 1 eager + 3 graph steps") { c in
                 guard self.backendHasGraphs(c.tested) else { return }
+                c.tested.setDeterministicAlgorithms(true)  // see compareReplay
+                defer { c.tested.setDeterministicAlgorithms(false) }
                 let seed = c.random.next()
                 let hostImages = c.uniform([batch, 32, 32, 3], -2...2), hostLabels = c.labels(batch, classes: 10)
                 let communicator: Communicator, images: Tensor, labels: Tensor
