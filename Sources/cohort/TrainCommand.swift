@@ -483,6 +483,8 @@ struct Train: ParsableCommand {
             if reducer.communicationDType == .bfloat16 && reducer.convertsOnComputeStream {
                 header["wire_conversions"] = "compute stream"
             }
+            // Note [Widening in the optimizer]: where the averaged gradients are read from.
+            header["optimizer_gradients"] = reducer.optimizerReadsWire ? "bf16 wire" : "float32"
             // float32 sizes; GPUMeasurements halves them for allreduce_dtype bf16 (older runs' headers read the same).
             header["bucket_bytes"] = reducer.buckets.map { String($0.byteCount) }.joined(separator: ",")
             if let bucketRelease { header["bucket_release"] = bucketRelease }
