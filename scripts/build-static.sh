@@ -32,11 +32,12 @@ mkdir -p .build-static/curl-stubs
 clang -c -O2 scripts/static-curl-stubs.c -o .build-static/curl-stubs/curl-stubs.o
 rm -f .build-static/curl-stubs/libcurl.a
 ar rcs .build-static/curl-stubs/libcurl.a .build-static/curl-stubs/curl-stubs.o
-# Cohort's own modules are always compiled afresh (the packages it depends on stay built):
-# an incremental release build once kept a module compiled against the Backend protocol
-# before a requirement was added, and the binary called the wrong witness (2026-11-28,
-# docs/results/2026-11-28-widening). About three minutes on two cores.
-rm -rf .build-static/release/{Cohort*,CCUDA,CDNNL,CMPI,cohort}.build .build-static/release/Modules/Cohort*
+# Always a clean build (the fetched packages stay): an incremental release build once kept
+# a module compiled against the Backend protocol before a requirement was added, and the
+# binary called the wrong witness (2026-11-28, docs/results/2026-11-28-widening); deleting
+# only Cohort's own build folders leaves SwiftPM's build plan pointing at files that are gone.
+# About four minutes on two cores.
+rm -rf .build-static/release .build-static/"$(uname -m)"-unknown-linux-gnu
 swift build -c release --static-swift-stdlib --scratch-path .build-static --product cohort \
     -Xlinker -L"$root/.build-static/curl-stubs"
 
