@@ -138,6 +138,9 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("no-progress"), help: "No progress display, only epoch lines.")
     var noProgress = false
 
+    @Flag(name: .customLong("deterministic"), help: "GPU runs: only convolution algorithms cuDNN reports deterministic (no atomic accumulation), as PyTorch's torch.backends.cudnn.deterministic: the same seed and machine give the same bits, at some cost in speed (Backend.setDeterministicAlgorithms).")
+    var deterministic = false
+
     @Flag(name: .customLong("no-overlap"), help: "Multi-rank runs: all-reduce the gradients once after backward instead of bucket by bucket during it (to measure the overlap).")
     var noOverlap = false
 
@@ -350,6 +353,7 @@ struct Train: ParsableCommand {
         let display = ProgressDisplay(enabled: !noProgress, muted: !communicator.isRoot)
         let (backend, notes) = try prepared
             ?? makeBackend(device: deviceOptions.device, choice: deviceOptions.backend, allowsTF32: !deviceOptions.noTF32)
+        if deterministic { backend.setDeterministicAlgorithms(true) }
         let data = try shared ?? dataOptions.load(log: display.log)
         let globalBatch = batchSize * worldSize
         let scaledLR = lrScaling.scaled(baseLR: lr, baseBatch: baseBatchSize, batch: globalBatch)
@@ -464,6 +468,7 @@ struct Train: ParsableCommand {
         header["backend"] = backend.name
         if backend.recordsTimestampsInsideGraphs { header["graph_phase_timing"] = "true" }
         header["device"] = backend.device.description
+        if deterministic { header["deterministic"] = "cuDNN algorithms reported deterministic" }
         header["dataset"] = data.training.name
         header["synthetic"] = String(data.training.isSynthetic)
         header["lr_scaling"] = lrScaling.rawValue
