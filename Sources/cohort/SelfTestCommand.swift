@@ -54,7 +54,12 @@ struct SelfTest: ParsableCommand {
     var filter: String?
 
     func validate() throws {
-        let planned = BackendSelfTest(backend: ReferenceBackend(), options: .init(seed: 0, bfloat16: bfloat16, filter: filter))
+        // Planned as on a GPU, data-parallel rows included (a factory that only plans: never called).
+        let planningOnly = DataParallelCommunicatorFactory { _ in
+            throw ValidationError("planning the self-test's checks makes no communicator")
+        }
+        let planned = BackendSelfTest(backend: ReferenceBackend(), options: .init(
+            seed: 0, bfloat16: bfloat16, filter: filter, dataParallelCommunicators: planningOnly))
         guard !planned.plannedChecks.isEmpty else {
             throw ValidationError("--filter \(filter ?? ""): no check's name or shape contains it (try conv2d, batchNorm, resnet18)")
         }
@@ -63,7 +68,9 @@ struct SelfTest: ParsableCommand {
     /// One-rank NCCL communicators for the data-parallel step checks (Note [Self-test of the
     /// data-parallel step]), on CUDA where libnccl loads; otherwise nil and why (nil: nothing to say).
     static func dataParallelCommunicators(_ backend: Backend) -> (DataParallelCommunicatorFactory?, String?) {
-        guard let cuda = backend as? CUDABackend else { return (nil, nil) }
+        guard let cuda = backend as? CUDABackend else {
+            return (nil, "the data-parallel step checks run on CUDA only (one NCCL rank)")
+        }
         if let failure = NCCLCommunicator.loadFailure() {
             return (nil, "the data-parallel step checks need NCCL: \(failure)")
         }
