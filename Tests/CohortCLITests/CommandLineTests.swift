@@ -68,6 +68,17 @@ final class CommandLineTests: XCTestCase {
         }
     }
 
+    /// `cohort selftest --filter` takes the name of any check a GPU runs, the
+    /// data-parallel rows included (a failure's rerun line names them), and
+    /// refuses text no check has; off CUDA it says where those rows run.
+    func testSelfTestFiltersKnowTheDataParallelRows() throws {
+        let (status, output) = try cohort(["selftest", "--device", "cpu", "--filter", "data-parallel step"])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("the data-parallel step checks run on CUDA only"), output)
+        try assertRejected(["selftest", "--device", "cpu", "--filter", "no-such-check"],
+                           mentions: "no check's name or shape contains it")
+    }
+
     /// Without a GPU (this machine, CI) `cohort bench convs` says it needs
     /// one, names what is missing, and exits non-zero without a crash.
     func testConvolutionBenchSaysItNeedsAGPU() throws {
