@@ -2,6 +2,7 @@
 # On the GPU machine (2 GPUs), from the repository root after scripts/build-static.sh filled .gpu/:
 # `cohort train --deterministic` against the default, twice each, on 1 and 2 GPUs at batch 32:
 # median device step and whether the logged losses of the two runs of each way are identical.
+set -uo pipefail
 cat .gpu/build-info.txt; nvidia-smi --query-gpu=index,name --format=csv,noheader
 source scripts/gpu-common.sh; unpack_cohort >/dev/null || exit 1
 common=(train --device cuda --precision bf16 --dataset synthetic --epochs 1 --eval-limit 1024 --no-progress --log-every 10 --batch-size 32 --steps-per-epoch 100)
