@@ -7,7 +7,7 @@ import Foundation
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show which backends and libraries (CUDA, NCCL, MPI) this machine offers.")
+        abstract: "Show which backends and libraries (CUDA, NCCL, MPI) this machine offers, and the COHORT_* settings in the environment.")
 
     func run() throws {
         let reference = ReferenceBackend()
@@ -35,5 +35,7 @@ struct Info: ParsableCommand {
         } catch {
             print("mpi        missing    \(error)")
         }
+        // Settings that change what a run measures (Note [Environment switches]).
+        for line in EnvironmentSettings.infoLines() { print(line) }
     }
 }

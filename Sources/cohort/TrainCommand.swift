@@ -477,6 +477,7 @@ struct Train: ParsableCommand {
         header["rank"] = String(communicator.rank)
         header["global_batch_size"] = String(globalBatch)
         header["pid"] = String(ProcessInfo.processInfo.processIdentifier)
+        if let environment = EnvironmentSettings.headerValue() { header["environment"] = environment }
         if noCommunication { header["communication"] = "off" }
         if splitStepGraph { header["split_step_graph"] = "after forward" }
         if allReduceLaunch != .graph && trainer.reducer != nil { header["allreduce_launch"] = allReduceLaunch.rawValue }
