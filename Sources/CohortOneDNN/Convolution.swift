@@ -1,4 +1,5 @@
 import CDNNL
+import Foundation
 import CohortKernels
 
 /// The three primitives of one convolution geometry, with the layout
@@ -19,8 +20,23 @@ import CohortKernels
 ///   (e.g. 256->256 on 8x8: forward 10.2 -> 4.7 ms, weights 11.0 -> 5.1 ms);
 ///   the 3->64 stem is 5x slower with it. Its transforms add round-off:
 ///   3e-6 of the largest output against the reference, direct's 1.6e-6.
+/// - Without AVX-512 (oneDNN's effective ISA avx2: a 2-core AMD EPYC at
+///   2.45 GHz, 2026-11-28) there is no Winograd, every convolution runs
+///   direct (`jit:avx2`), and those kernels are faster on blocked
+///   activations (`nChw8c`) than on NHWC, the reorders counted: ResNet-18's
+///   step at batch 32 24 -> 27 images/s (medians of 11 alternating pairs of
+///   10-step runs, 9 pairs faster; that VM is noisy, NHWC ranged 19-32), at
+///   batch 128 22.9-26.9 -> 27.1-27.7 (three pairs). Per geometry (batch 32)
+///   the 3x3 convolutions of 64 or
+///   more input channels gain 0-30% in each direction; the 1x1 shortcuts and
+///   the 3-channel stem lose (0.5-0.8x, about 1 ms each), so they stay NHWC.
+///   `DirectConvolutionLayout` holds the rule; COHORT_DNNL_ACTIVATIONS=nhwc
+///   or blocked overrides it (A/B runs; the tests check both layouts).
 final class ConvolutionPlan {
     let algorithm: Algorithm
+    /// Whether direct convolutions of this geometry run on oneDNN's blocked
+    /// activations (Note [oneDNN convolution layouts], the AVX2 part).
+    let blockedActivations: Bool
     private let forward: Direction
     private let backwardData: Direction
     private let backwardWeights: Direction
@@ -40,14 +56,17 @@ final class ConvolutionPlan {
         }
     }
 
-    init(_ geometry: Conv2dGeometry, engine: Engine, scratch: ScratchSpace) throws(OneDNNError) {
+    init(_ geometry: Conv2dGeometry, layout: DirectConvolutionLayout, engine: Engine,
+         scratch: ScratchSpace) throws(OneDNNError) {
+        blockedActivations = layout.usesBlockedActivations(geometry)
         let winogradShape = geometry.kernelSize == 3 && geometry.stride == 1
             && geometry.inputChannels >= 64 && geometry.outputChannels >= 64
         if winogradShape, let plan = try Self.plan(geometry, .winograd, engine: engine, scratch: scratch) {
             (forward, backwardData, backwardWeights) = plan
             algorithm = .winograd
         } else {
-            (forward, backwardData, backwardWeights) = try Self.plan(geometry, .direct, engine: engine, scratch: scratch)!
+            (forward, backwardData, backwardWeights) = try Self.plan(geometry, .direct, blocked: blockedActivations,
+                                                                     engine: engine, scratch: scratch)!
             algorithm = .direct
         }
     }
@@ -66,7 +85,7 @@ final class ConvolutionPlan {
 
     /// The three directions with `algorithm`, or nil when oneDNN has no
     /// Winograd implementation for this geometry.
-    private static func plan(_ g: Conv2dGeometry, _ algorithm: Algorithm, engine: Engine,
+    private static func plan(_ g: Conv2dGeometry, _ algorithm: Algorithm, blocked: Bool = false, engine: Engine,
                              scratch: ScratchSpace) throws(OneDNNError) -> (Direction, Direction, Direction)? {
         let name = "\(g) (\(algorithm.rawValue))"
         let sourceDims = [g.batch, g.inputChannels, g.inputHeight, g.inputWidth]
@@ -75,7 +94,7 @@ final class ConvolutionPlan {
         let userSource = try memoryDescriptor(sourceDims, dnnl_acdb)
         let userDestination = try memoryDescriptor(destinationDims, dnnl_acdb)
         let userWeights = try memoryDescriptor(weightDims, dnnl_abcd)
-        let activationTag = algorithm == .winograd ? dnnl_format_tag_any : dnnl_acdb
+        let activationTag = algorithm == .winograd || blocked ? dnnl_format_tag_any : dnnl_acdb
         var source = try memoryDescriptor(sourceDims, activationTag)
         var destination = try memoryDescriptor(destinationDims, activationTag)
         var weights = try memoryDescriptor(weightDims, dnnl_format_tag_any)
@@ -181,5 +200,36 @@ final class ScratchSpace {
         let buffer = Buffer(byteCount: byteCount)
         buffers[slot] = buffer
         return buffer.pointer
+    }
+}
+
+/// Which activation layout direct convolutions run on (Note [oneDNN
+/// convolution layouts]): the user's NHWC, or oneDNN's blocked layout with
+/// reorders around each call.
+public enum DirectConvolutionLayout: String, Sendable, CaseIterable {
+    /// Blocked for the 3x3 convolutions of 64+ input channels where the CPU
+    /// has no AVX-512 (COHORT_DNNL_ACTIVATIONS overrides), NHWC otherwise.
+    case automatic = "auto"
+    case nhwc
+    case blocked
+
+    /// `automatic` as this machine and COHORT_DNNL_ACTIVATIONS resolve it.
+    static let resolvedAutomatic: DirectConvolutionLayout = {
+        if let value = ProcessInfo.processInfo.environment["COHORT_DNNL_ACTIVATIONS"], !value.isEmpty {
+            if let layout = DirectConvolutionLayout(rawValue: value), layout != .automatic { return layout }
+            if value != "auto" {
+                FileHandle.standardError.write(Data("COHORT_DNNL_ACTIVATIONS=\(value) ignored: auto, nhwc or blocked\n".utf8))
+            }
+        }
+        let isa = dnnl.dnnl_cpu_isa2str(dnnl.dnnl_get_effective_cpu_isa()).map { String(cString: $0) } ?? ""
+        return isa.contains("avx512") || isa.contains("amx") ? .nhwc : .blocked
+    }()
+
+    func usesBlockedActivations(_ g: Conv2dGeometry) -> Bool {
+        switch self {
+        case .automatic: return Self.resolvedAutomatic.usesBlockedActivations(g)
+        case .nhwc: return false
+        case .blocked: return g.kernelSize == 3 && g.inputChannels >= 64
+        }
     }
 }

@@ -43,7 +43,11 @@ public final class OneDNNBackend: Backend {
         var fuseReLU: Bool
     }
 
-    public init() throws(OneDNNError) {
+    /// The activation layout of direct convolutions (Note [oneDNN convolution layouts]).
+    public let directConvolutionLayout: DirectConvolutionLayout
+
+    public init(directConvolutionLayout: DirectConvolutionLayout = .automatic) throws(OneDNNError) {
+        self.directConvolutionLayout = directConvolutionLayout
         var message = [CChar](repeating: 0, count: 1024)
         guard cohort_dnnl_load(&message, message.count) == 0 else {
             let bytes = message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
@@ -53,7 +57,9 @@ public final class OneDNNBackend: Backend {
         let version = dnnl.dnnl_version()!.pointee
         let isa = dnnl.dnnl_cpu_isa2str(dnnl.dnnl_get_effective_cpu_isa()).map { String(cString: $0) } ?? "unknown"
         let threads = dnnl.omp_get_max_threads.map { "\($0()) OpenMP threads" } ?? "threads set by oneDNN's runtime"
-        details = "oneDNN \(version.major).\(version.minor).\(version.patch), ISA \(isa), \(threads)"
+        let resolved = directConvolutionLayout == .automatic ? DirectConvolutionLayout.resolvedAutomatic : directConvolutionLayout
+        let layout = resolved == .blocked ? ", blocked activations for direct 3x3 convolutions" : ""
+        details = "oneDNN \(version.major).\(version.minor).\(version.patch), ISA \(isa), \(threads)\(layout)"
     }
 
     /// Sets how many OpenMP threads oneDNN's primitives called from this
@@ -145,19 +151,19 @@ public final class OneDNNBackend: Backend {
 
     public func conv2dForward(output: Tensor, input: Tensor, weight: Tensor, geometry: Conv2dGeometry) {
         expect((output, geometry.outputShape), (input, geometry.inputShape), (weight, geometry.weightShape))
-        plan(&convolutions, geometry) { try ConvolutionPlan($0, engine: engine, scratch: scratch) }
+        plan(&convolutions, geometry) { try ConvolutionPlan($0, layout: directConvolutionLayout, engine: engine, scratch: scratch) }
             .runForward(output: output.rawPointer, input: input.rawPointer, weight: weight.rawPointer)
     }
 
     public func conv2dBackwardData(dInput: Tensor, dOutput: Tensor, weight: Tensor, geometry: Conv2dGeometry) {
         expect((dInput, geometry.inputShape), (dOutput, geometry.outputShape), (weight, geometry.weightShape))
-        plan(&convolutions, geometry) { try ConvolutionPlan($0, engine: engine, scratch: scratch) }
+        plan(&convolutions, geometry) { try ConvolutionPlan($0, layout: directConvolutionLayout, engine: engine, scratch: scratch) }
             .runBackwardData(dInput: dInput.rawPointer, dOutput: dOutput.rawPointer, weight: weight.rawPointer)
     }
 
     public func conv2dBackwardWeight(dWeight: Tensor, input: Tensor, dOutput: Tensor, geometry: Conv2dGeometry) {
         expect((dWeight, geometry.weightShape), (input, geometry.inputShape), (dOutput, geometry.outputShape))
-        plan(&convolutions, geometry) { try ConvolutionPlan($0, engine: engine, scratch: scratch) }
+        plan(&convolutions, geometry) { try ConvolutionPlan($0, layout: directConvolutionLayout, engine: engine, scratch: scratch) }
             .runBackwardWeights(dWeight: dWeight.rawPointer, input: input.rawPointer, dOutput: dOutput.rawPointer)
     }
 

@@ -13,7 +13,7 @@ enum EnvironmentSettings {
     enum Effect: String {
         case launcher = "set by cohort launch or the build scripts"
         case files = "where Cohort keeps or finds files"
-        case speed = "a measurement switch: changes how fast the GPU step runs, not what it computes"
+        case speed = "a measurement switch: changes how fast a step runs, not what it computes"
         case computation = "a measurement switch that changes what is computed: gradients are NOT all-reduced"
     }
 
@@ -25,6 +25,7 @@ enum EnvironmentSettings {
         "COHORT_NCCL_STREAM": .speed, "COHORT_NCCL_STREAM_PRIORITY": .speed,
         "COHORT_GRAPH_NODE_PRIORITY": .speed, "COHORT_KERNEL_CARVEOUT": .speed, "COHORT_GRAPH_TIMING": .speed,
         "COHORT_GRAPH_DOT": .speed, "COHORT_SIDE_WORK": .speed, "COHORT_SIDE_PRIORITY": .speed,
+        "COHORT_DNNL_ACTIVATIONS": .speed,
         "COHORT_ALLREDUCE_DRY": .computation,
     ]
 

@@ -1,4 +1,5 @@
 import CohortKernels
+import CohortOneDNN
 import CohortTensor
 import XCTest
 
@@ -30,39 +31,45 @@ final class ConvolutionTests: OneDNNComparisonTestCase {
     /// convs with 64+ channels, see Note [oneDNN convolution layouts]) up to 3e-6.
     let tolerance: Float = 1e-4
 
-    func testForward() {
-        for g in geometries {
+    /// Both activation layouts of direct convolutions, whichever this CPU's
+    /// default is (Note [oneDNN convolution layouts]).
+    func layouts() throws -> [OneDNNBackend] {
+        try [DirectConvolutionLayout.nhwc, .blocked].map { try OneDNNBackend(directConvolutionLayout: $0) }
+    }
+
+    func testForward() throws {
+        for onednn in try layouts() { for g in geometries {
             let input = randomTensor(g.inputShape), weight = randomTensor(g.weightShape, in: -0.1...0.1)
             let expected = Tensor.zeros(g.outputShape), actual = Tensor.zeros(g.outputShape)
             reference.conv2dForward(output: expected, input: input, weight: weight, geometry: g)
             onednn.conv2dForward(output: actual, input: input, weight: weight, geometry: g)
             onednn.synchronize()
-            assertClose(actual, expected, tolerance: tolerance, "forward \(g)")
-        }
+            assertClose(actual, expected, tolerance: tolerance, "forward \(g), \(onednn.directConvolutionLayout)")
+        } }
     }
 
-    func testBackwardData() {
-        for g in geometries {
+    func testBackwardData() throws {
+        for onednn in try layouts() { for g in geometries {
             let dOutput = randomTensor(g.outputShape), weight = randomTensor(g.weightShape, in: -0.1...0.1)
             let expected = Tensor.zeros(g.inputShape), actual = Tensor.zeros(g.inputShape)
             reference.conv2dBackwardData(dInput: expected, dOutput: dOutput, weight: weight, geometry: g)
             onednn.conv2dBackwardData(dInput: actual, dOutput: dOutput, weight: weight, geometry: g)
             onednn.synchronize()
-            assertClose(actual, expected, tolerance: tolerance, "backward data \(g)")
-        }
+            assertClose(actual, expected, tolerance: tolerance, "backward data \(g), \(onednn.directConvolutionLayout)")
+        } }
     }
 
     /// Backward weights sums over batch and pixels (up to 2*32*32 = 2048
     /// terms per weight), fewer than the forward's 4608: the same 1e-4 holds.
-    func testBackwardWeight() {
-        for g in geometries {
+    func testBackwardWeight() throws {
+        for onednn in try layouts() { for g in geometries {
             let input = randomTensor(g.inputShape), dOutput = randomTensor(g.outputShape)
             let expected = Tensor.zeros(g.weightShape), actual = Tensor.zeros(g.weightShape)
             reference.conv2dBackwardWeight(dWeight: expected, input: input, dOutput: dOutput, geometry: g)
             onednn.conv2dBackwardWeight(dWeight: actual, input: input, dOutput: dOutput, geometry: g)
             onednn.synchronize()
-            assertClose(actual, expected, tolerance: tolerance, "backward weight \(g)")
-        }
+            assertClose(actual, expected, tolerance: tolerance, "backward weight \(g), \(onednn.directConvolutionLayout)")
+        } }
     }
 
     /// A cached plan must give the same results on new data (the data
