@@ -86,6 +86,9 @@ public struct RunMetadata: Codable, Equatable, Sendable {
     public var date: String
     /// The exact command line that produced the results.
     public var command: String
+    /// The measurement switches (`COHORT_*`) and NCCL's variables the run had
+    /// set, `NAME=value` separated by spaces (docs/environment.md); nil when none.
+    public var environment: String?
     public var profile: Profile
     /// True when the figures come from random images instead of CIFAR-10.
     public var syntheticData: Bool
@@ -96,7 +99,8 @@ public struct RunMetadata: Codable, Equatable, Sendable {
 
     public init(machine: String, card: String? = nil, deviceCount: Int, driver: String? = nil,
                 libraries: LibraryVersions = LibraryVersions(), commit: String, date: String, command: String,
-                profile: Profile, syntheticData: Bool, imagesPerEpoch: Int, notes: [String] = []) {
+                environment: String? = nil, profile: Profile, syntheticData: Bool, imagesPerEpoch: Int,
+                notes: [String] = []) {
         self.machine = machine
         self.card = card
         self.deviceCount = deviceCount
@@ -105,6 +109,7 @@ public struct RunMetadata: Codable, Equatable, Sendable {
         self.commit = commit
         self.date = date
         self.command = command
+        self.environment = environment
         self.profile = profile
         self.syntheticData = syntheticData
         self.imagesPerEpoch = imagesPerEpoch

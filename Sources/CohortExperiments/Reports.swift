@@ -16,6 +16,7 @@ public enum ReportStamp {
             ("Images per epoch", Format.count(Double(metadata.imagesPerEpoch))),
         ]
         if rows[3].1.isEmpty { rows[3].1 = "none loaded" }
+        if let environment = metadata.environment { rows.insert(("Environment", environment), at: 7) }
         rows += metadata.notes.map { ("Note", $0) }
         return rows
     }

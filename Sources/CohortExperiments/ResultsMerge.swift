@@ -72,6 +72,13 @@ public enum ResultsMerge {
             .joined(separator: " + ")
         merged.metadata.date = parts.last!.metadata.date
         merged.metadata.command = "merged from \(parts.count) calls (cohort report)"
+        let environments = parts.map { $0.metadata.environment ?? "" }
+        if Set(environments).count == 1 {
+            merged.metadata.environment = parts[0].metadata.environment
+        } else {
+            merged.metadata.environment = environments.enumerated()
+                .map { "call \($0.offset + 1): \($0.element.isEmpty ? "none" : $0.element)" }.joined(separator: "; ")
+        }
         merged.metadata.deviceCount = parts.map(\.metadata.deviceCount).max() ?? merged.metadata.deviceCount
         var notes = ["Merged from \(parts.count) calls on the same kind of machine (Note [Merging results]): "
                      + calls.joined(separator: "; "),

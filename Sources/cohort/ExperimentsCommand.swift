@@ -128,7 +128,8 @@ struct Experiments: ParsableCommand {
         let metadata = RunMetadata(
             machine: MachineDescription.current(), card: machine.cardDescription, deviceCount: max(1, machine.count),
             driver: machine.driver, libraries: libraries, commit: MachineDescription.buildCommit(),
-            date: MachineDescription.isoDate(), command: CommandLine.arguments.joined(separator: " "), profile: .gpu,
+            date: MachineDescription.isoDate(), command: CommandLine.arguments.joined(separator: " "),
+            environment: EnvironmentSettings.headerValue(), profile: .gpu,
             syntheticData: true, imagesPerEpoch: settings.imagesPerEpoch, notes: notes)
         let results = assembly.assemble(metadata: metadata)
         progress("experiments: \(runner.executed.filter(\.outcome.succeeded).count) of \(runner.executed.count) commands "

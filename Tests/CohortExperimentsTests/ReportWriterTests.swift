@@ -220,7 +220,8 @@ final class ReportWriterTests: XCTestCase {
         let markdown = try read("report.md")
         let metadata = SampleResults.make().metadata
         for text in [metadata.card!, metadata.driver!, "CUDA 13.0", "cuDNN 9.14.0", "NCCL 2.28.3", "Open MPI 4.1.6",
-                     "PyTorch 2.11.0", metadata.commit, metadata.date, metadata.command, "gpu", "synthetic"] {
+                     "PyTorch 2.11.0", metadata.commit, metadata.date, metadata.command, "gpu", "synthetic",
+                     "Environment", "NCCL_NVLS_ENABLE=0"] {
             XCTAssertTrue(markdown.contains(text), "stamp lacks \(text)")
         }
     }

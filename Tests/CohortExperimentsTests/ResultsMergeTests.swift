@@ -10,6 +10,7 @@ final class ResultsMergeTests: XCTestCase {
         second.metadata.commit = "bbbbbbb"
         second.metadata.date = "2026-11-28T00:00:00Z"
         second.metadata.command = "cohort experiments --only q1"
+        second.metadata.environment = nil
         // The second call measured Q1 at one batch again (faster) and one batch the first did not.
         let again = try XCTUnwrap(first.q1.records.first)
         var faster = again
@@ -27,6 +28,8 @@ final class ResultsMergeTests: XCTestCase {
         XCTAssertEqual(merged.q2, first.q2, "a section only the first call ran stays as it was")
         XCTAssertEqual(merged.metadata.commit, "\(first.metadata.commit) + bbbbbbb")
         XCTAssertEqual(merged.metadata.date, "2026-11-28T00:00:00Z")
+        XCTAssertEqual(merged.metadata.environment, "call 1: NCCL_NVLS_ENABLE=0; call 2: none", "each call's switches, where they differ")
+        XCTAssertEqual(try ResultsMerge.merge([first, first]).metadata.environment, "NCCL_NVLS_ENABLE=0")
         XCTAssertTrue(merged.metadata.notes[0].contains("call 2: commit bbbbbbb"), merged.metadata.notes[0])
         XCTAssertTrue(merged.metadata.notes[1].contains("Q1: call 1 and call 2"), merged.metadata.notes[1])
         XCTAssertTrue(merged.metadata.notes[1].contains("Q2: call 1;"), merged.metadata.notes[1])

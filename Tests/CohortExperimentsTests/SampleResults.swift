@@ -16,7 +16,7 @@ enum SampleResults {
                                        pytorch: "2.11.0"),
             commit: "af0e7e0", date: "2026-11-28T09:15:00Z",
             command: "cohort experiments --profile gpu --data /tmp/cifar --out results/2026-11-28-h200x4",
-            profile: .gpu, syntheticData: true, imagesPerEpoch: imagesPerEpoch,
+            environment: "NCCL_NVLS_ENABLE=0", profile: .gpu, syntheticData: true, imagesPerEpoch: imagesPerEpoch,
             notes: ["Q1–Q3 on synthetic images already on the device; Q4 on CIFAR-10."])
         return ExperimentResults(
             metadata: metadata, q1: Section(records: q1()), q2: Section(records: q2()), q3: Section(records: q3()),
