@@ -48,9 +48,14 @@ struct BenchTraining: ParsableCommand {
     var json: String?
 
     @Flag(name: .customLong("profile-ops"), help: """
-        Time every op of the timed steps on its own (the device is synchronised around each, so steps run         eagerly and slower) and print where a step's time goes, by op and shape.
+        Time every op of the timed steps on its own (the device is synchronised around each, so steps run \
+        eagerly and slower) and print where a step's time goes, by op and shape.
         """)
     var profileOps = false
+
+    @Option(name: .customLong("profile-shapes"), help: ArgumentHelp(
+        "With --profile-ops: how many of the costliest (op, shape) rows to print.", valueName: "count"))
+    var profileShapes = 12
 
     func validate() throws {
         guard !batchSizes.isEmpty, batchSizes.allSatisfy({ $0 > 0 }) else {
@@ -58,6 +63,7 @@ struct BenchTraining: ParsableCommand {
         }
         guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more") }
         guard steps > 0 else { throw ValidationError("--steps must be at least 1") }
+        guard profileShapes > 0 else { throw ValidationError("--profile-shapes must be at least 1") }
     }
 
     func run() throws {
@@ -99,7 +105,7 @@ struct BenchTraining: ParsableCommand {
             print("  " + pad(op) + String(format: " %8.3f ms  %5.1f%%", perStep(seconds), 100 * seconds / total))
         }
         print("  costliest shapes:")
-        for entry in entries.prefix(12) {
+        for entry in entries.prefix(profileShapes) {
             print("  " + pad(entry.op) + String(format: " %8.3f ms  %5.1f%%  x%d  ", perStep(entry.seconds),
                                                    100 * entry.seconds / total, entry.calls / max(steps, 1)) + entry.shape)
         }

@@ -29,6 +29,7 @@ final class CommandLineTests: XCTestCase {
         try assertRejected(["train", "--data", "/nonexistent-cifar"], mentions: "cifar-10-batches-bin")
         try assertRejected(["eval", "/nonexistent.safetensors", "--dataset", "synthetic"], mentions: "no checkpoint")
         try assertRejected(["bench", "--batch-sizes", "0"], mentions: "--batch-sizes")
+        try assertRejected(["bench", "--profile-ops", "--profile-shapes", "0"], mentions: "--profile-shapes")
         try assertRejected(["frobnicate"], mentions: "Unexpected argument")
         try assertRejected(["bench", "allreduce"], mentions: "an all-reduce needs several ranks")
         try assertRejected(["bench", "allreduce", "--factor", "1"], mentions: "--factor")
@@ -124,11 +125,13 @@ final class CommandLineTests: XCTestCase {
     /// `bench --profile-ops` says where a step's time goes, op by op.
     func testBenchProfilesOps() throws {
         let (status, output) = try cohort(["bench", "--model", "smallcnn", "--batch-sizes", "4", "--steps", "1",
-                                           "--warmup", "1", "--profile-ops"])
+                                           "--warmup", "1", "--profile-ops", "--profile-shapes", "3"])
         XCTAssertEqual(status, 0, output)
         for text in ["profile of batch 4", "conv2dForward", "conv2dBackwardWeight", "batchNormBackward", "optimizerStep"] {
             XCTAssertTrue(output.contains(text), "missing \(text) in:\n\(output)")
         }
+        let shapes = output.components(separatedBy: "costliest shapes:\n").last ?? ""
+        XCTAssertEqual(shapes.split(separator: "\n").filter { $0.contains(" x") && $0.contains(" ms ") }.count, 3, output)
     }
 
     func testHelpListsTheCommands() throws {
