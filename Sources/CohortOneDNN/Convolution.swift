@@ -21,22 +21,20 @@ import CohortKernels
 ///   the 3->64 stem is 5x slower with it. Its transforms add round-off:
 ///   3e-6 of the largest output against the reference, direct's 1.6e-6.
 /// - Without AVX-512 (oneDNN's effective ISA avx2: a 2-core AMD EPYC at
-///   2.45 GHz, 2026-11-28) there is no Winograd, every convolution runs
-///   direct (`jit:avx2`), and those kernels are faster on blocked
-///   activations (`nChw8c`) than on NHWC, the reorders counted: ResNet-18's
-///   step at batch 32 24 -> 27 images/s (medians of 11 alternating pairs of
-///   10-step runs, 9 pairs faster; that VM is noisy, NHWC ranged 19-32), at
-///   batch 128 22.9-26.9 -> 27.1-27.7 (three pairs). Per geometry (batch 32)
-///   the 3x3 convolutions of 64 or
-///   more input channels gain 0-30% in each direction; the 1x1 shortcuts and
-///   the 3-channel stem lose (0.5-0.8x, about 1 ms each), so they stay NHWC.
+///   2.45 GHz, 2026-11-28, the code of 4147029) there is no Winograd, every
+///   convolution runs direct (`jit:avx2`), and those kernels are faster on
+///   blocked activations (`nChw8c`) than on NHWC, the reorders counted:
+///   ResNet-18's step at batch 32 24 -> 27 images/s (`cohort bench`, medians
+///   of 11 alternating pairs of 10-step runs against COHORT_DNNL_ACTIVATIONS=
+///   nhwc, 9 pairs faster; that VM is noisy, NHWC ranged 19-32), at batch 128
+///   22.9-26.9 -> 27.1-27.7 (three pairs). Per geometry (batch 32, every
+///   convolution blocked, `--profile-ops`) the 3x3 convolutions of 64 or more
+///   input channels gain 0-30% in each direction; the 1x1 shortcuts and the
+///   3-channel stem lose (0.5-0.8x, about 1 ms each), so they stay NHWC.
 ///   `DirectConvolutionLayout` holds the rule; COHORT_DNNL_ACTIVATIONS=nhwc
 ///   or blocked overrides it (A/B runs; the tests check both layouts).
 final class ConvolutionPlan {
     let algorithm: Algorithm
-    /// Whether direct convolutions of this geometry run on oneDNN's blocked
-    /// activations (Note [oneDNN convolution layouts], the AVX2 part).
-    let blockedActivations: Bool
     private let forward: Direction
     private let backwardData: Direction
     private let backwardWeights: Direction
@@ -58,14 +56,13 @@ final class ConvolutionPlan {
 
     init(_ geometry: Conv2dGeometry, layout: DirectConvolutionLayout, engine: Engine,
          scratch: ScratchSpace) throws(OneDNNError) {
-        blockedActivations = layout.usesBlockedActivations(geometry)
         let winogradShape = geometry.kernelSize == 3 && geometry.stride == 1
             && geometry.inputChannels >= 64 && geometry.outputChannels >= 64
         if winogradShape, let plan = try Self.plan(geometry, .winograd, engine: engine, scratch: scratch) {
             (forward, backwardData, backwardWeights) = plan
             algorithm = .winograd
         } else {
-            (forward, backwardData, backwardWeights) = try Self.plan(geometry, .direct, blocked: blockedActivations,
+            (forward, backwardData, backwardWeights) = try Self.plan(geometry, .direct, blocked: layout.usesBlockedActivations(geometry),
                                                                      engine: engine, scratch: scratch)!
             algorithm = .direct
         }
@@ -221,7 +218,7 @@ public enum DirectConvolutionLayout: String, Sendable, CaseIterable {
                 FileHandle.standardError.write(Data("COHORT_DNNL_ACTIVATIONS=\(value) ignored: auto, nhwc or blocked\n".utf8))
             }
         }
-        let isa = dnnl.dnnl_cpu_isa2str(dnnl.dnnl_get_effective_cpu_isa()).map { String(cString: $0) } ?? ""
+        let isa = OneDNNBackend.effectiveISA
         return isa.contains("avx512") || isa.contains("amx") ? .nhwc : .blocked
     }()
 

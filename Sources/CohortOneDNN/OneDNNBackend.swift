@@ -55,11 +55,17 @@ public final class OneDNNBackend: Backend {
         }
         engine = try Engine()
         let version = dnnl.dnnl_version()!.pointee
-        let isa = dnnl.dnnl_cpu_isa2str(dnnl.dnnl_get_effective_cpu_isa()).map { String(cString: $0) } ?? "unknown"
+        let isa = Self.effectiveISA
         let threads = dnnl.omp_get_max_threads.map { "\($0()) OpenMP threads" } ?? "threads set by oneDNN's runtime"
         let resolved = directConvolutionLayout == .automatic ? DirectConvolutionLayout.resolvedAutomatic : directConvolutionLayout
         let layout = resolved == .blocked ? ", blocked activations for direct 3x3 convolutions" : ""
         details = "oneDNN \(version.major).\(version.minor).\(version.patch), ISA \(isa), \(threads)\(layout)"
+    }
+
+    /// oneDNN's name for the instruction set its kernels use here, e.g.
+    /// "cpu_isa_avx2" (call after the library loaded).
+    static var effectiveISA: String {
+        dnnl.dnnl_cpu_isa2str(dnnl.dnnl_get_effective_cpu_isa()).map { String(cString: $0) } ?? "unknown"
     }
 
     /// Sets how many OpenMP threads oneDNN's primitives called from this

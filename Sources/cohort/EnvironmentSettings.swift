@@ -3,8 +3,9 @@ import Foundation
 /// The `COHORT_*` environment variables Cohort reads, with what setting each
 /// one does to a run (docs/environment.md has the values and the Notes).
 ///
-/// Note [Environment switches]: a measurement switch left set from an experiment silently changes
-/// what a later run measures, and a misspelt one silently does nothing, so
+/// Note [Environment switches]: a measurement switch left set from an
+/// experiment silently changes what a later run measures, and a misspelt one
+/// silently does nothing, so
 /// `cohort info` names every `COHORT_*` variable that is set (an unknown one
 /// as a likely typo) and a training run's header records the switches and
 /// NCCL's variables it ran under. A CI test keeps this list, the sources and
@@ -45,8 +46,9 @@ enum EnvironmentSettings {
         }
     }
 
-    /// For a run's header: the measurement switches that are set and NCCL's
-    /// variables, as `NAME=value` separated by spaces; nil when none is set.
+    /// For a run's header: the measurement switches that are set (and any
+    /// `COHORT_*` Cohort does not know, a likely typo) and NCCL's variables,
+    /// as `NAME=value` separated by spaces; nil when none is set.
     static func headerValue(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
         let switches = set(in: environment).filter { $0.effect == .speed || $0.effect == .computation || $0.effect == nil }
             .map { "\($0.name)=\($0.value)" }

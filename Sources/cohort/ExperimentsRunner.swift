@@ -175,7 +175,8 @@ struct ExperimentsRunner {
         return RunMetadata(machine: MachineDescription.current(), card: nil, deviceCount: 1, driver: nil,
                            libraries: LibraryVersions(onednn: MachineDescription.oneDNNVersion(details: backend.details)),
                            commit: MachineDescription.commit(), date: MachineDescription.isoDate(), command: command,
-                           environment: EnvironmentSettings.headerValue(), profile: .cpuScaledDown, syntheticData: true, imagesPerEpoch: plan.imagesPerEpoch, notes: notes)
+                           environment: EnvironmentSettings.headerValue(), profile: .cpuScaledDown,
+                           syntheticData: true, imagesPerEpoch: plan.imagesPerEpoch, notes: notes)
     }
 }
 
