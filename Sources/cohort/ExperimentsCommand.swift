@@ -235,7 +235,8 @@ struct GPUExperimentOptions: ParsableArguments {
     static func integers(_ text: String, _ flag: String) throws -> [Int] {
         let values = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) > 0 }) else {
-            throw ValidationError("\(flag) takes positive integers separated by commas, e.g. 32,128, not \(text)")
+            let example = flag == "--gpus" ? "1,2,4" : "32,128"
+            throw ValidationError("\(flag) takes positive integers separated by commas, e.g. \(example), not \(text)")
         }
         return values.map { $0! }
     }

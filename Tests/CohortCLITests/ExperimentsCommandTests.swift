@@ -146,6 +146,17 @@ final class ExperimentsCommandTests: XCTestCase {
         XCTAssertTrue(message.contains("--q4-reference-seeds must be at least 1"), message)
     }
 
+    /// The list options take positive integers and say so, with an example that fits the option.
+    func testListOptionsRejectWhatIsNotAPositiveInteger() throws {
+        let (gpus, gpusMessage) = try cohort(["experiments", "--profile", "gpu", "--dry-run", "--gpus", "2,x"])
+        XCTAssertNotEqual(gpus, 0)
+        XCTAssertTrue(gpusMessage.contains("--gpus takes positive integers separated by commas, e.g. 1,2,4, not 2,x"), gpusMessage)
+        let (batches, batchesMessage) = try cohort(["experiments", "--profile", "gpu", "--dry-run", "--batches", "128,0"])
+        XCTAssertNotEqual(batches, 0)
+        XCTAssertTrue(batchesMessage.contains("--batches takes positive integers separated by commas, e.g. 32,128, not 128,0"),
+                      batchesMessage)
+    }
+
     /// Merging several results files needs a folder of its own for the merged one.
     func testMergingResultsFilesNeedsAnOutputFolder() throws {
         let (status, output) = try cohort(["report", "a/results.json", "b/results.json"])
