@@ -14,6 +14,8 @@
 #       Note [Programmatic dependent launch] (its default, auto, is on for the ddp runs only)
 #   AB_FLAG=--no-widen-in-optimizer bash scripts/gpu-step-ab.sh
 #       a train flag instead: on is without it, off passes it (Note [Widening in the optimizer])
+# AB_SPECS picks the per-GPU batches and repeats ("batch-repeat ...", default
+# "128-1 32-1 512-1 128-2"); AB_TRACE=off leaves out the kernel traces.
 # The logged losses of each way are compared (a switch that only changes how
 # kernels launch must leave them identical).
 set -uo pipefail
@@ -38,7 +40,8 @@ timeout 120 "$cohort" selftest --device cuda > "$OUT/selftest.txt" 2>&1
 echo "selftest exit $?: $(tail -1 "$OUT/selftest.txt")"
 grep -a "fills inside a graph\|graph replay" "$OUT/selftest.txt" | head -6
 common=(--device cuda --precision bf16 --dataset synthetic --epochs 1 --eval-limit 1024 --no-progress --log-every 10)
-for spec in 128-1 32-1 512-1 128-2; do
+specs=${AB_SPECS:-128-1 32-1 512-1 128-2}
+for spec in $specs; do
     b=${spec%-*}; rep=${spec#*-}; steps=$((b == 32 ? 160 : 100))
     for way in on off; do
         # on: the variable unset (whatever the caller's environment holds); off: set to $off.
@@ -55,9 +58,9 @@ for spec in 128-1 32-1 512-1 128-2; do
             --run-dir "$OUT/b$b-r$rep-$way-${ranks}gpu" > "$OUT/b$b-r$rep-$way-${ranks}gpu.txt" 2>&1
     done
 done
-python3 - "$OUT" "$ranks" <<'PY'
+python3 - "$OUT" "$ranks" "$specs" <<'PY'
 import json, os, statistics, sys
-out, ranks = sys.argv[1], sys.argv[2]
+out, ranks, specs = sys.argv[1], sys.argv[2], sorted(sys.argv[3].split(), key=lambda s: [int(x) for x in s.split("-")])
 def records(folder):
     path = os.path.join(out, folder)
     names = [n for n in os.listdir(path) if n.startswith("metrics")] if os.path.isdir(path) else []
@@ -70,7 +73,7 @@ def step(folder):
 def losses(folder): return [r.get("loss") for r in records(folder) if r.get("event") == "step"]
 print(f"| batch/GPU, repeat | way | 1 GPU step ms | {ranks} GPUs step ms | weak scaling | logged losses, on against off |")
 print("| --- | --- | ---: | ---: | ---: | --- |")
-for spec in ("128-1", "128-2", "32-1", "512-1"):
+for spec in specs:
     b, rep = spec.split("-")
     for way in ("off", "on"):
         one, many = step(f"b{b}-r{rep}-{way}-1gpu"), step(f"b{b}-r{rep}-{way}-{ranks}gpu")
@@ -88,5 +91,5 @@ for spec in ("128-1", "128-2", "32-1", "512-1"):
         print(f"| {b}, {rep} | {way} | {cell(one)} | {cell(many)} | {ratio} | {same} |")
 PY
 # Each way's kernel trace of the 1-GPU step at 128 (1gpu: on; 1gpu-off); environment switches only.
-[ -n "$flag" ] && exit 0
+[ -n "$flag" ] || [ "${AB_TRACE:-on}" = off ] && exit 0
 OUT="$OUT/trace" TRACE_ONE_GPU=1 TRACE_EXTRA="off:$variable=$off" timeout 120 bash scripts/kernel-trace/trace-steps.sh 2>&1 | tail -30

@@ -36,6 +36,18 @@ public final class CUDABackend: Backend {
     /// Whether Cohort's kernels launch with programmatic stream serialization
     /// (Note [Programmatic dependent launch] in KernelLauncher.swift).
     public var launchesKernelsProgrammatically: Bool { kernels.programmaticLaunch }
+
+    /// Tells the backend the per-device batch of the data-parallel steps it
+    /// will run, before their communicator exists: from
+    /// `ProgrammaticLaunchBatchLimit` images, COHORT_PDL=auto leaves
+    /// programmatic launches off (Note [Programmatic dependent launch] in
+    /// KernelLauncher.swift). Returns a line for the run's header when it did.
+    public func prepareDataParallelSteps(perDeviceBatch: Int) -> String? {
+        let limit = ProgrammaticLaunchBatchLimit.fromImagesPerDevice
+        guard ProgrammaticLaunch.mode == .auto, !ProgrammaticLaunchBatchLimit.allows(perDeviceBatch: perDeviceBatch) else { return nil }
+        kernels.programmaticLaunchDeclinedByBatch = true
+        return "kernels launched normally at \(limit)+ images per GPU (COHORT_PDL=auto, Note [Programmatic dependent launch])"
+    }
     let cudnnHandle: cudnnHandle_t
     let cublasHandle: cublasHandle_t
     private let cublasWorkspace: Storage

@@ -68,9 +68,17 @@ enum KernelArgument {
 ///   were 0.1 us already, and the waiting blocks take SM slots from the
 ///   kernel ahead), hence `auto`. On 4 x H200 (same binary and method): 4 x 128
 ///   92.5 -> 95.0% and 92.3 -> 94.8%, 4 x 32 89.2 -> 94.9%, 4 x 512 97.1 -> 96.5%.
+/// - Large batches lose: a step of 6-11 ms has few kernel gaps to hide, and
+///   the early blocks still take SM slots. 2 x H200 (2026-11-29, b3f6ab8,
+///   against COHORT_PDL=off in the same call, losses identical,
+///   docs/results/2026-11-29-2xh200-suite-q2q3/pdl-large-batches.md): 2 x 256
+///   95.9 -> 96.8%, 2 x 512 97.6 -> 97.2% and 97.3 -> 97.6%, 2 x 1024
+///   96.1 -> 94.9% and 95.9 -> 95.1%. With 4 x 512's loss above, `auto` leaves
+///   them off from `ProgrammaticLaunchBatchLimit` images per GPU.
 /// COHORT_PDL: `auto` (the default: on where a data-parallel communicator of
-/// more than one rank works beside the compute stream, off otherwise), `on`
-/// (every launch on sm_90+ where cuLaunchKernelEx exists), `off`.
+/// more than one rank works beside the compute stream and each device's batch
+/// is below 512 images, off otherwise), `on` (every launch on sm_90+ where
+/// cuLaunchKernelEx exists), `off`.
 enum ProgrammaticLaunch: String {
     case off, on, auto
     static let mode: ProgrammaticLaunch = {
@@ -89,6 +97,15 @@ enum ProgrammaticLaunch: String {
     }
 
     fileprivate static let barriers = StreamBarriers()
+}
+
+/// COHORT_PDL=auto's batch rule: data-parallel steps of this many images per
+/// device or more launch normally (Note [Programmatic dependent launch]).
+public enum ProgrammaticLaunchBatchLimit {
+    public static let fromImagesPerDevice = 512
+
+    /// Whether `auto` may launch a data-parallel step's kernels programmatically.
+    public static func allows(perDeviceBatch: Int) -> Bool { perDeviceBatch < fromImagesPerDevice }
 }
 
 /// The streams whose next kernel must launch normally; streams of several
@@ -118,6 +135,9 @@ final class Kernels {
     /// communicator asked for it (`allowProgrammaticLaunch()`).
     private(set) var programmaticLaunch: Bool
     private let programmaticLaunchSupported: Bool
+    /// Set by `CUDABackend.prepareDataParallelSteps(perDeviceBatch:)`: the
+    /// batch is too large for `auto` to turn programmatic launches on.
+    var programmaticLaunchDeclinedByBatch = false
 
     init(compiler: KernelCompiler, stream: CUDAStream) {
         self.compiler = compiler
@@ -128,11 +148,13 @@ final class Kernels {
     }
 
     /// COHORT_PDL=auto: a communicator of several ranks with a stream of its
-    /// own turns programmatic launches on (Note [Programmatic dependent launch]).
-    /// Returns whether they are on.
+    /// own turns programmatic launches on (Note [Programmatic dependent launch]),
+    /// unless the per-device batch declined them. Returns whether they are on.
     @discardableResult
     func allowProgrammaticLaunch() -> Bool {
-        if ProgrammaticLaunch.mode == .auto && programmaticLaunchSupported { programmaticLaunch = true }
+        if ProgrammaticLaunch.mode == .auto && programmaticLaunchSupported && !programmaticLaunchDeclinedByBatch {
+            programmaticLaunch = true
+        }
         return programmaticLaunch
     }
 

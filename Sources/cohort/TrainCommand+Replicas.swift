@@ -63,7 +63,8 @@ extension Train {
                     throw ValidationError("--strategy dp on GPUs needs the CUDA backend, got \(made.backend.name)")
                 }
                 backends.append(cuda)
-                prepared.append(ReplicaOwned((made.backend, made.notes + (blockNote.map { [$0] } ?? []))))
+                let launchNote = count > 1 ? cuda.prepareDataParallelSteps(perDeviceBatch: batchSize) : nil
+                prepared.append(ReplicaOwned((made.backend, made.notes + [blockNote, launchNote].compactMap { $0 })))
             }
             let communicators = try NCCLCommunicator.makeGroup(
                 backends: backends, timeout: collectiveTimeout > 0 ? .seconds(collectiveTimeout) : nil)

@@ -257,10 +257,11 @@ struct Train: ParsableCommand {
             }
             let blockNote = NCCLBlockLimit.apply(perDeviceBatch: batchSize,
                                                  ranksShareOneMachine: environment.ranksShareOneMachine)
+            let launchNote = cuda.prepareDataParallelSteps(perDeviceBatch: batchSize)
             (communicator, rendezvous) = try Self.makeNCCLCommunicator(
                 backend: cuda, environment: environment,
                 timeout: collectiveTimeout > 0 ? .seconds(collectiveTimeout) : nil)
-            var notes = made.notes + (blockNote.map { [$0] } ?? [])
+            var notes = made.notes + [blockNote, launchNote].compactMap { $0 }
             if device != deviceOptions.device {
                 notes.append("rank \(environment.rank) on \(device) (local rank \(environment.localRank) of \(environment.localWorldSize))")
             }

@@ -185,6 +185,18 @@ final class LoaderTests: XCTestCase {
     }
 }
 
+/// Note [Programmatic dependent launch]: `auto` launches a data-parallel
+/// step's kernels programmatically below 512 images per GPU only.
+final class ProgrammaticLaunchBatchLimitTests: XCTestCase {
+    func testAutoStopsAt512ImagesPerDevice() {
+        XCTAssertTrue(ProgrammaticLaunchBatchLimit.allows(perDeviceBatch: 32))
+        XCTAssertTrue(ProgrammaticLaunchBatchLimit.allows(perDeviceBatch: 256))
+        XCTAssertTrue(ProgrammaticLaunchBatchLimit.allows(perDeviceBatch: 511))
+        XCTAssertFalse(ProgrammaticLaunchBatchLimit.allows(perDeviceBatch: 512))
+        XCTAssertFalse(ProgrammaticLaunchBatchLimit.allows(perDeviceBatch: 1024))
+    }
+}
+
 /// Note [NCCL blocks at large batches]: the cap applies from 512 images per
 /// GPU on one machine, never across machines; a user's NCCL_MAX_CTAS wins.
 final class NCCLBlockLimitTests: XCTestCase {
