@@ -11,7 +11,7 @@
 #   AB_VARIABLE=COHORT_KRSC_COPIES AB_OFF=off bash scripts/gpu-step-ab.sh
 #       Note [KRSC weights kept for the data gradient]
 #   AB_VARIABLE=COHORT_PDL AB_OFF=off bash scripts/gpu-step-ab.sh
-#       Note [Programmatic dependent launch] (its default, auto, is on for the ddp runs only)
+#       Note [Programmatic dependent launch] (its default, auto, is on for the ddp runs below 512 per GPU only)
 #   AB_FLAG=--no-widen-in-optimizer bash scripts/gpu-step-ab.sh
 #       a train flag instead: on is without it, off passes it (Note [Widening in the optimizer])
 # AB_SPECS picks the per-GPU batches and repeats ("batch-repeat ...", default
